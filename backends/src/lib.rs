@@ -1,0 +1,142 @@
+//! The boundary between darlings and the filesystems it rolls back: the `Backend` trait, the
+//! change list a diff produces, and the backends themselves (each behind a cargo feature).
+//!
+//! This crate never sees the planner, the config file or the CLI: the binary turns its config into
+//! a backend value and talks to it only through the trait.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod bytes;
+pub mod error;
+
+#[cfg(feature = "tmpfs")]
+pub mod tmpfs;
+
+use std::time::Duration;
+
+pub use error::BackendError;
+
+/// What kind of filesystem object a change is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileType {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    BlockDevice,
+    CharDevice,
+    Unknown,
+}
+
+impl FileType {
+    /// The stable name used in reports and `--json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileType::File => "file",
+            FileType::Dir => "dir",
+            FileType::Symlink => "symlink",
+            FileType::Fifo => "fifo",
+            FileType::Socket => "socket",
+            FileType::BlockDevice => "block",
+            FileType::CharDevice => "char",
+            FileType::Unknown => "unknown",
+        }
+    }
+}
+
+/// How the outgoing root differs from the blank at one path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// Present in the root, absent from the blank.
+    Added,
+    /// Present in the blank, absent from the root.
+    Removed,
+    /// Content changed (and possibly metadata).
+    Modified,
+    /// Only metadata changed (mode, owner, xattrs, times).
+    Metadata,
+    /// Moved here from `from` (a path relative to the same root).
+    Renamed { from: Vec<u8> },
+}
+
+impl ChangeKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Modified => "modified",
+            ChangeKind::Metadata => "metadata",
+            ChangeKind::Renamed { .. } => "renamed",
+        }
+    }
+}
+
+/// One entry of a diff. `path` is absolute as seen from inside the root (`/var/log/x`), in bytes:
+/// Linux file names are not UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Change {
+    pub path: Vec<u8>,
+    pub kind: ChangeKind,
+    pub file_type: FileType,
+    /// Size in bytes where the backend knows it cheaply (regular files).
+    pub size: Option<u64>,
+}
+
+/// Bounds on a diff so a huge root can never stall a boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiffLimits {
+    pub max_entries: usize,
+    pub time_budget: Option<Duration>,
+}
+
+impl Default for DiffLimits {
+    fn default() -> Self {
+        DiffLimits { max_entries: usize::MAX, time_budget: None }
+    }
+}
+
+/// Why a diff stopped before seeing everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncation {
+    MaxEntries(usize),
+    TimeBudget(Duration),
+}
+
+/// A diff's result: the changes seen, and whether the limits cut it short.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiffOutput {
+    pub changes: Vec<Change>,
+    pub truncated: Option<Truncation>,
+}
+
+/// What a read-only preflight found. `checks` are human-readable lines of what was verified,
+/// printed by `darlings check` and logged by `darlings boot`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preflight {
+    pub checks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RollbackOpts {
+    /// Describe the steps, change nothing.
+    pub dry_run: bool,
+}
+
+/// What a rollback did (or, with `dry_run`, would do), step by step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RollbackOutcome {
+    pub steps: Vec<String>,
+    /// True when the root was already blank and nothing had to change.
+    pub already_blank: bool,
+}
+
+pub trait Backend {
+    fn name(&self) -> &'static str;
+    /// Read-only checks. Must not change anything.
+    fn preflight(&self) -> Result<Preflight, BackendError>;
+    /// What the outgoing root has that the blank has not (and the reverse).
+    fn diff(&self, limits: &DiffLimits) -> Result<DiffOutput, BackendError>;
+    /// Make the root blank. Idempotent; runs `preflight` first and changes nothing if it fails.
+    fn rollback(&self, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError>;
+}
