@@ -140,3 +140,9 @@ pub trait Backend {
     /// Make the root blank. Idempotent; runs `preflight` first and changes nothing if it fails.
     fn rollback(&self, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError>;
 }
+
+#[cfg(feature = "btrfs")]
+pub mod btrfs;
+
+#[cfg(feature = "zfs")]
+pub mod zfs;

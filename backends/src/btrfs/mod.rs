@@ -1,0 +1,2 @@
+//! The Btrfs backend (in progress): the send-stream parser that feeds `darlings diff`.
+pub mod stream;

@@ -1,0 +1,1 @@
+//! Parser of `zfs diff -H -F` output.
