@@ -92,7 +92,10 @@ pub struct DiffLimits {
 
 impl Default for DiffLimits {
     fn default() -> Self {
-        DiffLimits { max_entries: usize::MAX, time_budget: None }
+        DiffLimits {
+            max_entries: usize::MAX,
+            time_budget: None,
+        }
     }
 }
 

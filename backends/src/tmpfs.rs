@@ -1,0 +1,410 @@
+//! The tmpfs backend: a root that is blank because it is a fresh tmpfs at every boot.
+//!
+//! Rollback mounts that tmpfs (or verifies the one already there); diff walks the live root
+//! without leaving its mount, so bind-mounted persisted paths and other filesystems never show
+//! up as state about to be lost.
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rustix::fs::{self, AtFlags, FileType as RFileType, Mode, OFlags, StatxFlags};
+use rustix::io::Errno;
+use rustix::mount::{
+    fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount, FsMountFlags, FsOpenFlags,
+    MountAttrFlags, MoveMountFlags,
+};
+
+use crate::bytes::{join, Show};
+use crate::error::IoContext;
+use crate::{
+    Backend, BackendError, Change, ChangeKind, DiffLimits, DiffOutput, FileType, Preflight,
+    RollbackOpts, RollbackOutcome, Truncation,
+};
+
+/// `TMPFS_MAGIC` from linux/magic.h.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+pub struct Tmpfs {
+    /// The directory that is (or will become) the root: `/sysroot` in an initrd, `/` live.
+    pub root: PathBuf,
+    /// The tmpfs `size=` option (`"2G"`, `"25%"`); the kernel default when `None`.
+    pub size: Option<String>,
+}
+
+/// What is at the root directory right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RootState {
+    /// A tmpfs mounted right here, empty: blank already. `mode_ok` says whether it is
+    /// `root:root 0755` (a default 1777 tmpfs root makes sshd refuse keys).
+    FreshTmpfs { mode_ok: bool },
+    /// A tmpfs mounted here that holds files: a live root, not something to roll back.
+    UsedTmpfs,
+    /// An empty directory (a mount point of some other filesystem, or none): mount a tmpfs on it.
+    EmptyDir,
+    /// A directory with content that is not a tmpfs: mounting over it would hide that content.
+    NonEmptyDir,
+}
+
+impl Tmpfs {
+    fn open_root(&self) -> Result<OwnedFd, BackendError> {
+        fs::open(
+            &self.root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            let hint = if e == Errno::NOENT {
+                "; create the directory, or pass the right --root"
+            } else if e == Errno::NOTDIR {
+                "; --root must name a directory"
+            } else {
+                ""
+            };
+            BackendError::io(
+                format!("cannot open root {}{hint}", self.root.display()),
+                e.into(),
+            )
+        })
+    }
+
+    fn state(&self, root: &OwnedFd) -> Result<RootState, BackendError> {
+        let what = || format!("cannot inspect root {}", self.root.display());
+        let st = fs::statx(root, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS).ctx(what)?;
+        let sfs = fs::fstatfs(root).ctx(what)?;
+        let mount_root = st
+            .stx_attributes_mask
+            .contains(fs::StatxAttributes::MOUNT_ROOT)
+            && st.stx_attributes.contains(fs::StatxAttributes::MOUNT_ROOT);
+        let empty = is_empty_dir(root).ctx(what)?;
+        #[allow(clippy::unnecessary_cast)] // f_type's width differs between libc targets
+        let is_tmpfs = sfs.f_type as i64 == TMPFS_MAGIC;
+        Ok(match (is_tmpfs && mount_root, empty) {
+            (true, true) => RootState::FreshTmpfs {
+                mode_ok: u32::from(st.stx_mode) & 0o7777 == 0o755
+                    && st.stx_uid == 0
+                    && st.stx_gid == 0,
+            },
+            (true, false) => RootState::UsedTmpfs,
+            (false, true) => RootState::EmptyDir,
+            (false, false) => RootState::NonEmptyDir,
+        })
+    }
+
+    fn mount_options(&self) -> Vec<(&'static str, String)> {
+        let mut opts = vec![
+            ("mode", "0755".to_string()),
+            ("uid", "0".to_string()),
+            ("gid", "0".to_string()),
+        ];
+        if let Some(size) = &self.size {
+            opts.push(("size", size.clone()));
+        }
+        opts
+    }
+
+    fn describe_mount(&self) -> String {
+        let opts: Vec<String> = self
+            .mount_options()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!(
+            "mount a fresh tmpfs ({}) on {}",
+            opts.join(","),
+            self.root.display()
+        )
+    }
+
+    fn mount_fresh(&self, root: &OwnedFd) -> Result<(), BackendError> {
+        let what = || format!("cannot mount a tmpfs on {}", self.root.display());
+        let fsfd = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).ctx(what)?;
+        for (key, value) in self.mount_options() {
+            fsconfig_set_string(fsfd.as_fd(), key, value.as_str()).map_err(|e| {
+                BackendError::io(format!("tmpfs rejected option {key}={value}"), e.into())
+            })?;
+        }
+        fsconfig_create(fsfd.as_fd()).ctx(what)?;
+        let mnt = fsmount(
+            fsfd.as_fd(),
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::empty(),
+        )
+        .ctx(what)?;
+        // Mounting onto the directory fd rather than the path: the root we inspected is the root
+        // we mount on, even if someone swaps the path in between.
+        move_mount(
+            mnt.as_fd(),
+            "",
+            root.as_fd(),
+            "",
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+        .ctx(what)
+    }
+}
+
+impl Backend for Tmpfs {
+    fn name(&self) -> &'static str {
+        "tmpfs"
+    }
+
+    fn preflight(&self) -> Result<Preflight, BackendError> {
+        let root = self.open_root()?;
+        let state = self.state(&root)?;
+        let shown = self.root.display();
+        let line = match state {
+            RootState::FreshTmpfs { mode_ok: true } => format!("root {shown} is a fresh tmpfs"),
+            RootState::FreshTmpfs { mode_ok: false } => {
+                format!("root {shown} is a fresh tmpfs; rollback sets it to root:root 0755")
+            }
+            RootState::UsedTmpfs => format!("root {shown} is a tmpfs in use (a live root)"),
+            RootState::EmptyDir => {
+                format!("root {shown} is an empty directory; rollback mounts a tmpfs there")
+            }
+            RootState::NonEmptyDir => format!("root {shown} is a directory that is not a tmpfs"),
+        };
+        Ok(Preflight { checks: vec![line] })
+    }
+
+    fn diff(&self, limits: &DiffLimits) -> Result<DiffOutput, BackendError> {
+        let root = self.open_root()?;
+        walk(&root, &self.root, limits)
+    }
+
+    fn rollback(&self, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError> {
+        let root = self.open_root()?;
+        let shown = self.root.display();
+        match self.state(&root)? {
+            RootState::FreshTmpfs { mode_ok: true } => Ok(RollbackOutcome {
+                steps: vec![format!(
+                    "root {shown} is already a fresh tmpfs; nothing to do"
+                )],
+                already_blank: true,
+            }),
+            RootState::FreshTmpfs { mode_ok: false } => {
+                let step = format!("set the fresh tmpfs root {shown} to root:root 0755");
+                if !opts.dry_run {
+                    // Only ever on an empty tmpfs we just checked: nothing else can be affected.
+                    fs::fchown(&root, Some(fs::Uid::ROOT), Some(fs::Gid::ROOT))
+                        .ctx(|| format!("cannot chown root {shown}"))?;
+                    fs::fchmod(&root, Mode::from_raw_mode(0o755))
+                        .ctx(|| format!("cannot chmod root {shown}"))?;
+                }
+                Ok(RollbackOutcome {
+                    steps: vec![step],
+                    already_blank: false,
+                })
+            }
+            RootState::EmptyDir => {
+                let step = self.describe_mount();
+                if !opts.dry_run {
+                    self.mount_fresh(&root)?;
+                }
+                Ok(RollbackOutcome {
+                    steps: vec![step],
+                    already_blank: false,
+                })
+            }
+            RootState::UsedTmpfs => Err(BackendError::Refused(format!(
+                "root {shown} is a tmpfs that already holds files; a tmpfs root is blank at every \
+                 boot, so there is nothing to roll back: run rollback on the initrd's empty root \
+                 directory (/sysroot), or unmount {shown} first"
+            ))),
+            RootState::NonEmptyDir => Err(BackendError::Refused(format!(
+                "root {shown} holds files and is not a tmpfs; mounting a tmpfs on it would hide \
+                 them: point --root at an empty directory, or move its content away first"
+            ))),
+        }
+    }
+}
+
+fn is_empty_dir(fd: &OwnedFd) -> rustix::io::Result<bool> {
+    let mut dir = fs::Dir::new(reopen_dir(fd)?)?;
+    while let Some(entry) = dir.next() {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn file_type_of(ft: RFileType) -> FileType {
+    match ft {
+        RFileType::RegularFile => FileType::File,
+        RFileType::Directory => FileType::Dir,
+        RFileType::Symlink => FileType::Symlink,
+        RFileType::Fifo => FileType::Fifo,
+        RFileType::Socket => FileType::Socket,
+        RFileType::BlockDevice => FileType::BlockDevice,
+        RFileType::CharacterDevice => FileType::CharDevice,
+        _ => FileType::Unknown,
+    }
+}
+
+/// Walks everything on the root's own mount: against an empty blank, all of it is "added".
+/// Mount points (persisted binds, /nix, the store, /proc…) are neither entered nor reported.
+pub fn walk(root: &OwnedFd, shown: &Path, limits: &DiffLimits) -> Result<DiffOutput, BackendError> {
+    let root_st = fs::statx(root, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+        .ctx(|| format!("cannot stat root {}", shown.display()))?;
+    let mut walker = Walker {
+        shown,
+        root_mnt: root_st.stx_mnt_id,
+        limits,
+        start: Instant::now(),
+        out: DiffOutput::default(),
+    };
+    let first = reopen_dir(root).ctx(|| format!("cannot open root {}", shown.display()))?;
+    let mut stack: Vec<(fs::Dir, Vec<u8>)> = vec![(
+        fs::Dir::new(first).ctx(|| format!("cannot read root {}", shown.display()))?,
+        b"/".to_vec(),
+    )];
+    while let Some((dir, path)) = stack.last_mut() {
+        let Some(entry) = dir.next() else {
+            stack.pop();
+            continue;
+        };
+        let entry = entry.ctx(|| format!("cannot read directory {}", walker.show(path)))?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        if let Some(cut) = walker.over_limits() {
+            walker.out.truncated = Some(cut);
+            break;
+        }
+        let dir_fd = dir
+            .fd()
+            .ctx(|| format!("cannot read directory {}", walker.show(path)))?;
+        let child = join(path, name.to_bytes());
+        if let Some(sub) = walker.visit(dir_fd, name, entry.file_type(), &child)? {
+            let sub = fs::Dir::new(sub)
+                .ctx(|| format!("cannot read directory {}", walker.show(&child)))?;
+            stack.push((sub, child));
+        }
+    }
+    Ok(walker.out)
+}
+
+struct Walker<'a> {
+    shown: &'a Path,
+    root_mnt: u64,
+    limits: &'a DiffLimits,
+    start: Instant,
+    out: DiffOutput,
+}
+
+impl Walker<'_> {
+    fn show(&self, p: &[u8]) -> String {
+        let mut full = self.shown.as_os_str().as_bytes().to_vec();
+        if full.ends_with(b"/") {
+            full.pop();
+        }
+        full.extend_from_slice(p);
+        Show(&full).to_string()
+    }
+
+    fn over_limits(&self) -> Option<Truncation> {
+        let seen = self.out.changes.len();
+        if seen >= self.limits.max_entries {
+            return Some(Truncation::MaxEntries(self.limits.max_entries));
+        }
+        // The clock is cheap but not free: look at it every 1024 entries.
+        if seen % 1024 == 0 {
+            if let Some(budget) = self.limits.time_budget {
+                if self.start.elapsed() > budget {
+                    return Some(Truncation::TimeBudget(budget));
+                }
+            }
+        }
+        None
+    }
+
+    fn push(&mut self, path: &[u8], file_type: FileType, size: Option<u64>) {
+        self.out.changes.push(Change {
+            path: path.to_vec(),
+            kind: ChangeKind::Added,
+            file_type,
+            size,
+        });
+    }
+
+    /// Records one entry; returns the opened directory when the walk should descend into it.
+    fn visit(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        dtype: RFileType,
+        child: &[u8],
+    ) -> Result<Option<OwnedFd>, BackendError> {
+        if dtype == RFileType::Symlink {
+            // A symlink cannot be a mount point, and its size is only its target's length.
+            self.push(child, FileType::Symlink, None);
+            return Ok(None);
+        }
+        if dtype != RFileType::Directory {
+            let st = match fs::statx(
+                dir,
+                name,
+                AtFlags::SYMLINK_NOFOLLOW,
+                StatxFlags::TYPE | StatxFlags::SIZE | StatxFlags::MNT_ID,
+            ) {
+                Ok(st) => st,
+                // Gone between readdir and stat: a live root changes under us; not an error.
+                Err(Errno::NOENT) => return Ok(None),
+                Err(e) => {
+                    return Err(BackendError::io(
+                        format!("cannot stat {}", self.show(child)),
+                        e.into(),
+                    ))
+                }
+            };
+            if st.stx_mnt_id != self.root_mnt {
+                // A bind-mounted file, e.g. /etc/machine-id from the store.
+                return Ok(None);
+            }
+            let ft = file_type_of(RFileType::from_raw_mode(u32::from(st.stx_mode)));
+            if ft != FileType::Dir {
+                self.push(child, ft, (ft == FileType::File).then_some(st.stx_size));
+                return Ok(None);
+            }
+            // d_type was DT_UNKNOWN (some filesystems never fill it in): open it as a directory.
+        }
+        let sub = match fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => {
+                return Err(BackendError::io(
+                    format!("cannot open directory {}", self.show(child)),
+                    e.into(),
+                ))
+            }
+        };
+        let st = fs::statx(&sub, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+            .ctx(|| format!("cannot stat {}", self.show(child)))?;
+        if st.stx_mnt_id != self.root_mnt {
+            return Ok(None);
+        }
+        self.push(child, FileType::Dir, None);
+        Ok(Some(sub))
+    }
+}
+
+/// A fresh fd for the same directory: `Dir` reads from the fd's offset, and a caller's fd must
+/// not be disturbed.
+fn reopen_dir(fd: &OwnedFd) -> rustix::io::Result<OwnedFd> {
+    fs::openat(
+        fd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}

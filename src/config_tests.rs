@@ -1,0 +1,185 @@
+//! Config validation: one case per rejection, each asserting the location and the fix.
+
+use super::*;
+
+const HEAD: &str = "[root]\nbackend = \"tmpfs\"\n";
+
+fn problems(body: &str) -> String {
+    match parse(&format!("{HEAD}{body}"), "t.toml") {
+        Ok(c) => panic!("accepted:\n{body}\n=> {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_full_config_validates() {
+    let text = r#"
+[root]
+backend = "tmpfs"
+size = "25%"
+
+[diff]
+on-boot = true
+report-dir = "/persist/var/log/darlings"
+ignore = ["/etc/.clean", "/var/cache/**"]
+max-entries = 5000
+time-budget = "3s"
+
+[[persist]]
+store = "/persist"
+hide-mounts = true
+directories = [
+  "/var/log",
+  { path = "/var/lib/colord", user = "colord", group = "colord", mode = "0750" },
+  { path = "/srv/data", user = 1001, group = "1002", parent = { user = "root", mode = "0711" } },
+]
+files = [
+  "/etc/machine-id",
+  { path = "/etc/ssh/ssh_host_ed25519_key", mode = "0600", parent = { mode = "0755" } },
+]
+
+[persist.users.alice]
+directories = ["Documents", { path = ".ssh", mode = "0700" }]
+files = [".bashrc"]
+home = "/home/alice"
+"#;
+    let c = parse(text, "t.toml").unwrap();
+    assert_eq!(c.root, RootConfig::Tmpfs { size: Some("25%".into()) });
+    assert!(c.diff.on_boot);
+    assert_eq!(c.diff.max_entries, 5000);
+    assert_eq!(c.diff.time_budget, Duration::from_secs(3));
+    assert_eq!(c.diff.ignore.len(), 2);
+    let s = &c.stores[0];
+    assert!(s.hide_mounts && s.nosuid && s.nodev);
+    assert_eq!(s.entries.len(), 5);
+    let colord = s.entries.iter().find(|e| e.path.to_string() == "/var/lib/colord").unwrap();
+    assert_eq!((colord.user.clone(), colord.group.clone(), colord.mode), (Who::Name("colord".into()), Who::Name("colord".into()), 0o750));
+    let srv = s.entries.iter().find(|e| e.path.to_string() == "/srv/data").unwrap();
+    assert_eq!((srv.user.clone(), srv.group.clone()), (Who::Id(1001), Who::Id(1002)));
+    assert_eq!(srv.parent, ParentSpec { user: Who::Name("root".into()), group: Who::Id(0), mode: 0o711 });
+    let log = s.entries.iter().find(|e| e.path.to_string() == "/var/log").unwrap();
+    assert_eq!((log.kind, log.mode, log.user.clone()), (Kind::Dir, 0o755, Who::Id(0)));
+    let key = s.entries.iter().find(|e| e.path.to_string().ends_with("ed25519_key")).unwrap();
+    assert_eq!((key.kind, key.mode), (Kind::File, 0o600));
+    let alice = &s.users[0];
+    assert_eq!(alice.name, "alice");
+    assert_eq!(alice.home.as_ref().unwrap().to_string(), "/home/alice");
+    assert_eq!(alice.entries.len(), 3);
+    assert_eq!(alice.entries[0].mode, 0o700);
+    assert_eq!(alice.entries[2].mode, 0o600);
+}
+
+#[test]
+fn minimal_config_has_safe_defaults() {
+    let c = parse(HEAD, "t.toml").unwrap();
+    assert!(c.stores.is_empty());
+    assert!(!c.diff.on_boot);
+    assert_eq!(c.diff.max_entries, 100_000);
+}
+
+/// Every rejection: (what it is, the config body after [root], fragments the error must contain).
+#[test]
+fn rejections_table() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("malformed toml", "[[persist]\nstore = 1", &["t.toml:3:", "see the config reference"]),
+        ("unknown top-level key", "colour = \"red\"\n", &["t.toml:3:1", "unknown field `colour`"]),
+        ("unknown persist key", "[[persist]]\nstore = \"/persist\"\ndirectorys = []\n", &["t.toml:5:1", "unknown field `directorys`", "`directories`"]),
+        ("unknown entry key", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", owner = \"a\" }]\n", &["t.toml:5:", "unknown field `owner`", "`user`"]),
+        ("relative path", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"var/log\"]\n", &["t.toml:5:16", "\"var/log\" is relative", "\"/var/log\""]),
+        ("dotdot component", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/../etc\"]\n", &["t.toml:5:16", "\"..\" component", "\"/etc\""]),
+        ("dot component", "[[persist]]\nstore = \"/persist\"\nfiles = [\"/etc/./x\"]\n", &["t.toml:5:10", "\".\" component", "\"/etc/x\""]),
+        ("empty component", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var//log\"]\n", &["empty component", "\"/var/log\""]),
+        ("trailing slash", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log/\"]\n", &["empty component", "\"/var/log\""]),
+        ("nul in path", "[[persist]]\nstore = \"/persist\"\nfiles = [\"/etc/a\\u0000b\"]\n", &["t.toml:5:10", "NUL byte"]),
+        ("newline in path", "[[persist]]\nstore = \"/persist\"\nfiles = [\"/etc/a\\nb\"]\n", &["t.toml:5:10", "newline"]),
+        ("empty path", "[[persist]]\nstore = \"/persist\"\nfiles = [\"\"]\n", &["is empty"]),
+        ("duplicate", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log\", \"/var/log\"]\n", &["t.toml:5:28", "/var/log is listed twice", "keep one"]),
+        ("duplicate across stores", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log\"]\n[[persist]]\nstore = \"/big\"\ndirectories = [\"/var/log\"]\n", &["t.toml:8:16", "listed twice (stores /persist and /big)"]),
+        ("file inside persisted dir", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib\"]\nfiles = [\"/var/lib/x.db\"]\n", &["t.toml:6:10", "file /var/lib/x.db is inside persisted directory /var/lib", "remove the inner entry"]),
+        ("dir inside persisted dir", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib\", \"/var/lib/nixos\"]\n", &["directory /var/lib/nixos is inside persisted directory /var/lib"]),
+        ("entry inside store", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/persist/data\"]\n", &["t.toml:5:16", "is inside store /persist"]),
+        ("entry containing store", "[[persist]]\nstore = \"/mnt/persist\"\ndirectories = [\"/mnt\"]\n", &["directory /mnt contains store /mnt/persist", "would hide the store"]),
+        ("entry is store", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/persist\"]\n", &["is inside store /persist"]),
+        ("deny root", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/\"]\n", &["\"/\" is the whole root"]),
+        ("deny proc", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/proc\"]\n", &["/proc is /proc, which darlings never persists"]),
+        ("deny sys inside", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/sys/fs\"]\n", &["is inside /sys"]),
+        ("deny dev", "[[persist]]\nstore = \"/persist\"\nfiles = [\"/dev/null\"]\n", &["inside /dev"]),
+        ("deny run", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/run\"]\n", &["/run is /run"]),
+        ("deny nix store", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/nix/store\"]\n", &["is /nix/store"]),
+        ("deny nix containing store", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/nix\"]\n", &["/nix contains /nix/store"]),
+        ("store is root", "[[persist]]\nstore = \"/\"\n", &["t.toml:4:9", "store \"/\" is the root itself"]),
+        ("store denied", "[[persist]]\nstore = \"/run/persist\"\n", &["store /run/persist is inside /run"]),
+        ("store relative", "[[persist]]\nstore = \"persist\"\n", &["store \"persist\" is relative", "\"/persist\""]),
+        ("store twice", "[[persist]]\nstore = \"/persist\"\n[[persist]]\nstore = \"/persist\"\n", &["t.toml:6:9", "listed twice; merge"]),
+        ("store in store", "[[persist]]\nstore = \"/persist\"\n[[persist]]\nstore = \"/persist/inner\"\n", &["store /persist/inner is inside store /persist"]),
+        ("missing store", "[[persist]]\ndirectories = [\"/var/log\"]\n", &["missing field `store`"]),
+        ("mode not octal", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", mode = \"0789\" }]\n", &["t.toml:5:38", "mode \"0789\" is not a file mode", "\"0750\""]),
+        ("mode too big", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", mode = \"17777\" }]\n", &["not a file mode"]),
+        ("mode as integer", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", mode = 750 }]\n", &["mode 750 is a number, which TOML reads as decimal", "octal string"]),
+        ("parent mode bad", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", parent = { mode = \"rwx\" } }]\n", &["parent mode \"rwx\" is not a file mode"]),
+        ("bad user name", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", user = \"a b\" }]\n", &["user \"a b\" is not a valid user or group name"]),
+        ("negative id", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", group = -1 }]\n", &["group -1 is out of range"]),
+        ("no root table", "", &[]),
+        ("unknown backend", "", &[]),
+        ("bad tmpfs size", "", &[]),
+        ("report dir outside store", "[diff]\nreport-dir = \"/var/log/darlings\"\n[[persist]]\nstore = \"/persist\"\n", &["t.toml:4:14", "report-dir /var/log/darlings is not inside a store", "/persist"]),
+        ("on-boot without report-dir", "[diff]\non-boot = true\n", &["report-dir is not set"]),
+        ("bad ignore glob", "[diff]\nignore = [\"/var/[cache\"]\n", &["t.toml:4:11", "never closed"]),
+        ("relative ignore glob", "[diff]\nignore = [\"var/**\"]\n", &["must be absolute"]),
+        ("bad time budget", "[diff]\ntime-budget = \"ten\"\n", &["time-budget \"ten\" is not a duration"]),
+        ("zero max entries", "[diff]\nmax-entries = 0\n", &["max-entries 0 must be a positive number"]),
+        ("user path absolute", "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\ndirectories = [\"/Documents\"]\n", &["user alice: directory \"/Documents\"", "relative to the home", "\"Documents\""]),
+        ("user path dotdot", "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\nfiles = [\"../bob/.bashrc\"]\n", &["\"..\" component"]),
+        ("user home relative", "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\nhome = \"home/alice\"\n", &["home of user alice \"home/alice\" is relative"]),
+        ("user name invalid", "[[persist]]\nstore = \"/persist\"\n[persist.users.\"a:b\"]\nfiles = [\"x\"]\n", &["persist.users key \"a:b\" is not a valid user name"]),
+        ("user entry duplicates", "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\ndirectories = [\"a\"]\nfiles = [\"a\"]\n", &["user alice: path \"a\" is listed twice"]),
+        ("user entry clashes with system entry", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/home/alice\"]\n[persist.users.alice]\nhome = \"/home/alice\"\nfiles = [\".bashrc\"]\n", &["file /home/alice/.bashrc is inside persisted directory /home/alice"]),
+    ];
+    for (name, body, want) in cases {
+        let got = match *name {
+            "no root table" => match parse("[[persist]]\nstore = \"/persist\"\n", "t.toml") {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{name}: accepted"),
+            },
+            "unknown backend" => match parse("[root]\nbackend = \"ext4\"\n", "t.toml") {
+                Err(e) => {
+                    let s = e.to_string();
+                    assert!(s.contains("t.toml:2:11") && s.contains("unknown backend \"ext4\"") && s.contains("\"tmpfs\""), "{s}");
+                    continue;
+                }
+                Ok(_) => panic!("{name}: accepted"),
+            },
+            "bad tmpfs size" => match parse("[root]\nbackend = \"tmpfs\"\nsize = \"2 GB\"\n", "t.toml") {
+                Err(e) => {
+                    let s = e.to_string();
+                    assert!(s.contains("t.toml:3:8") && s.contains("not a tmpfs size") && s.contains("\"25%\""), "{s}");
+                    continue;
+                }
+                Ok(_) => panic!("{name}: accepted"),
+            },
+            _ => problems(body),
+        };
+        if *name == "no root table" {
+            assert!(got.contains("no [root] table"), "{got}");
+            continue;
+        }
+        for w in *want {
+            assert!(got.contains(w), "case {name:?}: error lacks {w:?}:\n{got}");
+        }
+        assert!(got.starts_with("config t.toml is invalid"), "case {name:?}: {got}");
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let e = problems("[[persist]]\nstore = \"/persist\"\ndirectories = [\"a\", \"/proc\"]\nfiles = [{ path = \"/x\", mode = \"9\" }]\n").to_string();
+    assert!(e.contains("(3 problems)"), "{e}");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+    assert_eq!(parse_duration("10"), None);
+    assert_eq!(parse_duration("s"), None);
+}
