@@ -5,3 +5,5 @@ pub mod config;
 pub mod glob;
 pub mod owners;
 pub mod paths;
+pub mod plan;
+pub mod report;
