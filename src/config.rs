@@ -103,7 +103,11 @@ pub struct ParentSpec {
 
 impl Default for ParentSpec {
     fn default() -> Self {
-        ParentSpec { user: Who::Id(0), group: Who::Id(0), mode: 0o755 }
+        ParentSpec {
+            user: Who::Id(0),
+            group: Who::Id(0),
+            mode: 0o755,
+        }
     }
 }
 
@@ -229,11 +233,20 @@ impl<'de> Deserialize<'de> for RawEntry {
                 f.write_str("a path string, or a table like { path = \"/var/lib/x\", user = \"x\", mode = \"0750\" }")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<RawEntry, E> {
-                Ok(RawEntry { path: s.to_string(), ..RawEntry::default() })
+                Ok(RawEntry {
+                    path: s.to_string(),
+                    ..RawEntry::default()
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawEntry, A::Error> {
                 let t = RawEntryTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawEntry { path: t.path, user: t.user, group: t.group, mode: t.mode, parent: t.parent })
+                Ok(RawEntry {
+                    path: t.path,
+                    user: t.user,
+                    group: t.group,
+                    mode: t.mode,
+                    parent: t.parent,
+                })
             }
         }
         d.deserialize_any(V)
@@ -256,11 +269,17 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn at(&mut self, span: Range<usize>, msg: impl Into<String>) {
-        self.problems.push(Problem { span: Some(span), msg: msg.into() });
+        self.problems.push(Problem {
+            span: Some(span),
+            msg: msg.into(),
+        });
     }
 
     fn nowhere(&mut self, msg: impl Into<String>) {
-        self.problems.push(Problem { span: None, msg: msg.into() });
+        self.problems.push(Problem {
+            span: None,
+            msg: msg.into(),
+        });
     }
 
     fn abs(&mut self, what: &str, s: &Spanned<String>) -> Option<AbsPath> {
@@ -294,7 +313,10 @@ impl Checker<'_> {
                 None
             }
             other => {
-                self.at(v.span(), format!("{what} must be a string, not a {}; {fix}", other.type_str()));
+                self.at(
+                    v.span(),
+                    format!("{what} must be a string, not a {}; {fix}", other.type_str()),
+                );
                 None
             }
         }
@@ -307,7 +329,10 @@ impl Checker<'_> {
                 match s.parse::<u32>() {
                     Ok(id) => Some(Who::Id(id)),
                     Err(_) => {
-                        self.at(v.span(), format!("{what} {s:?} is out of range; ids are 0 to 4294967294"));
+                        self.at(
+                            v.span(),
+                            format!("{what} {s:?} is out of range; ids are 0 to 4294967294"),
+                        );
                         None
                     }
                 }
@@ -315,7 +340,10 @@ impl Checker<'_> {
             toml::Value::Integer(i) => match u32::try_from(*i) {
                 Ok(id) if id != u32::MAX => Some(Who::Id(id)),
                 _ => {
-                    self.at(v.span(), format!("{what} {i} is out of range; ids are 0 to 4294967294"));
+                    self.at(
+                        v.span(),
+                        format!("{what} {i} is out of range; ids are 0 to 4294967294"),
+                    );
                     None
                 }
             },
@@ -327,7 +355,13 @@ impl Checker<'_> {
                 None
             }
             other => {
-                self.at(v.span(), format!("{what} must be a name or a number, not a {}", other.type_str()));
+                self.at(
+                    v.span(),
+                    format!(
+                        "{what} must be a name or a number, not a {}",
+                        other.type_str()
+                    ),
+                );
                 None
             }
         }
@@ -376,8 +410,15 @@ pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
     let shown = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::NotFound { path: shown }),
-        Err(e) => return Err(ConfigError::Read { path: shown, source: e }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError::NotFound { path: shown })
+        }
+        Err(e) => {
+            return Err(ConfigError::Read {
+                path: shown,
+                source: e,
+            })
+        }
     };
     parse(&text, &shown)
 }
@@ -397,18 +438,26 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             let msg = e.message().trim_end().to_string();
             return Err(ConfigError::Invalid {
                 path: file.to_string(),
-                problems: vec![format!("  {loc}: {msg}; see the config reference in README.md")],
+                problems: vec![format!(
+                    "  {loc}: {msg}; see the config reference in README.md"
+                )],
             });
         }
     };
-    let mut c = Checker { text, problems: Vec::new() };
+    let mut c = Checker {
+        text,
+        problems: Vec::new(),
+    };
     let config = validate(raw, &mut c);
     if c.problems.is_empty() {
         if let Some(config) = config {
             return Ok(config);
         }
     }
-    Err(ConfigError::Invalid { path: file.to_string(), problems: c.render(file) })
+    Err(ConfigError::Invalid {
+        path: file.to_string(),
+        problems: c.render(file),
+    })
 }
 
 fn validate(raw: RawConfig, c: &mut Checker) -> Option<Config> {
@@ -426,7 +475,13 @@ fn validate(raw: RawConfig, c: &mut Checker) -> Option<Config> {
     for p in &raw.persist {
         if let Some(s) = validate_store(p.get_ref(), c, &mut targets) {
             if let Some((_, _)) = store_spans.iter().find(|(q, _)| *q == s.path) {
-                c.at(p.get_ref().store.span(), format!("store {} is listed twice; merge the two [[persist]] tables", s.path));
+                c.at(
+                    p.get_ref().store.span(),
+                    format!(
+                        "store {} is listed twice; merge the two [[persist]] tables",
+                        s.path
+                    ),
+                );
             }
             store_spans.push((s.path.clone(), p.get_ref().store.span()));
             stores.push(s);
@@ -435,7 +490,11 @@ fn validate(raw: RawConfig, c: &mut Checker) -> Option<Config> {
     check_conflicts(&stores, &targets, c);
 
     let diff = validate_diff(raw.diff.as_ref(), &stores, c);
-    Some(Config { root: root?, diff, stores })
+    Some(Config {
+        root: root?,
+        diff,
+        stores,
+    })
 }
 
 fn validate_root(r: &RawRoot, c: &mut Checker) -> Option<RootConfig> {
@@ -452,11 +511,19 @@ fn validate_root(r: &RawRoot, c: &mut Checker) -> Option<RootConfig> {
             Some(RootConfig::Tmpfs { size })
         }
         b @ ("btrfs" | "zfs") => {
-            c.at(r.backend.span(), format!("backend {b:?} is not available in this version of darlings yet; use \"tmpfs\""));
+            c.at(
+                r.backend.span(),
+                format!(
+                    "backend {b:?} is not available in this version of darlings yet; use \"tmpfs\""
+                ),
+            );
             None
         }
         other => {
-            c.at(r.backend.span(), format!("unknown backend {other:?}; use one of \"tmpfs\", \"btrfs\", \"zfs\""));
+            c.at(
+                r.backend.span(),
+                format!("unknown backend {other:?}; use one of \"tmpfs\", \"btrfs\", \"zfs\""),
+            );
             None
         }
     }
@@ -467,7 +534,11 @@ fn valid_size(s: &str) -> bool {
     s.len() - digits.len() <= 1 && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn validate_store(p: &RawPersist, c: &mut Checker, targets: &mut Vec<(Target, Range<usize>)>) -> Option<Store> {
+fn validate_store(
+    p: &RawPersist,
+    c: &mut Checker,
+    targets: &mut Vec<(Target, Range<usize>)>,
+) -> Option<Store> {
     let path = c.abs("store", &p.store);
     if let Some(path) = &path {
         if path.is_root() {
@@ -481,7 +552,14 @@ fn validate_store(p: &RawPersist, c: &mut Checker, targets: &mut Vec<(Target, Ra
         for e in list {
             if let Some(entry) = validate_entry(e, kind, c) {
                 if let Ok(store) = AbsPath::parse(p.store.get_ref()) {
-                    targets.push((Target { path: entry.path.clone(), kind, store }, e.span()));
+                    targets.push((
+                        Target {
+                            path: entry.path.clone(),
+                            kind,
+                            store,
+                        },
+                        e.span(),
+                    ));
                 }
                 entries.push(entry);
             }
@@ -494,7 +572,10 @@ fn validate_store(p: &RawPersist, c: &mut Checker, targets: &mut Vec<(Target, Ra
             continue;
         }
         let raw = u.get_ref();
-        let home = raw.home.as_ref().and_then(|h| c.abs(&format!("home of user {name}"), h));
+        let home = raw
+            .home
+            .as_ref()
+            .and_then(|h| c.abs(&format!("home of user {name}"), h));
         let mut list = Vec::new();
         for (src, kind) in [(&raw.directories, Kind::Dir), (&raw.files, Kind::File)] {
             for e in src {
@@ -506,15 +587,32 @@ fn validate_store(p: &RawPersist, c: &mut Checker, targets: &mut Vec<(Target, Ra
         let mut seen = HashSet::new();
         for e in &list {
             if !seen.insert(e.path.clone()) {
-                c.at(u.span(), format!("user {name}: path {:?} is listed twice; keep one", String::from_utf8_lossy(e.path.as_bytes())));
+                c.at(
+                    u.span(),
+                    format!(
+                        "user {name}: path {:?} is listed twice; keep one",
+                        String::from_utf8_lossy(e.path.as_bytes())
+                    ),
+                );
             }
         }
         if let (Some(home), Ok(store)) = (&home, AbsPath::parse(p.store.get_ref())) {
             for e in &list {
-                targets.push((Target { path: home.join(&e.path), kind: e.kind, store: store.clone() }, u.span()));
+                targets.push((
+                    Target {
+                        path: home.join(&e.path),
+                        kind: e.kind,
+                        store: store.clone(),
+                    },
+                    u.span(),
+                ));
             }
         }
-        users.push(UserHome { name: name.clone(), home, entries: list });
+        users.push(UserHome {
+            name: name.clone(),
+            home,
+            entries: list,
+        });
     }
     Some(Store {
         path: path?,
@@ -529,9 +627,14 @@ fn validate_store(p: &RawPersist, c: &mut Checker, targets: &mut Vec<(Target, Ra
 /// Why a path may not be persisted (or be a store), if it touches a denied one.
 fn denied_overlap(path: &AbsPath) -> Option<String> {
     for d in DENIED {
-        let Ok(denied) = AbsPath::parse(d) else { continue };
+        let Ok(denied) = AbsPath::parse(d) else {
+            continue;
+        };
         if path.starts_with(&denied) {
-            return Some(format!("is {}{d}, which darlings never persists", if *path == denied { "" } else { "inside " }));
+            return Some(format!(
+                "is {}{d}, which darlings never persists",
+                if *path == denied { "" } else { "inside " }
+            ));
         }
         if denied.is_inside(path) {
             return Some(format!("contains {d}, which darlings never persists"));
@@ -563,14 +666,38 @@ fn validate_entry(e: &Spanned<RawEntry>, kind: Kind, c: &mut Checker) -> Option<
         return None;
     }
     let default_mode = if kind == Kind::Dir { 0o755 } else { 0o644 };
-    let user = raw.user.as_ref().and_then(|u| c.who("user", u)).unwrap_or(Who::Id(0));
-    let group = raw.group.as_ref().and_then(|g| c.who("group", g)).unwrap_or(Who::Id(0));
-    let mode = raw.mode.as_ref().and_then(|m| c.mode("mode", m)).unwrap_or(default_mode);
+    let user = raw
+        .user
+        .as_ref()
+        .and_then(|u| c.who("user", u))
+        .unwrap_or(Who::Id(0));
+    let group = raw
+        .group
+        .as_ref()
+        .and_then(|g| c.who("group", g))
+        .unwrap_or(Who::Id(0));
+    let mode = raw
+        .mode
+        .as_ref()
+        .and_then(|m| c.mode("mode", m))
+        .unwrap_or(default_mode);
     let parent = c.parent(&raw.parent, &ParentSpec::default());
-    Some(Entry { path, kind, user, group, mode, parent })
+    Some(Entry {
+        path,
+        kind,
+        user,
+        group,
+        mode,
+        parent,
+    })
 }
 
-fn validate_user_entry(name: &str, e: &Spanned<RawEntry>, kind: Kind, c: &mut Checker) -> Option<UserEntry> {
+fn validate_user_entry(
+    name: &str,
+    e: &Spanned<RawEntry>,
+    kind: Kind,
+    c: &mut Checker,
+) -> Option<UserEntry> {
     let raw = entry_raw(e);
     if raw.parent.is_some() {
         c.at(e.span(), format!("user {name}: parent has no meaning here (directories up to the home belong to {name}, mode 0700); remove it"));
@@ -578,15 +705,28 @@ fn validate_user_entry(name: &str, e: &Spanned<RawEntry>, kind: Kind, c: &mut Ch
     let path = match RelPath::parse(&raw.path) {
         Ok(p) => p,
         Err(err) => {
-            c.at(e.span(), format!("user {name}: {} {:?} {err}", kind.as_str(), raw.path));
+            c.at(
+                e.span(),
+                format!("user {name}: {} {:?} {err}", kind.as_str(), raw.path),
+            );
             return None;
         }
     };
     let user = raw.user.as_ref().and_then(|u| c.who("user", u));
     let group = raw.group.as_ref().and_then(|g| c.who("group", g));
     let default_mode = if kind == Kind::Dir { 0o700 } else { 0o600 };
-    let mode = raw.mode.as_ref().and_then(|m| c.mode("mode", m)).unwrap_or(default_mode);
-    Some(UserEntry { path, kind, user, group, mode })
+    let mode = raw
+        .mode
+        .as_ref()
+        .and_then(|m| c.mode("mode", m))
+        .unwrap_or(default_mode);
+    Some(UserEntry {
+        path,
+        kind,
+        user,
+        group,
+        mode,
+    })
 }
 
 /// A persisted path as the conflict check sees it.
@@ -605,7 +745,16 @@ pub fn conflicts(targets: &[Target], stores: &[AbsPath]) -> Vec<(usize, String)>
     for (i, t) in targets.iter().enumerate() {
         if let Some(&j) = by_path.get(&t.path) {
             let other = &targets[j];
-            out.push((i, format!("{} {} is listed twice (stores {} and {}); keep one", t.kind.as_str(), t.path, other.store, t.store)));
+            out.push((
+                i,
+                format!(
+                    "{} {} is listed twice (stores {} and {}); keep one",
+                    t.kind.as_str(),
+                    t.path,
+                    other.store,
+                    t.store
+                ),
+            ));
         } else {
             by_path.insert(&t.path, i);
         }
@@ -645,7 +794,10 @@ fn check_conflicts(stores: &[Store], targets: &[(Target, Range<usize>)], c: &mut
     for s in stores {
         for other in stores {
             if s.path.is_inside(&other.path) {
-                c.nowhere(format!("store {} is inside store {}; use one of them", s.path, other.path));
+                c.nowhere(format!(
+                    "store {} is inside store {}; use one of them",
+                    s.path, other.path
+                ));
             }
         }
     }
@@ -687,13 +839,25 @@ fn validate_diff(raw: Option<&RawDiff>, stores: &[Store], c: &mut Checker) -> Di
     if let Some(m) = &raw.max_entries {
         match usize::try_from(*m.get_ref()) {
             Ok(n) if n > 0 => out.max_entries = n,
-            _ => c.at(m.span(), format!("max-entries {} must be a positive number, e.g. 100000", m.get_ref())),
+            _ => c.at(
+                m.span(),
+                format!(
+                    "max-entries {} must be a positive number, e.g. 100000",
+                    m.get_ref()
+                ),
+            ),
         }
     }
     if let Some(t) = &raw.time_budget {
         match parse_duration(t.get_ref()) {
             Some(d) => out.time_budget = d,
-            None => c.at(t.span(), format!("time-budget {:?} is not a duration; write e.g. \"10s\" or \"500ms\"", t.get_ref())),
+            None => c.at(
+                t.span(),
+                format!(
+                    "time-budget {:?} is not a duration; write e.g. \"10s\" or \"500ms\"",
+                    t.get_ref()
+                ),
+            ),
         }
     }
     out
@@ -701,7 +865,9 @@ fn validate_diff(raw: Option<&RawDiff>, stores: &[Store], c: &mut Checker) -> Di
 
 /// `"10s"`, `"500ms"`, `"2m"`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map(|i| s.split_at(i))?;
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| s.split_at(i))?;
     let n: u64 = num.parse().ok()?;
     match unit {
         "ms" => Some(Duration::from_millis(n)),

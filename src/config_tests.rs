@@ -44,7 +44,12 @@ files = [".bashrc"]
 home = "/home/alice"
 "#;
     let c = parse(text, "t.toml").unwrap();
-    assert_eq!(c.root, RootConfig::Tmpfs { size: Some("25%".into()) });
+    assert_eq!(
+        c.root,
+        RootConfig::Tmpfs {
+            size: Some("25%".into())
+        }
+    );
     assert!(c.diff.on_boot);
     assert_eq!(c.diff.max_entries, 5000);
     assert_eq!(c.diff.time_budget, Duration::from_secs(3));
@@ -52,14 +57,50 @@ home = "/home/alice"
     let s = &c.stores[0];
     assert!(s.hide_mounts && s.nosuid && s.nodev);
     assert_eq!(s.entries.len(), 5);
-    let colord = s.entries.iter().find(|e| e.path.to_string() == "/var/lib/colord").unwrap();
-    assert_eq!((colord.user.clone(), colord.group.clone(), colord.mode), (Who::Name("colord".into()), Who::Name("colord".into()), 0o750));
-    let srv = s.entries.iter().find(|e| e.path.to_string() == "/srv/data").unwrap();
-    assert_eq!((srv.user.clone(), srv.group.clone()), (Who::Id(1001), Who::Id(1002)));
-    assert_eq!(srv.parent, ParentSpec { user: Who::Name("root".into()), group: Who::Id(0), mode: 0o711 });
-    let log = s.entries.iter().find(|e| e.path.to_string() == "/var/log").unwrap();
-    assert_eq!((log.kind, log.mode, log.user.clone()), (Kind::Dir, 0o755, Who::Id(0)));
-    let key = s.entries.iter().find(|e| e.path.to_string().ends_with("ed25519_key")).unwrap();
+    let colord = s
+        .entries
+        .iter()
+        .find(|e| e.path.to_string() == "/var/lib/colord")
+        .unwrap();
+    assert_eq!(
+        (colord.user.clone(), colord.group.clone(), colord.mode),
+        (
+            Who::Name("colord".into()),
+            Who::Name("colord".into()),
+            0o750
+        )
+    );
+    let srv = s
+        .entries
+        .iter()
+        .find(|e| e.path.to_string() == "/srv/data")
+        .unwrap();
+    assert_eq!(
+        (srv.user.clone(), srv.group.clone()),
+        (Who::Id(1001), Who::Id(1002))
+    );
+    assert_eq!(
+        srv.parent,
+        ParentSpec {
+            user: Who::Name("root".into()),
+            group: Who::Id(0),
+            mode: 0o711
+        }
+    );
+    let log = s
+        .entries
+        .iter()
+        .find(|e| e.path.to_string() == "/var/log")
+        .unwrap();
+    assert_eq!(
+        (log.kind, log.mode, log.user.clone()),
+        (Kind::Dir, 0o755, Who::Id(0))
+    );
+    let key = s
+        .entries
+        .iter()
+        .find(|e| e.path.to_string().ends_with("ed25519_key"))
+        .unwrap();
     assert_eq!((key.kind, key.mode), (Kind::File, 0o600));
     let alice = &s.users[0];
     assert_eq!(alice.name, "alice");
@@ -144,19 +185,31 @@ fn rejections_table() {
             "unknown backend" => match parse("[root]\nbackend = \"ext4\"\n", "t.toml") {
                 Err(e) => {
                     let s = e.to_string();
-                    assert!(s.contains("t.toml:2:11") && s.contains("unknown backend \"ext4\"") && s.contains("\"tmpfs\""), "{s}");
+                    assert!(
+                        s.contains("t.toml:2:11")
+                            && s.contains("unknown backend \"ext4\"")
+                            && s.contains("\"tmpfs\""),
+                        "{s}"
+                    );
                     continue;
                 }
                 Ok(_) => panic!("{name}: accepted"),
             },
-            "bad tmpfs size" => match parse("[root]\nbackend = \"tmpfs\"\nsize = \"2 GB\"\n", "t.toml") {
-                Err(e) => {
-                    let s = e.to_string();
-                    assert!(s.contains("t.toml:3:8") && s.contains("not a tmpfs size") && s.contains("\"25%\""), "{s}");
-                    continue;
+            "bad tmpfs size" => {
+                match parse("[root]\nbackend = \"tmpfs\"\nsize = \"2 GB\"\n", "t.toml") {
+                    Err(e) => {
+                        let s = e.to_string();
+                        assert!(
+                            s.contains("t.toml:3:8")
+                                && s.contains("not a tmpfs size")
+                                && s.contains("\"25%\""),
+                            "{s}"
+                        );
+                        continue;
+                    }
+                    Ok(_) => panic!("{name}: accepted"),
                 }
-                Ok(_) => panic!("{name}: accepted"),
-            },
+            }
             _ => problems(body),
         };
         if *name == "no root table" {
@@ -166,7 +219,10 @@ fn rejections_table() {
         for w in *want {
             assert!(got.contains(w), "case {name:?}: error lacks {w:?}:\n{got}");
         }
-        assert!(got.starts_with("config t.toml is invalid"), "case {name:?}: {got}");
+        assert!(
+            got.starts_with("config t.toml is invalid"),
+            "case {name:?}: {got}"
+        );
     }
 }
 

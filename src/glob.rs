@@ -13,10 +13,13 @@ pub struct Glob {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
     Byte(u8),
-    Any,       // ?
-    Star,      // *
-    DeepStar,  // **
-    Class { negated: bool, ranges: Vec<(u8, u8)> },
+    Any,      // ?
+    Star,     // *
+    DeepStar, // **
+    Class {
+        negated: bool,
+        ranges: Vec<(u8, u8)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,11 +32,15 @@ pub enum GlobError {
 impl fmt::Display for GlobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GlobError::Relative => f.write_str("must be absolute (start with \"/\"), like \"/var/cache/**\""),
+            GlobError::Relative => {
+                f.write_str("must be absolute (start with \"/\"), like \"/var/cache/**\"")
+            }
             GlobError::UnclosedClass(at) => {
                 write!(f, "has a \"[\" at byte {at} that is never closed; close it with \"]\" or escape it as \"\\[\"")
             }
-            GlobError::TrailingEscape => f.write_str("ends with a lone \"\\\"; remove it or escape it as \"\\\\\""),
+            GlobError::TrailingEscape => {
+                f.write_str("ends with a lone \"\\\"; remove it or escape it as \"\\\\\"")
+            }
         }
     }
 }
@@ -49,7 +56,9 @@ impl Glob {
         while i < b.len() {
             match b[i] {
                 b'\\' => {
-                    let Some(&next) = b.get(i + 1) else { return Err(GlobError::TrailingEscape) };
+                    let Some(&next) = b.get(i + 1) else {
+                        return Err(GlobError::TrailingEscape);
+                    };
                     tokens.push(Token::Byte(next));
                     i += 2;
                 }
@@ -78,7 +87,9 @@ impl Glob {
                     let mut ranges = Vec::new();
                     let mut first = true;
                     loop {
-                        let Some(&c) = b.get(i) else { return Err(GlobError::UnclosedClass(start)) };
+                        let Some(&c) = b.get(i) else {
+                            return Err(GlobError::UnclosedClass(start));
+                        };
                         if c == b']' && !first {
                             i += 1;
                             break;
@@ -100,7 +111,10 @@ impl Glob {
                 }
             }
         }
-        Ok(Glob { text: text.to_string(), tokens })
+        Ok(Glob {
+            text: text.to_string(),
+            tokens,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -127,7 +141,9 @@ impl fmt::Debug for Glob {
 
 /// Backtracking matcher; patterns are short and config-sized, paths are bounded by PATH_MAX.
 fn matches(tokens: &[Token], path: &[u8]) -> bool {
-    let Some((first, rest)) = tokens.split_first() else { return path.is_empty() };
+    let Some((first, rest)) = tokens.split_first() else {
+        return path.is_empty();
+    };
     match first {
         Token::Byte(c) => path.first() == Some(c) && matches(rest, &path[1..]),
         Token::Any => path.first().is_some_and(|&c| c != b'/') && matches(rest, &path[1..]),
@@ -185,7 +201,12 @@ mod tests {
         ];
         for (pattern, path, want) in cases {
             let g = Glob::parse(pattern).unwrap();
-            assert_eq!(g.is_match(path), *want, "{pattern} vs {:?}", String::from_utf8_lossy(path));
+            assert_eq!(
+                g.is_match(path),
+                *want,
+                "{pattern} vs {:?}",
+                String::from_utf8_lossy(path)
+            );
         }
     }
 

@@ -1,8 +1,10 @@
 //! darlings as a library: config, planner, apply, diff reports and logging. The binary in
 //! `main.rs` is a thin CLI over these; tests drive them directly.
 
+pub mod apply;
 pub mod config;
 pub mod glob;
+pub mod logging;
 pub mod owners;
 pub mod paths;
 pub mod plan;

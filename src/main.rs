@@ -1,1 +1,270 @@
-fn main() {}
+//! The darlings command line: a thin layer over the library that turns arguments into calls
+//! and errors into a printed chain and a non-zero exit.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{CommandFactory, Parser, Subcommand};
+use darlings::config::{self, Config, RootConfig};
+use darlings::owners::{parse_group, parse_passwd, Accounts};
+use darlings::report::{Classifier, Report};
+use darlings::{apply, logging, plan};
+use darlings_backends::{Backend, DiffLimits, RollbackOpts};
+
+#[derive(Parser)]
+#[command(
+    name = "darlings",
+    version,
+    about = "Erase your darlings: roll the root back to blank and keep only what you chose"
+)]
+struct Cli {
+    /// More output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Errors only.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// The config file.
+    #[arg(long, global = true, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Where log lines go.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    log: logging::Target,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate the config and the live system it describes; changes nothing.
+    Check {
+        /// The root the config is checked against.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
+    /// Print the bind-mount plan (steps in order).
+    Plan {
+        /// The root whose etc/passwd and etc/group resolve owner names.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bind the persisted paths from their stores into ROOT.
+    Apply {
+        #[arg(long)]
+        root: PathBuf,
+        /// Check everything and print what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// libmount's utab, where hide-mounts records x-gvfs-hide.
+        #[arg(long, default_value = "/run/mount/utab")]
+        utab: PathBuf,
+    },
+    /// What the root holds that the blank does not: lost, persisted or ignored.
+    Diff {
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many entries (reported as truncated).
+        #[arg(long)]
+        max_entries: Option<usize>,
+        /// Lines of lost groups in the text output.
+        #[arg(long, default_value_t = 40)]
+        lines: usize,
+    },
+    /// Make the root blank through the configured backend.
+    Rollback {
+        #[arg(long, default_value = "/sysroot")]
+        root: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Man,
+}
+
+fn backend(config: &Config, root: &Path) -> Box<dyn Backend> {
+    match &config.root {
+        RootConfig::Tmpfs { size } => Box::new(darlings_backends::tmpfs::Tmpfs {
+            root: root.to_path_buf(),
+            size: size.clone(),
+        }),
+    }
+}
+
+/// Reads the target root's accounts beneath the root, refusing symlinks like everything else.
+fn accounts(root: &Path) -> Result<Accounts> {
+    let read = |rel: &str| -> Result<Option<Vec<u8>>> {
+        let dir = rustix::fs::open(
+            root,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .with_context(|| format!("cannot open root {}", root.display()))?;
+        match rustix::fs::openat2(
+            &dir,
+            rel,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+            rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS,
+        ) {
+            Ok(fd) => {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut buf)
+                    .with_context(|| format!("cannot read {}/{rel}", root.display()))?;
+                Ok(Some(buf))
+            }
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(rustix::io::Errno::LOOP) => bail!(
+                "{}/{rel} is or passes through a symlink; darlings reads owner names only from a regular file beneath the root",
+                root.display()
+            ),
+            Err(e) => Err(e).with_context(|| format!("cannot open {}/{rel}", root.display())),
+        }
+    };
+    Ok(Accounts {
+        users: read("etc/passwd")?.map(|t| parse_passwd(&t)),
+        groups: read("etc/group")?.map(|t| parse_group(&t)),
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let load = || config::load(&cli.config).map_err(anyhow::Error::from);
+    let mut stdout = std::io::stdout().lock();
+    match cli.cmd {
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "darlings", &mut stdout);
+        }
+        Cmd::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut stdout)
+                .context("cannot write the man page")?;
+        }
+        Cmd::Check { root } => {
+            let config = load()?;
+            writeln!(
+                stdout,
+                "config {}: valid ({} backend, {} store(s))",
+                cli.config.display(),
+                config.root.backend_name(),
+                config.stores.len()
+            )?;
+            let pre = backend(&config, &root)
+                .preflight()
+                .context("backend preflight failed")?;
+            for c in pre.checks {
+                writeln!(stdout, "ok: {c}")?;
+            }
+            let plan = plan::build(&config, &accounts(&root)?)?;
+            let out = apply::apply(&plan, &root, apply::Options { dry_run: true })
+                .context("the plan would not apply")?;
+            writeln!(
+                stdout,
+                "ok: plan of {} step(s) checks out against {} ({} already bound, {} deferred)",
+                plan.steps.len(),
+                root.display(),
+                out.already,
+                out.deferred
+            )?;
+        }
+        Cmd::Plan { root, json } => {
+            let config = load()?;
+            let plan = plan::build(&config, &accounts(&root)?)?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&plan.to_json())?)?;
+            } else {
+                write!(stdout, "{plan}")?;
+            }
+        }
+        Cmd::Apply {
+            root,
+            dry_run,
+            utab,
+        } => {
+            let config = load()?;
+            let plan = plan::build(&config, &accounts(&root)?)?;
+            let out = apply::apply(&plan, &root, apply::Options { dry_run })?;
+            for a in &out.actions {
+                writeln!(stdout, "{a}")?;
+            }
+            if !dry_run {
+                apply::record_hidden(&utab, Path::new("/proc/self/mountinfo"), &out.hidden)?;
+            }
+            writeln!(
+                stdout,
+                "{}: {} bound, {} already in place, {} deferred",
+                if dry_run { "dry run" } else { "applied" },
+                out.bound,
+                out.already,
+                out.deferred
+            )?;
+        }
+        Cmd::Diff {
+            root,
+            json,
+            max_entries,
+            lines,
+        } => {
+            let config = load()?;
+            let limits = DiffLimits {
+                max_entries: max_entries.unwrap_or(usize::MAX),
+                time_budget: None,
+            };
+            let b = backend(&config, &root);
+            let out = b
+                .diff(&limits)
+                .with_context(|| format!("cannot diff root {}", root.display()))?;
+            // Homes named only in passwd are persisted too: resolve them as the plan does.
+            let plan = plan::build(&config, &accounts(&root)?)?;
+            let classifier = Classifier::new(&config)
+                .with_targets(plan.binds().map(|b| (b.target.clone(), b.kind)));
+            let report = Report::new(
+                b.name(),
+                root.as_os_str().as_encoded_bytes(),
+                out,
+                &classifier,
+            );
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string(&report.to_json())?)?;
+            } else {
+                write!(stdout, "{}", report.to_text(lines))?;
+            }
+        }
+        Cmd::Rollback { root, dry_run } => {
+            let config = load()?;
+            let b = backend(&config, &root);
+            let out = b
+                .rollback(&RollbackOpts { dry_run })
+                .context("rollback refused")?;
+            for s in out.steps {
+                writeln!(stdout, "{}{s}", if dry_run { "would: " } else { "" })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let to_kmsg = logging::init(cli.log, cli.verbose, cli.quiet);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = format!("darlings: error: {e}");
+            for cause in e.chain().skip(1) {
+                msg.push_str(&format!("\n  caused by: {cause}"));
+            }
+            if to_kmsg {
+                tracing::error!("{}", msg.trim_start_matches("darlings: error: "));
+            }
+            eprintln!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

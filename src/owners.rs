@@ -27,7 +27,9 @@ pub fn valid_name(name: &str) -> bool {
         && name.len() <= 32
         && !name.starts_with('-')
         && !name.bytes().all(|b| b.is_ascii_digit())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'$'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'$'))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,10 +55,15 @@ pub fn parse_passwd(text: &[u8]) -> HashMap<String, PasswdEntry> {
         if f.len() < 7 {
             continue;
         }
-        let (Ok(name), Some(uid), Some(gid)) = (std::str::from_utf8(f[0]), num(f[2]), num(f[3])) else {
+        let (Ok(name), Some(uid), Some(gid)) = (std::str::from_utf8(f[0]), num(f[2]), num(f[3]))
+        else {
             continue;
         };
-        out.entry(name.to_string()).or_insert(PasswdEntry { uid, gid, home: f[5].to_vec() });
+        out.entry(name.to_string()).or_insert(PasswdEntry {
+            uid,
+            gid,
+            home: f[5].to_vec(),
+        });
     }
     out
 }
@@ -69,7 +76,9 @@ pub fn parse_group(text: &[u8]) -> HashMap<String, u32> {
         if f.len() < 3 {
             continue;
         }
-        let (Ok(name), Some(gid)) = (std::str::from_utf8(f[0]), num(f[2])) else { continue };
+        let (Ok(name), Some(gid)) = (std::str::from_utf8(f[0]), num(f[2])) else {
+            continue;
+        };
         out.entry(name.to_string()).or_insert(gid);
     }
     out
@@ -90,11 +99,12 @@ impl Accounts {
             // uid 0 is root on every Linux system, with or without a passwd file.
             Who::Name(n) if n == "root" => Ok(0),
             Who::Name(n) => match &self.users {
-                None => Err(Unresolved(format!("user {n}: the root has no etc/passwd yet"))),
-                Some(users) => users
-                    .get(n)
-                    .map(|e| e.uid)
-                    .ok_or_else(|| Unresolved(format!("user {n} is not in the root's etc/passwd yet"))),
+                None => Err(Unresolved(format!(
+                    "user {n}: the root has no etc/passwd yet"
+                ))),
+                Some(users) => users.get(n).map(|e| e.uid).ok_or_else(|| {
+                    Unresolved(format!("user {n} is not in the root's etc/passwd yet"))
+                }),
             },
         }
     }
@@ -104,21 +114,24 @@ impl Accounts {
             Who::Id(id) => Ok(*id),
             Who::Name(n) if n == "root" => Ok(0),
             Who::Name(n) => match &self.groups {
-                None => Err(Unresolved(format!("group {n}: the root has no etc/group yet"))),
-                Some(groups) => groups
-                    .get(n)
-                    .copied()
-                    .ok_or_else(|| Unresolved(format!("group {n} is not in the root's etc/group yet"))),
+                None => Err(Unresolved(format!(
+                    "group {n}: the root has no etc/group yet"
+                ))),
+                Some(groups) => groups.get(n).copied().ok_or_else(|| {
+                    Unresolved(format!("group {n} is not in the root's etc/group yet"))
+                }),
             },
         }
     }
 
     pub fn user(&self, name: &str) -> Result<&PasswdEntry, Unresolved> {
         match &self.users {
-            None => Err(Unresolved(format!("user {name}: the root has no etc/passwd yet"))),
-            Some(users) => users
-                .get(name)
-                .ok_or_else(|| Unresolved(format!("user {name} is not in the root's etc/passwd yet"))),
+            None => Err(Unresolved(format!(
+                "user {name}: the root has no etc/passwd yet"
+            ))),
+            Some(users) => users.get(name).ok_or_else(|| {
+                Unresolved(format!("user {name} is not in the root's etc/passwd yet"))
+            }),
         }
     }
 }
@@ -131,7 +144,14 @@ mod tests {
     fn passwd_and_group_parse() {
         let pw = parse_passwd(b"root:x:0:0:root:/root:/bin/sh\nalice:x:1000:100::/home/alice:/bin/bash\nbroken\nbob:x:notnum:1::/h:/s\n");
         assert_eq!(pw.len(), 2);
-        assert_eq!(pw["alice"], PasswdEntry { uid: 1000, gid: 100, home: b"/home/alice".to_vec() });
+        assert_eq!(
+            pw["alice"],
+            PasswdEntry {
+                uid: 1000,
+                gid: 100,
+                home: b"/home/alice".to_vec()
+            }
+        );
         let gr = parse_group(b"root:x:0:\nusers:x:100:alice,bob\n:x:\n");
         assert_eq!(gr.get("users"), Some(&100));
         assert_eq!(gr.len(), 2);
@@ -142,14 +162,22 @@ mod tests {
         let none = Accounts::default();
         assert_eq!(none.uid(&Who::Name("root".into())), Ok(0));
         assert_eq!(none.uid(&Who::Id(42)), Ok(42));
-        assert!(none.uid(&Who::Name("alice".into())).unwrap_err().0.contains("no etc/passwd"));
+        assert!(none
+            .uid(&Who::Name("alice".into()))
+            .unwrap_err()
+            .0
+            .contains("no etc/passwd"));
         let some = Accounts {
             users: Some(parse_passwd(b"alice:x:1000:100::/home/alice:/bin/sh\n")),
             groups: Some(parse_group(b"users:x:100:\n")),
         };
         assert_eq!(some.uid(&Who::Name("alice".into())), Ok(1000));
         assert_eq!(some.gid(&Who::Name("users".into())), Ok(100));
-        assert!(some.gid(&Who::Name("wheel".into())).unwrap_err().0.contains("not in the root's etc/group"));
+        assert!(some
+            .gid(&Who::Name("wheel".into()))
+            .unwrap_err()
+            .0
+            .contains("not in the root's etc/group"));
     }
 
     #[test]

@@ -14,8 +14,13 @@ pub struct AbsPath(Vec<u8>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathProblem {
     Empty,
-    Relative { suggest: String },
-    NotNormal { component: &'static str, suggest: String },
+    Relative {
+        suggest: String,
+    },
+    NotNormal {
+        component: &'static str,
+        suggest: String,
+    },
     Nul,
     Newline,
 }
@@ -23,17 +28,24 @@ pub enum PathProblem {
 impl fmt::Display for PathProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PathProblem::Empty => f.write_str("is empty; write an absolute path such as \"/var/log\""),
+            PathProblem::Empty => {
+                f.write_str("is empty; write an absolute path such as \"/var/log\"")
+            }
             PathProblem::Relative { suggest } => {
-                write!(f, "is relative; write it as an absolute path: \"{suggest}\"")
+                write!(
+                    f,
+                    "is relative; write it as an absolute path: \"{suggest}\""
+                )
             }
             PathProblem::NotNormal { component, suggest } => {
                 write!(f, "has {component}; write it in normal form: \"{suggest}\"")
             }
-            PathProblem::Nul => f.write_str("contains a NUL byte, which no Linux path can hold; remove it"),
-            PathProblem::Newline => {
-                f.write_str("contains a newline; darlings refuses those in config paths: rename the file")
+            PathProblem::Nul => {
+                f.write_str("contains a NUL byte, which no Linux path can hold; remove it")
             }
+            PathProblem::Newline => f.write_str(
+                "contains a newline; darlings refuses those in config paths: rename the file",
+            ),
         }
     }
 }
@@ -65,7 +77,9 @@ impl AbsPath {
             return Err(PathProblem::Newline);
         }
         if !s.starts_with('/') {
-            return Err(PathProblem::Relative { suggest: normal_form(s) });
+            return Err(PathProblem::Relative {
+                suggest: normal_form(s),
+            });
         }
         if s == "/" {
             return Ok(AbsPath(b"/".to_vec()));
@@ -77,7 +91,10 @@ impl AbsPath {
                 ".." => "a \"..\" component",
                 _ => continue,
             };
-            return Err(PathProblem::NotNormal { component, suggest: normal_form(s) });
+            return Err(PathProblem::NotNormal {
+                component,
+                suggest: normal_form(s),
+            });
         }
         Ok(AbsPath(s.as_bytes().to_vec()))
     }
@@ -217,7 +234,9 @@ mod tests {
             ("", Err("is empty")),
         ];
         for (input, want) in cases {
-            let got = AbsPath::parse(input).map(|p| p.to_string()).map_err(|e| e.to_string());
+            let got = AbsPath::parse(input)
+                .map(|p| p.to_string())
+                .map_err(|e| e.to_string());
             match (want, &got) {
                 (Ok(w), Ok(g)) => assert_eq!(w, g, "input {input:?}"),
                 (Err(w), Err(g)) => assert!(g.contains(w), "input {input:?}: {g:?} lacks {w:?}"),
@@ -228,9 +247,18 @@ mod tests {
 
     #[test]
     fn relative_paths() {
-        assert_eq!(RelPath::parse("Documents/work").unwrap().as_bytes(), b"Documents/work");
-        assert!(RelPath::parse("/Documents").unwrap_err().to_string().contains("\"Documents\""));
-        assert!(RelPath::parse("a/../b").unwrap_err().to_string().contains("\"b\""));
+        assert_eq!(
+            RelPath::parse("Documents/work").unwrap().as_bytes(),
+            b"Documents/work"
+        );
+        assert!(RelPath::parse("/Documents")
+            .unwrap_err()
+            .to_string()
+            .contains("\"Documents\""));
+        assert!(RelPath::parse("a/../b")
+            .unwrap_err()
+            .to_string()
+            .contains("\"b\""));
         assert_eq!(RelPath::parse("").unwrap_err(), PathProblem::Empty);
     }
 
@@ -245,6 +273,9 @@ mod tests {
         assert_eq!(p("/var/log").under(&p("/persist")), p("/persist/var/log"));
         assert_eq!(p("/a/b/c").ancestors(), vec![p("/a"), p("/a/b")]);
         assert!(p("/a").ancestors().is_empty());
-        assert_eq!(p("/a/b").components().collect::<Vec<_>>(), vec![&b"a"[..], b"b"]);
+        assert_eq!(
+            p("/a/b").components().collect::<Vec<_>>(),
+            vec![&b"a"[..], b"b"]
+        );
     }
 }

@@ -83,7 +83,11 @@ pub enum PlanError {
 }
 
 fn resolve_spec(acc: &Accounts, p: &ParentSpec) -> Result<DirSpec, Unresolved> {
-    Ok(DirSpec { uid: acc.uid(&p.user)?, gid: acc.gid(&p.group)?, mode: p.mode })
+    Ok(DirSpec {
+        uid: acc.uid(&p.user)?,
+        gid: acc.gid(&p.group)?,
+        mode: p.mode,
+    })
 }
 
 /// Builds the plan. Steps are sorted by target so that a walk down the tree can reuse the
@@ -94,7 +98,11 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
     for store in &config.stores {
         for e in &store.entries {
             let resolved = (|| {
-                let spec = DirSpec { uid: acc.uid(&e.user)?, gid: acc.gid(&e.group)?, mode: e.mode };
+                let spec = DirSpec {
+                    uid: acc.uid(&e.user)?,
+                    gid: acc.gid(&e.group)?,
+                    mode: e.mode,
+                };
                 let parent = resolve_spec(acc, &e.parent)?;
                 Ok::<_, Unresolved>((spec, parent))
             })();
@@ -108,7 +116,8 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                     hide: store.hide_mounts,
                     nosuid: store.nosuid,
                     nodev: store.nodev,
-                    seed: (e.kind == Kind::File && e.path.as_bytes() == b"/etc/machine-id").then_some(MACHINE_ID_SEED),
+                    seed: (e.kind == Kind::File && e.path.as_bytes() == b"/etc/machine-id")
+                        .then_some(MACHINE_ID_SEED),
                 }),
                 Err(Unresolved(why)) => deferred.push(Deferred {
                     kind: e.kind,
@@ -119,15 +128,19 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
             }
         }
         for u in &store.users {
-            let who = acc.user(&u.name).map(|pw| (pw.uid, pw.gid, pw.home.clone()));
+            let who = acc
+                .user(&u.name)
+                .map(|pw| (pw.uid, pw.gid, pw.home.clone()));
             let (uid, gid, home) = match who {
                 Ok((uid, gid, pw_home)) => {
                     let home = match &u.home {
                         Some(h) => h.clone(),
                         None => {
                             let text = String::from_utf8_lossy(&pw_home).into_owned();
-                            AbsPath::parse(&text)
-                                .map_err(|_| PlanError::BadHome { user: u.name.clone(), home: text })?
+                            AbsPath::parse(&text).map_err(|_| PlanError::BadHome {
+                                user: u.name.clone(),
+                                home: text,
+                            })?
                         }
                     };
                     (uid, gid, home)
@@ -136,9 +149,18 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                     for e in &u.entries {
                         let shown = match &u.home {
                             Some(h) => h.join(&e.path).to_string(),
-                            None => format!("~{}/{}", u.name, String::from_utf8_lossy(e.path.as_bytes())),
+                            None => format!(
+                                "~{}/{}",
+                                u.name,
+                                String::from_utf8_lossy(e.path.as_bytes())
+                            ),
                         };
-                        deferred.push(Deferred { kind: e.kind, store: store.path.clone(), target: shown, reason: why.clone() });
+                        deferred.push(Deferred {
+                            kind: e.kind,
+                            store: store.path.clone(),
+                            target: shown,
+                            reason: why.clone(),
+                        });
                     }
                     continue;
                 }
@@ -153,7 +175,12 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                 let (euid, egid) = match owner {
                     Ok(o) => o,
                     Err(Unresolved(why)) => {
-                        deferred.push(Deferred { kind: e.kind, store: store.path.clone(), target: target.to_string(), reason: why });
+                        deferred.push(Deferred {
+                            kind: e.kind,
+                            store: store.path.clone(),
+                            target: target.to_string(),
+                            reason: why,
+                        });
                         continue;
                     }
                 };
@@ -163,9 +190,17 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                     .iter()
                     .map(|a| {
                         if a.starts_with(&home) {
-                            DirSpec { uid, gid, mode: 0o700 }
+                            DirSpec {
+                                uid,
+                                gid,
+                                mode: 0o700,
+                            }
                         } else {
-                            DirSpec { uid: 0, gid: 0, mode: 0o755 }
+                            DirSpec {
+                                uid: 0,
+                                gid: 0,
+                                mode: 0o755,
+                            }
                         }
                     })
                     .collect();
@@ -173,7 +208,11 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                     kind: e.kind,
                     store: store.path.clone(),
                     target,
-                    spec: DirSpec { uid: euid, gid: egid, mode: e.mode },
+                    spec: DirSpec {
+                        uid: euid,
+                        gid: egid,
+                        mode: e.mode,
+                    },
                     parents,
                     hide: store.hide_mounts,
                     nosuid: store.nosuid,
@@ -184,10 +223,19 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
         }
     }
     // Homes read from passwd were not known when the config was validated: check again.
-    let targets: Vec<Target> =
-        binds.iter().map(|b| Target { path: b.target.clone(), kind: b.kind, store: b.store.clone() }).collect();
+    let targets: Vec<Target> = binds
+        .iter()
+        .map(|b| Target {
+            path: b.target.clone(),
+            kind: b.kind,
+            store: b.store.clone(),
+        })
+        .collect();
     let stores: Vec<AbsPath> = config.stores.iter().map(|s| s.path.clone()).collect();
-    let problems: Vec<String> = config::conflicts(&targets, &stores).into_iter().map(|(_, m)| format!("  {m}")).collect();
+    let problems: Vec<String> = config::conflicts(&targets, &stores)
+        .into_iter()
+        .map(|(_, m)| format!("  {m}"))
+        .collect();
     if !problems.is_empty() {
         return Err(PlanError::Conflicts(problems));
     }
@@ -252,7 +300,10 @@ impl Plan {
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.steps.is_empty() {
-            return writeln!(f, "nothing to persist: the config lists no directories or files");
+            return writeln!(
+                f,
+                "nothing to persist: the config lists no directories or files"
+            );
         }
         for (i, s) in self.steps.iter().enumerate() {
             match s {
@@ -311,8 +362,25 @@ mod tests {
         assert_eq!(mid.source().to_string(), "/persist/etc/machine-id");
         assert!(mid.hide && mid.nosuid && mid.nodev);
         let srv = plan.binds().nth(1).unwrap();
-        assert_eq!(srv.spec, DirSpec { uid: 0, gid: 0, mode: 0o750 });
-        assert_eq!(srv.parents, vec![DirSpec { uid: 0, gid: 0, mode: 0o711 }; 2]);
+        assert_eq!(
+            srv.spec,
+            DirSpec {
+                uid: 0,
+                gid: 0,
+                mode: 0o750
+            }
+        );
+        assert_eq!(
+            srv.parents,
+            vec![
+                DirSpec {
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o711
+                };
+                2
+            ]
+        );
         assert_eq!(plan.deferred().count(), 0);
     }
 
@@ -324,7 +392,12 @@ mod tests {
         let d: Vec<&Deferred> = blank.deferred().collect();
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].target, "/var/lib/colord");
-        assert!(d[0].reason.contains("user colord: the root has no etc/passwd yet"), "{}", d[0].reason);
+        assert!(
+            d[0].reason
+                .contains("user colord: the root has no etc/passwd yet"),
+            "{}",
+            d[0].reason
+        );
         assert_eq!(d[1].target, "~alice/Documents");
 
         let acc = Accounts {
@@ -333,21 +406,57 @@ mod tests {
         };
         let full = build(&c, &acc).unwrap();
         assert_eq!(full.deferred().count(), 0);
-        let colord = full.binds().find(|b| b.target.to_string() == "/var/lib/colord").unwrap();
+        let colord = full
+            .binds()
+            .find(|b| b.target.to_string() == "/var/lib/colord")
+            .unwrap();
         assert_eq!((colord.spec.uid, colord.spec.gid), (997, 996));
-        let docs = full.binds().find(|b| b.target.to_string() == "/home/alice/Documents").unwrap();
-        assert_eq!(docs.spec, DirSpec { uid: 1000, gid: 100, mode: 0o700 });
+        let docs = full
+            .binds()
+            .find(|b| b.target.to_string() == "/home/alice/Documents")
+            .unwrap();
+        assert_eq!(
+            docs.spec,
+            DirSpec {
+                uid: 1000,
+                gid: 100,
+                mode: 0o700
+            }
+        );
         // /home is the system's, /home/alice is alice's.
-        assert_eq!(docs.parents, vec![DirSpec { uid: 0, gid: 0, mode: 0o755 }, DirSpec { uid: 1000, gid: 100, mode: 0o700 }]);
+        assert_eq!(
+            docs.parents,
+            vec![
+                DirSpec {
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o755
+                },
+                DirSpec {
+                    uid: 1000,
+                    gid: 100,
+                    mode: 0o700
+                }
+            ]
+        );
     }
 
     #[test]
     fn home_from_passwd_is_checked_for_conflicts() {
         let c = cfg("[[persist]]\nstore = \"/persist\"\ndirectories = [\"/home/alice\"]\n[persist.users.alice]\nfiles = [\".bashrc\"]\n");
-        let acc = Accounts { users: Some(parse_passwd(b"alice:x:1000:100::/home/alice:/bin/sh\n")), groups: Some(Default::default()) };
+        let acc = Accounts {
+            users: Some(parse_passwd(b"alice:x:1000:100::/home/alice:/bin/sh\n")),
+            groups: Some(Default::default()),
+        };
         let err = build(&c, &acc).unwrap_err().to_string();
-        assert!(err.contains("file /home/alice/.bashrc is inside persisted directory /home/alice"), "{err}");
-        let bad = Accounts { users: Some(parse_passwd(b"alice:x:1000:100::home:/bin/sh\n")), groups: None };
+        assert!(
+            err.contains("file /home/alice/.bashrc is inside persisted directory /home/alice"),
+            "{err}"
+        );
+        let bad = Accounts {
+            users: Some(parse_passwd(b"alice:x:1000:100::home:/bin/sh\n")),
+            groups: None,
+        };
         let err = build(&c, &bad).unwrap_err().to_string();
         assert!(err.contains("set home = \"/home/alice\""), "{err}");
     }

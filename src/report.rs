@@ -17,13 +17,18 @@ use crate::paths::AbsPath;
 /// plus `name_bytes`, the exact bytes, only when they are not UTF-8. Consumers that care about
 /// exotic names read `_bytes` when present.
 pub fn path_fields(obj: &mut Value, name: &str, bytes: &[u8]) {
-    let Some(map) = obj.as_object_mut() else { return };
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
     match std::str::from_utf8(bytes) {
         Ok(s) => {
             map.insert(name.to_string(), Value::String(s.to_string()));
         }
         Err(_) => {
-            map.insert(name.to_string(), Value::String(String::from_utf8_lossy(bytes).into_owned()));
+            map.insert(
+                name.to_string(),
+                Value::String(String::from_utf8_lossy(bytes).into_owned()),
+            );
             map.insert(format!("{name}_bytes"), Value::from(bytes.to_vec()));
         }
     }
@@ -65,10 +70,16 @@ impl Classifier {
                 }
             }
         }
-        Classifier { persisted, ignore: config.diff.ignore.clone() }
+        Classifier {
+            persisted,
+            ignore: config.diff.ignore.clone(),
+        }
     }
 
-    pub fn with_targets(mut self, targets: impl IntoIterator<Item = (AbsPath, Kind)>) -> Classifier {
+    pub fn with_targets(
+        mut self,
+        targets: impl IntoIterator<Item = (AbsPath, Kind)>,
+    ) -> Classifier {
         for t in targets {
             if !self.persisted.contains(&t) {
                 self.persisted.push(t);
@@ -155,7 +166,10 @@ impl Report {
         let mut summary = Map::new();
         for c in [Class::Lost, Class::Persisted, Class::Ignored] {
             let t = self.tally(c);
-            summary.insert(c.as_str().into(), json!({ "entries": t.entries, "bytes": t.bytes }));
+            summary.insert(
+                c.as_str().into(),
+                json!({ "entries": t.entries, "bytes": t.bytes }),
+            );
         }
         let entries: Vec<Value> = self
             .entries
@@ -177,7 +191,9 @@ impl Report {
         let truncated = match self.truncated {
             None => Value::Null,
             Some(Truncation::MaxEntries(n)) => json!({ "reason": "max-entries", "limit": n }),
-            Some(Truncation::TimeBudget(d)) => json!({ "reason": "time-budget", "limit_ms": d.as_millis() as u64 }),
+            Some(Truncation::TimeBudget(d)) => {
+                json!({ "reason": "time-budget", "limit_ms": d.as_millis() as u64 })
+            }
         };
         let mut v = json!({
             "schema": "darlings.diff/1",
@@ -198,16 +214,43 @@ impl Report {
         let lost = self.tally(Class::Lost);
         let kept = self.tally(Class::Persisted);
         let ign = self.tally(Class::Ignored);
-        let _ = writeln!(s, "darlings diff: {} root {}", self.backend, Show(&self.root));
-        let _ = writeln!(s, "  lost       {:>9} entries {:>10}", lost.entries, human(lost.bytes));
-        let _ = writeln!(s, "  persisted  {:>9} entries {:>10}", kept.entries, human(kept.bytes));
-        let _ = writeln!(s, "  ignored    {:>9} entries {:>10}", ign.entries, human(ign.bytes));
+        let _ = writeln!(
+            s,
+            "darlings diff: {} root {}",
+            self.backend,
+            Show(&self.root)
+        );
+        let _ = writeln!(
+            s,
+            "  lost       {:>9} entries {:>10}",
+            lost.entries,
+            human(lost.bytes)
+        );
+        let _ = writeln!(
+            s,
+            "  persisted  {:>9} entries {:>10}",
+            kept.entries,
+            human(kept.bytes)
+        );
+        let _ = writeln!(
+            s,
+            "  ignored    {:>9} entries {:>10}",
+            ign.entries,
+            human(ign.bytes)
+        );
         match self.truncated {
             Some(Truncation::MaxEntries(n)) => {
-                let _ = writeln!(s, "  (stopped after {n} entries: the limit; the real diff is larger)");
+                let _ = writeln!(
+                    s,
+                    "  (stopped after {n} entries: the limit; the real diff is larger)"
+                );
             }
             Some(Truncation::TimeBudget(d)) => {
-                let _ = writeln!(s, "  (stopped after {} ms: the time budget; the real diff is larger)", d.as_millis());
+                let _ = writeln!(
+                    s,
+                    "  (stopped after {} ms: the time budget; the real diff is larger)",
+                    d.as_millis()
+                );
             }
             None => {}
         }
@@ -216,7 +259,11 @@ impl Report {
             return s;
         }
         let _ = writeln!(s, "\nwould be lost at the next rollback:");
-        let lost_paths: Vec<&Entry> = self.entries.iter().filter(|e| e.class == Class::Lost).collect();
+        let lost_paths: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.class == Class::Lost)
+            .collect();
         for line in group_lines(&lost_paths, max_lines) {
             let _ = writeln!(s, "{line}");
         }
@@ -244,11 +291,20 @@ fn group_lines(entries: &[&Entry], max_lines: usize) -> Vec<String> {
     for e in entries {
         let mut node = &mut root;
         node.tally.add(&e.change);
-        for comp in e.change.path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        for comp in e
+            .change
+            .path
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+        {
             node = node.children.entry(comp.to_vec()).or_default();
             node.tally.add(&e.change);
         }
-        let k = if e.change.file_type == darlings_backends::FileType::Dir { Kind2::Dir } else { Kind2::Other };
+        let k = if e.change.file_type == darlings_backends::FileType::Dir {
+            Kind2::Dir
+        } else {
+            Kind2::Other
+        };
         node.own = Some((k, e.change.size.unwrap_or(0)));
     }
     // Start with the top-level groups; repeatedly open the biggest still-closed directory while
@@ -265,7 +321,10 @@ fn group_lines(entries: &[&Entry], max_lines: usize) -> Vec<String> {
             if shown.len() - 1 + extra > max_lines {
                 continue;
             }
-            if best.as_ref().is_none_or(|(n, _, _)| node.tally.entries > *n) {
+            if best
+                .as_ref()
+                .is_none_or(|(n, _, _)| node.tally.entries > *n)
+            {
                 best = Some((node.tally.entries, path.clone(), extra));
             }
         }
@@ -282,11 +341,26 @@ fn group_lines(entries: &[&Entry], max_lines: usize) -> Vec<String> {
             let closed_dir = !node.children.is_empty() && !open.contains(&path);
             if closed_dir {
                 shown.extend_from_slice(b"/");
-                format!("  {:>9} entries {:>10}  {}", node.tally.entries, human(node.tally.bytes), Show(&shown))
+                format!(
+                    "  {:>9} entries {:>10}  {}",
+                    node.tally.entries,
+                    human(node.tally.bytes),
+                    Show(&shown)
+                )
             } else {
                 let (k, size) = node.own.unwrap_or((Kind2::Dir, 0));
                 let label = if k == Kind2::Dir { "(dir)" } else { "" };
-                format!("  {:>17} {:>10}  {}{}", label, if k == Kind2::Dir { String::new() } else { human(size) }, Show(&shown), if k == Kind2::Dir { "/" } else { "" })
+                format!(
+                    "  {:>17} {:>10}  {}{}",
+                    label,
+                    if k == Kind2::Dir {
+                        String::new()
+                    } else {
+                        human(size)
+                    },
+                    Show(&shown),
+                    if k == Kind2::Dir { "/" } else { "" }
+                )
             }
         })
         .collect()
@@ -296,7 +370,12 @@ fn group_lines(entries: &[&Entry], max_lines: usize) -> Vec<String> {
 /// plus an opened directory's own entry when it is itself lost. Paths are relative, `/`-joined.
 fn visible<'a>(root: &'a Node, open: &[Vec<u8>]) -> Vec<(Vec<u8>, &'a Node)> {
     let mut out = Vec::new();
-    fn rec<'a>(node: &'a Node, path: Vec<u8>, open: &[Vec<u8>], out: &mut Vec<(Vec<u8>, &'a Node)>) {
+    fn rec<'a>(
+        node: &'a Node,
+        path: Vec<u8>,
+        open: &[Vec<u8>],
+        out: &mut Vec<(Vec<u8>, &'a Node)>,
+    ) {
         if !open.contains(&path) {
             out.push((path, node));
             return;
@@ -347,7 +426,12 @@ mod tests {
     }
 
     fn added(p: &[u8], ft: FileType, size: Option<u64>) -> Change {
-        Change { path: p.to_vec(), kind: ChangeKind::Added, file_type: ft, size }
+        Change {
+            path: p.to_vec(),
+            kind: ChangeKind::Added,
+            file_type: ft,
+            size,
+        }
     }
 
     #[test]
@@ -390,7 +474,10 @@ mod tests {
         assert_eq!(v["summary"]["lost"]["bytes"], 10);
         assert_eq!(v["summary"]["persisted"]["bytes"], 5);
         assert_eq!(v["summary"]["ignored"]["entries"], 1);
-        assert_eq!(v["entries"][0]["path_bytes"], json!(b"/home/a/\xffbad".to_vec()));
+        assert_eq!(
+            v["entries"][0]["path_bytes"],
+            json!(b"/home/a/\xffbad".to_vec())
+        );
         assert_eq!(v["entries"][0]["class"], "lost");
         assert!(v["entries"][1].get("path_bytes").is_none());
         assert_eq!(v["truncated"], Value::Null);
@@ -400,11 +487,23 @@ mod tests {
     fn fifty_thousand_entries_fit_one_screen() {
         let mut changes = Vec::new();
         for i in 0..50_000u32 {
-            changes.push(added(format!("/home/alice/cache/{}/f{i}", i % 100).as_bytes(), FileType::File, Some(100)));
+            changes.push(added(
+                format!("/home/alice/cache/{}/f{i}", i % 100).as_bytes(),
+                FileType::File,
+                Some(100),
+            ));
         }
         changes.push(added(b"/etc/hostname", FileType::File, Some(6)));
         changes.push(added(b"/root/.bash_history", FileType::File, Some(60)));
-        let r = Report::new("tmpfs", b"/", DiffOutput { changes, truncated: None }, &Classifier::new(&cfg()));
+        let r = Report::new(
+            "tmpfs",
+            b"/",
+            DiffOutput {
+                changes,
+                truncated: None,
+            },
+            &Classifier::new(&cfg()),
+        );
         let text = r.to_text(30);
         let lines = text.lines().count();
         assert!(lines <= 30 + 8, "{lines} lines:\n{text}");
@@ -417,7 +516,11 @@ mod tests {
     #[test]
     fn small_diffs_list_every_path() {
         let out = DiffOutput {
-            changes: vec![added(b"/a", FileType::Dir, None), added(b"/a/b", FileType::File, Some(1)), added(b"/c", FileType::File, Some(2048))],
+            changes: vec![
+                added(b"/a", FileType::Dir, None),
+                added(b"/a/b", FileType::File, Some(1)),
+                added(b"/c", FileType::File, Some(2048)),
+            ],
             truncated: Some(Truncation::MaxEntries(3)),
         };
         let text = Report::new("tmpfs", b"/r", out, &Classifier::new(&cfg())).to_text(40);
