@@ -132,11 +132,13 @@ impl Tree {
                 Err(Errno::LOOP) => {
                     return Err(ApplyError::Step(symlink_refusal(self.name, &shown)))
                 }
-                Err(Errno::NOTDIR) => return Err(ApplyError::Step(format!(
+                Err(Errno::NOTDIR) => {
+                    return Err(ApplyError::Step(format!(
                     "{} path {} is not a directory, but entries need it to be one; move it away",
                     self.name,
                     Show(&shown)
-                ))),
+                )))
+                }
                 Err(Errno::NOENT) if !create => return Ok(Parent::Missing),
                 Err(Errno::NOENT) => {
                     let spec = specs.get(depth).copied().unwrap_or(DirSpec {
@@ -363,10 +365,12 @@ impl Applier {
                 OFlags::RDONLY | OFlags::DIRECTORY,
             ) {
                 Ok(fd) => fd,
-                Err(Errno::NOENT) => return Err(ApplyError::Step(format!(
+                Err(Errno::NOENT) => {
+                    return Err(ApplyError::Step(format!(
                     "store {} does not exist; mount the persistent filesystem there before apply",
                     Show(&shown)
-                ))),
+                )))
+                }
                 Err(Errno::LOOP) => return Err(ApplyError::Step(symlink_refusal("store", &shown))),
                 Err(e) => return Err(io(format!("cannot open store {}", Show(&shown)), e)),
             };

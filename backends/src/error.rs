@@ -21,7 +21,10 @@ pub enum BackendError {
 
 impl BackendError {
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
-        BackendError::Io { what: what.into(), source }
+        BackendError::Io {
+            what: what.into(),
+            source,
+        }
     }
 }
 

@@ -1,1 +1,857 @@
-fn main(){}
+//! Privileged tests on real mounts: apply into a real tmpfs root from a store on another
+//! filesystem, refusals, symlink attacks, hide-mounts, deferred ownership, the tmpfs backend.
+//!
+//! Its own harness (`harness = false`): the process enters a private mount namespace before any
+//! thread exists (unshare(CLONE_NEWNS) refuses multi-threaded callers), so nothing a test mounts
+//! can leak onto the machine. Not root is a failure, never a skip.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags};
+
+const BIN: &str = env!("CARGO_BIN_EXE_darlings");
+
+type TestResult = Result<(), String>;
+
+macro_rules! check {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!("{}:{}: {}", file!(), line!(), format!($($fmt)+)));
+        }
+    };
+}
+
+struct Sandbox {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+    root: PathBuf,
+    store: PathBuf,
+    config: PathBuf,
+}
+
+impl Sandbox {
+    /// A fresh tmpfs root (mounted by `darlings rollback`, the real backend) with a store on a
+    /// second tmpfs at `<root>/persist`, and `config` as the config file.
+    fn new(config: &str) -> Result<Sandbox, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let base = dir.path().to_path_buf();
+        let root = base.join("root");
+        std::fs::create_dir(&root).map_err(|e| e.to_string())?;
+        let cfg = base.join("darlings.toml");
+        std::fs::write(&cfg, config).map_err(|e| e.to_string())?;
+        let sb = Sandbox {
+            _dir: dir,
+            base,
+            store: root.join("persist"),
+            root,
+            config: cfg,
+        };
+        let out = sb.run(&["rollback", "--root", sb.root_str()]);
+        check!(out.status.success(), "rollback failed: {}", text(&out));
+        std::fs::create_dir(&sb.store).map_err(|e| e.to_string())?;
+        mount_tmpfs(&sb.store)?;
+        Ok(sb)
+    }
+
+    fn root_str(&self) -> &str {
+        self.root.to_str().unwrap_or("/nonexistent")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
+    }
+
+    fn apply(&self) -> Output {
+        let utab = self.base.join("utab");
+        self.run(&[
+            "apply",
+            "--root",
+            self.root_str(),
+            "--utab",
+            utab.to_str().unwrap_or(""),
+        ])
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Lazy recursive unmount: the namespace is private, this only tidies for the next test.
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg("-l")
+            .arg(&self.root)
+            .status();
+    }
+}
+
+fn mount_tmpfs(at: &Path) -> TestResult {
+    mount("tmpfs", at, "tmpfs", MountFlags::empty(), c"mode=0755")
+        .map_err(|e| format!("mount tmpfs on {}: {e}", at.display()))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Every mount point in this namespace, from mountinfo (for "nothing was mounted" checks).
+fn mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .collect()
+}
+
+fn is_mount_point(p: &Path) -> bool {
+    let s = p.to_str().unwrap_or("");
+    mounts().iter().any(|m| m == s)
+}
+
+/// Every path below `dir`, for "nothing was created" checks.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+const BASIC: &str = r#"
+[root]
+backend = "tmpfs"
+[[persist]]
+store = "/persist"
+directories = ["/var/log", { path = "/var/lib/app", user = 1234, group = 5678, mode = "0750", parent = { user = 11, group = 12, mode = "0711" } }]
+files = ["/etc/machine-id", "/etc/ssh/key"]
+"#;
+
+fn apply_into_tmpfs_root_from_store_on_another_filesystem() -> TestResult {
+    let sb = Sandbox::new(BASIC)?;
+    std::fs::create_dir_all(sb.store.join("var/log")).map_err(|e| e.to_string())?;
+    std::fs::write(sb.store.join("var/log/old.log"), b"kept").map_err(|e| e.to_string())?;
+    let out = sb.apply();
+    check!(out.status.success(), "apply failed: {}", text(&out));
+    check!(
+        std::fs::read(sb.root.join("var/log/old.log"))
+            .ok()
+            .as_deref()
+            == Some(&b"kept"[..]),
+        "persisted content not visible"
+    );
+    for p in ["var/log", "var/lib/app", "etc/machine-id", "etc/ssh/key"] {
+        check!(is_mount_point(&sb.root.join(p)), "{p} is not a mount point");
+    }
+    // Writes through the bind land in the store.
+    std::fs::write(sb.root.join("var/log/new.log"), b"new").map_err(|e| e.to_string())?;
+    check!(
+        sb.store.join("var/log/new.log").exists(),
+        "write did not reach the store"
+    );
+    // nosuid,nodev by default.
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let line = info
+        .lines()
+        .find(|l| l.contains(&format!("{}/var/log ", sb.root.display())))
+        .unwrap_or("");
+    check!(
+        line.contains("nosuid") && line.contains("nodev"),
+        "flags missing: {line}"
+    );
+    Ok(())
+}
+
+fn reapply_is_a_no_op() -> TestResult {
+    let sb = Sandbox::new(BASIC)?;
+    let first = sb.apply();
+    check!(first.status.success(), "{}", text(&first));
+    let before = mounts();
+    let second = sb.apply();
+    check!(second.status.success(), "{}", text(&second));
+    check!(
+        String::from_utf8_lossy(&second.stdout).contains("0 bound, 4 already in place"),
+        "{}",
+        text(&second)
+    );
+    check!(mounts() == before, "second apply changed the mount table");
+    Ok(())
+}
+
+fn created_parents_and_entries_get_owner_group_mode() -> TestResult {
+    let sb = Sandbox::new(BASIC)?;
+    let out = sb.apply();
+    check!(out.status.success(), "{}", text(&out));
+    for base in [&sb.root, &sb.store] {
+        let var = std::fs::metadata(base.join("var")).map_err(|e| e.to_string())?;
+        let lib = std::fs::metadata(base.join("var/lib")).map_err(|e| e.to_string())?;
+        check!(
+            (var.uid(), var.gid(), var.mode() & 0o7777) == (11, 12, 0o711),
+            "{}/var: {}:{} {:o}",
+            base.display(),
+            var.uid(),
+            var.gid(),
+            var.mode()
+        );
+        check!(
+            (lib.uid(), lib.gid(), lib.mode() & 0o7777) == (11, 12, 0o711),
+            "var/lib: {}:{} {:o}",
+            lib.uid(),
+            lib.gid(),
+            lib.mode()
+        );
+    }
+    // The entry itself, created in the store, carries the entry's owner (seen through the bind).
+    let app = std::fs::metadata(sb.root.join("var/lib/app")).map_err(|e| e.to_string())?;
+    check!(
+        (app.uid(), app.gid(), app.mode() & 0o7777) == (1234, 5678, 0o750),
+        "app: {}:{} {:o}",
+        app.uid(),
+        app.gid(),
+        app.mode()
+    );
+    let etc = std::fs::metadata(sb.root.join("etc/ssh")).map_err(|e| e.to_string())?;
+    check!(
+        (etc.uid(), etc.mode() & 0o7777) == (0, 0o755),
+        "etc/ssh: {} {:o}",
+        etc.uid(),
+        etc.mode()
+    );
+    Ok(())
+}
+
+fn existing_directories_are_never_chowned() -> TestResult {
+    let sb = Sandbox::new(BASIC)?;
+    std::fs::create_dir_all(sb.root.join("var")).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(sb.root.join("var"), std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| e.to_string())?;
+    let out = sb.apply();
+    check!(out.status.success(), "{}", text(&out));
+    let var = std::fs::metadata(sb.root.join("var")).map_err(|e| e.to_string())?;
+    check!(
+        (var.uid(), var.mode() & 0o7777) == (0, 0o700),
+        "existing /var changed: {} {:o}",
+        var.uid(),
+        var.mode()
+    );
+    Ok(())
+}
+
+fn machine_id_is_seeded_only_when_the_store_has_none() -> TestResult {
+    let sb = Sandbox::new(BASIC)?;
+    let out = sb.apply();
+    check!(out.status.success(), "{}", text(&out));
+    check!(
+        std::fs::read(sb.root.join("etc/machine-id"))
+            .ok()
+            .as_deref()
+            == Some(&b"uninitialized\n"[..]),
+        "not seeded"
+    );
+    let sb2 = Sandbox::new(BASIC)?;
+    std::fs::create_dir_all(sb2.store.join("etc")).map_err(|e| e.to_string())?;
+    std::fs::write(
+        sb2.store.join("etc/machine-id"),
+        b"0123456789abcdef0123456789abcdef\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let out = sb2.apply();
+    check!(out.status.success(), "{}", text(&out));
+    let got = std::fs::read(sb2.root.join("etc/machine-id")).unwrap_or_default();
+    check!(
+        got == b"0123456789abcdef0123456789abcdef\n",
+        "store machine-id not used: {got:?}"
+    );
+    Ok(())
+}
+
+fn non_empty_target_directory_is_refused_and_nothing_changes() -> TestResult {
+    let sb = Sandbox::new(BASIC)?;
+    std::fs::create_dir_all(sb.root.join("var/log")).map_err(|e| e.to_string())?;
+    std::fs::write(sb.root.join("var/log/precious"), b"x").map_err(|e| e.to_string())?;
+    let before_root = tree(&sb.root);
+    let before_mounts = mounts();
+    let out = sb.apply();
+    check!(
+        !out.status.success(),
+        "apply over a non-empty dir succeeded: {}",
+        text(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    check!(
+        err.contains("target directory")
+            && err.contains("var/log is not empty")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    check!(
+        tree(&sb.root) == before_root,
+        "apply created files before refusing"
+    );
+    check!(
+        mounts() == before_mounts,
+        "apply mounted something before refusing"
+    );
+    Ok(())
+}
+
+fn differing_existing_file_is_refused_identical_and_empty_are_bound() -> TestResult {
+    let cfg = "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\nfiles = [\"/etc/a\", \"/etc/b\", \"/etc/c\"]\n";
+    let sb = Sandbox::new(cfg)?;
+    std::fs::create_dir_all(sb.root.join("etc")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(sb.store.join("etc")).map_err(|e| e.to_string())?;
+    std::fs::write(sb.root.join("etc/a"), b"same").map_err(|e| e.to_string())?;
+    std::fs::write(sb.store.join("etc/a"), b"same").map_err(|e| e.to_string())?;
+    std::fs::write(sb.root.join("etc/b"), b"").map_err(|e| e.to_string())?;
+    std::fs::write(sb.store.join("etc/b"), b"stored").map_err(|e| e.to_string())?;
+    std::fs::write(sb.root.join("etc/c"), b"root version").map_err(|e| e.to_string())?;
+    std::fs::write(sb.store.join("etc/c"), b"store version").map_err(|e| e.to_string())?;
+    let out = sb.apply();
+    check!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    check!(err.contains("etc/c differs from the store's copy"), "{err}");
+    check!(
+        !err.contains("etc/a") && !err.contains("etc/b"),
+        "identical/empty files refused: {err}"
+    );
+    check!(
+        !is_mount_point(&sb.root.join("etc/a")),
+        "partial apply despite a refusal"
+    );
+    std::fs::remove_file(sb.root.join("etc/c")).map_err(|e| e.to_string())?;
+    let out = sb.apply();
+    check!(out.status.success(), "{}", text(&out));
+    check!(
+        std::fs::read(sb.root.join("etc/b")).unwrap_or_default() == b"stored",
+        "empty target not bound"
+    );
+    check!(
+        std::fs::read(sb.root.join("etc/c")).unwrap_or_default() == b"store version",
+        "c not bound"
+    );
+    Ok(())
+}
+
+/// A symlink planted at every position of a path, in the root and in the store, pointing
+/// outside: refused, and nothing is created or mounted outside the root.
+fn planted_symlinks_are_refused_at_every_position() -> TestResult {
+    let cfg = "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/a/b/c\"]\nfiles = [\"/f/g/h\"]\n";
+    let positions: &[(&str, &str)] = &[
+        ("a", "first component of a directory entry"),
+        ("a/b", "middle component of a directory entry"),
+        ("a/b/c", "last component of a directory entry"),
+        ("f", "first component of a file entry"),
+        ("f/g", "middle component of a file entry"),
+        ("f/g/h", "last component of a file entry"),
+    ];
+    for side in ["root", "store"] {
+        for (rel, what) in positions {
+            let sb = Sandbox::new(cfg)?;
+            let outside = sb.base.join("outside");
+            std::fs::create_dir_all(outside.join("b/c")).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(outside.join("g")).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(outside.join("c")).map_err(|e| e.to_string())?;
+            let top = if side == "root" {
+                sb.root.clone()
+            } else {
+                sb.store.clone()
+            };
+            let link = top.join(rel);
+            if let Some(parent) = link.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            let dest = if rel.ends_with('h') {
+                outside.join("g/h")
+            } else {
+                outside.clone()
+            };
+            std::os::unix::fs::symlink(&dest, &link).map_err(|e| e.to_string())?;
+            let before_outside = tree(&outside);
+            let before_mounts = mounts();
+            let out = sb.apply();
+            check!(
+                !out.status.success(),
+                "{side} {what}: apply followed a symlink: {}",
+                text(&out)
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            check!(
+                err.contains("symlink") && err.contains(rel),
+                "{side} {what}: message: {err}"
+            );
+            check!(
+                tree(&outside) == before_outside,
+                "{side} {what}: something was created outside the root"
+            );
+            check!(
+                mounts() == before_mounts,
+                "{side} {what}: something was mounted"
+            );
+            // --dry-run and check refuse the same way.
+            let dry = sb.run(&["apply", "--root", sb.root_str(), "--dry-run"]);
+            check!(
+                !dry.status.success(),
+                "{side} {what}: dry run accepted a symlink"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn symlinked_store_is_refused() -> TestResult {
+    let sb = Sandbox::new(BASIC)?;
+    Command::new("umount")
+        .arg(&sb.store)
+        .status()
+        .map_err(|e| e.to_string())?;
+    std::fs::remove_dir(&sb.store).map_err(|e| e.to_string())?;
+    let real = sb.base.join("realstore");
+    std::fs::create_dir(&real).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(&real, &sb.store).map_err(|e| e.to_string())?;
+    let out = sb.apply();
+    check!(!out.status.success(), "{}", text(&out));
+    check!(
+        String::from_utf8_lossy(&out.stderr).contains("store path")
+            && String::from_utf8_lossy(&out.stderr).contains("symlink"),
+        "{}",
+        text(&out)
+    );
+    check!(tree(&real).is_empty(), "created inside the symlinked store");
+    Ok(())
+}
+
+fn unmounted_store_is_refused() -> TestResult {
+    let sb = Sandbox::new(BASIC)?;
+    Command::new("umount")
+        .arg(&sb.store)
+        .status()
+        .map_err(|e| e.to_string())?;
+    let out = sb.apply();
+    check!(!out.status.success(), "{}", text(&out));
+    check!(
+        String::from_utf8_lossy(&out.stderr).contains("is on the same mount as the root"),
+        "{}",
+        text(&out)
+    );
+    Ok(())
+}
+
+fn hide_mounts_shows_x_gvfs_hide() -> TestResult {
+    let cfg = "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\nhide-mounts = true\ndirectories = [\"/var/log\"]\n[[persist]]\nstore = \"/other\"\ndirectories = [\"/srv\"]\n";
+    let sb = Sandbox::new(cfg)?;
+    std::fs::create_dir(sb.root.join("other")).map_err(|e| e.to_string())?;
+    mount_tmpfs(&sb.root.join("other"))?;
+    // findmnt reads the utab at its fixed path: give it a private one.
+    std::fs::create_dir_all("/run/mount").map_err(|e| e.to_string())?;
+    let out = sb.run(&[
+        "apply",
+        "--root",
+        sb.root_str(),
+        "--utab",
+        "/run/mount/utab",
+    ]);
+    check!(out.status.success(), "{}", text(&out));
+    let fm = |p: &Path| {
+        let o = Command::new("findmnt")
+            .args(["--mtab", "-n", "-o", "OPTIONS"])
+            .arg(p)
+            .output()
+            .ok();
+        o.map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+    };
+    let log = fm(&sb.root.join("var/log"));
+    let srv = fm(&sb.root.join("srv"));
+    check!(
+        log.contains("x-gvfs-hide"),
+        "hidden mount lacks x-gvfs-hide: {log}"
+    );
+    check!(
+        !srv.contains("x-gvfs-hide"),
+        "unhidden mount has x-gvfs-hide: {srv}"
+    );
+    // Re-apply does not duplicate utab lines.
+    let again = sb.run(&[
+        "apply",
+        "--root",
+        sb.root_str(),
+        "--utab",
+        "/run/mount/utab",
+    ]);
+    check!(again.status.success(), "{}", text(&again));
+    let utab = std::fs::read_to_string("/run/mount/utab").unwrap_or_default();
+    check!(
+        utab.lines()
+            .filter(|l| l.contains("/var/log ROOT="))
+            .count()
+            == 1,
+        "utab: {utab}"
+    );
+    Ok(())
+}
+
+fn deferred_ownership_is_finished_by_a_later_apply() -> TestResult {
+    let cfg = "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/var/lib/colord\", user = \"colord\", group = \"colord\" }, \"/var/log\"]\n[persist.users.alice]\ndirectories = [\"Documents\"]\nfiles = [\".bash_history\"]\n";
+    let sb = Sandbox::new(cfg)?;
+    let plan = sb.run(&["plan", "--root", sb.root_str(), "--json"]);
+    check!(plan.status.success(), "{}", text(&plan));
+    let v: serde_json::Value = serde_json::from_slice(&plan.stdout).map_err(|e| e.to_string())?;
+    let deferred: Vec<&serde_json::Value> = v["steps"]
+        .as_array()
+        .map(|a| a.iter().filter(|s| s["op"] == "deferred").collect())
+        .unwrap_or_default();
+    check!(deferred.len() == 3, "want 3 deferred steps: {v}");
+    let first = sb.apply();
+    check!(first.status.success(), "{}", text(&first));
+    check!(
+        String::from_utf8_lossy(&first.stdout).contains("1 bound, 0 already in place, 3 deferred"),
+        "{}",
+        text(&first)
+    );
+    check!(
+        !sb.root.join("var/lib/colord").exists(),
+        "deferred entry was created"
+    );
+    // Activation writes the accounts; the late apply finishes the job.
+    std::fs::write(sb.root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\ncolord:x:997:996::/var/lib/colord:/bin/false\nalice:x:1000:100::/home/alice:/bin/sh\n").or_else(|_| {
+        std::fs::create_dir_all(sb.root.join("etc"))?;
+        std::fs::write(sb.root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\ncolord:x:997:996::/var/lib/colord:/bin/false\nalice:x:1000:100::/home/alice:/bin/sh\n")
+    }).map_err(|e| e.to_string())?;
+    std::fs::write(
+        sb.root.join("etc/group"),
+        "root:x:0:\ncolord:x:996:\nusers:x:100:\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let second = sb.apply();
+    check!(second.status.success(), "{}", text(&second));
+    check!(
+        String::from_utf8_lossy(&second.stdout).contains("3 bound, 1 already in place, 0 deferred"),
+        "{}",
+        text(&second)
+    );
+    let colord = std::fs::metadata(sb.root.join("var/lib/colord")).map_err(|e| e.to_string())?;
+    check!(
+        (colord.uid(), colord.gid()) == (997, 996),
+        "colord owner {}:{}",
+        colord.uid(),
+        colord.gid()
+    );
+    let home = std::fs::metadata(sb.root.join("home/alice")).map_err(|e| e.to_string())?;
+    check!(
+        (home.uid(), home.gid(), home.mode() & 0o7777) == (1000, 100, 0o700),
+        "home {}:{} {:o}",
+        home.uid(),
+        home.gid(),
+        home.mode()
+    );
+    let homes = std::fs::metadata(sb.root.join("home")).map_err(|e| e.to_string())?;
+    check!(
+        (homes.uid(), homes.mode() & 0o7777) == (0, 0o755),
+        "/home {} {:o}",
+        homes.uid(),
+        homes.mode()
+    );
+    let docs =
+        std::fs::metadata(sb.root.join("home/alice/Documents")).map_err(|e| e.to_string())?;
+    check!(
+        (docs.uid(), docs.mode() & 0o7777) == (1000, 0o700),
+        "Documents {} {:o}",
+        docs.uid(),
+        docs.mode()
+    );
+    let hist =
+        std::fs::metadata(sb.root.join("home/alice/.bash_history")).map_err(|e| e.to_string())?;
+    check!(
+        (hist.uid(), hist.mode() & 0o7777) == (1000, 0o600),
+        ".bash_history {} {:o}",
+        hist.uid(),
+        hist.mode()
+    );
+    check!(
+        is_mount_point(&sb.root.join("home/alice/Documents")),
+        "Documents not bound"
+    );
+    Ok(())
+}
+
+fn tmpfs_rollback_mounts_verifies_and_refuses() -> TestResult {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[root]\nbackend = \"tmpfs\"\nsize = \"64m\"\n")
+        .map_err(|e| e.to_string())?;
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).map_err(|e| e.to_string())?;
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .arg("--root")
+            .arg(&root)
+            .output()
+    };
+    let dry = run(&["rollback", "--dry-run"]).map_err(|e| e.to_string())?;
+    check!(
+        dry.status.success()
+            && String::from_utf8_lossy(&dry.stdout)
+                .contains("would: mount a fresh tmpfs (mode=0755,uid=0,gid=0,size=64m)"),
+        "{}",
+        text(&dry)
+    );
+    check!(!is_mount_point(&root), "dry run mounted");
+    let first = run(&["rollback"]).map_err(|e| e.to_string())?;
+    check!(first.status.success(), "{}", text(&first));
+    check!(is_mount_point(&root), "no tmpfs mounted");
+    let md = std::fs::metadata(&root).map_err(|e| e.to_string())?;
+    check!(
+        (md.uid(), md.gid(), md.mode() & 0o7777) == (0, 0, 0o755),
+        "root {}:{} {:o}",
+        md.uid(),
+        md.gid(),
+        md.mode()
+    );
+    let before = mounts();
+    let second = run(&["rollback"]).map_err(|e| e.to_string())?;
+    check!(
+        second.status.success()
+            && String::from_utf8_lossy(&second.stdout).contains("already a fresh tmpfs"),
+        "{}",
+        text(&second)
+    );
+    check!(mounts() == before, "second rollback mounted again");
+    std::fs::write(root.join("file"), b"x").map_err(|e| e.to_string())?;
+    let used = run(&["rollback"]).map_err(|e| e.to_string())?;
+    check!(
+        !used.status.success()
+            && String::from_utf8_lossy(&used.stderr).contains("already holds files"),
+        "{}",
+        text(&used)
+    );
+    let plain = dir.path().join("plain");
+    std::fs::create_dir(&plain).map_err(|e| e.to_string())?;
+    std::fs::write(plain.join("precious"), b"x").map_err(|e| e.to_string())?;
+    let o = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["rollback", "--root"])
+        .arg(&plain)
+        .output()
+        .map_err(|e| e.to_string())?;
+    check!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("would hide them"),
+        "{}",
+        text(&o)
+    );
+    check!(
+        plain.join("precious").exists() && !is_mount_point(&plain),
+        "non-empty dir was mounted over"
+    );
+    let _ = Command::new("umount").arg(&root).status();
+    Ok(())
+}
+
+fn tmpfs_diff_reports_lost_and_skips_binds() -> TestResult {
+    let cfg = "[root]\nbackend = \"tmpfs\"\n[diff]\nignore = [\"/tmp/**\"]\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log\"]\nfiles = [\"/etc/machine-id\"]\n";
+    let sb = Sandbox::new(cfg)?;
+    let out = sb.apply();
+    check!(out.status.success(), "{}", text(&out));
+    std::fs::write(sb.root.join("var/log/x.log"), b"persisted data").map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(sb.root.join("home/bob")).map_err(|e| e.to_string())?;
+    std::fs::write(sb.root.join("home/bob/notes"), b"12345").map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(sb.root.join("tmp")).map_err(|e| e.to_string())?;
+    std::fs::write(sb.root.join("tmp/junk"), b"j").map_err(|e| e.to_string())?;
+    std::fs::write(sb.root.join("etc/hostname"), b"box\n").map_err(|e| e.to_string())?;
+    let o = sb.run(&["diff", "--root", sb.root_str(), "--json"]);
+    check!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).map_err(|e| e.to_string())?;
+    let mut by_class: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for e in v["entries"].as_array().cloned().unwrap_or_default() {
+        by_class
+            .entry(e["class"].as_str().unwrap_or("").into())
+            .or_default()
+            .push(e["path"].as_str().unwrap_or("").into());
+    }
+    let lost = by_class.get("lost").cloned().unwrap_or_default();
+    check!(
+        lost == ["/etc/hostname", "/home", "/home/bob", "/home/bob/notes"],
+        "lost: {lost:?}"
+    );
+    check!(
+        by_class.get("ignored").cloned().unwrap_or_default() == ["/tmp", "/tmp/junk"],
+        "{by_class:?}"
+    );
+    let all: Vec<String> = by_class.values().flatten().cloned().collect();
+    check!(
+        !all.iter().any(|p| p.starts_with("/var/log/")
+            || p.starts_with("/persist")
+            || p == "/etc/machine-id"),
+        "walk crossed a mount: {all:?}"
+    );
+    check!(
+        v["summary"]["lost"]["bytes"] == 9,
+        "bytes: {}",
+        v["summary"]
+    );
+    Ok(())
+}
+
+fn check_command_validates_against_the_live_root() -> TestResult {
+    let sb = Sandbox::new(BASIC)?;
+    let ok = sb.run(&["check", "--root", sb.root_str()]);
+    check!(ok.status.success(), "{}", text(&ok));
+    check!(
+        String::from_utf8_lossy(&ok.stdout).contains("plan of 4 step(s) checks out"),
+        "{}",
+        text(&ok)
+    );
+    std::fs::create_dir_all(sb.root.join("var/log")).map_err(|e| e.to_string())?;
+    std::fs::write(sb.root.join("var/log/x"), b"x").map_err(|e| e.to_string())?;
+    let bad = sb.run(&["check", "--root", sb.root_str()]);
+    check!(
+        !bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("is not empty"),
+        "{}",
+        text(&bad)
+    );
+    check!(
+        !is_mount_point(&sb.root.join("etc/machine-id")),
+        "check mounted something"
+    );
+    Ok(())
+}
+
+fn main() {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("privileged tests must run as root (CI runs them as root): they mount filesystems and never skip");
+        println!("test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s");
+        std::process::exit(1);
+    }
+    // SAFETY: called first thing in main, before any thread exists; a new mount namespace
+    // touches no memory of this process.
+    if let Err(e) = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) } {
+        eprintln!("cannot enter a private mount namespace: {e}");
+        std::process::exit(1);
+    }
+    if let Err(e) = mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    ) {
+        eprintln!("cannot make / private in the test namespace: {e}");
+        std::process::exit(1);
+    }
+    // A private /run/mount, so utab writes stay in this namespace.
+    let _ = std::fs::create_dir_all("/run/mount");
+    if let Err(e) = mount_tmpfs(Path::new("/run/mount")) {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+    let tests: &[(&str, fn() -> TestResult)] = &[
+        (
+            "apply_into_tmpfs_root_from_store_on_another_filesystem",
+            apply_into_tmpfs_root_from_store_on_another_filesystem,
+        ),
+        ("reapply_is_a_no_op", reapply_is_a_no_op),
+        (
+            "created_parents_and_entries_get_owner_group_mode",
+            created_parents_and_entries_get_owner_group_mode,
+        ),
+        (
+            "existing_directories_are_never_chowned",
+            existing_directories_are_never_chowned,
+        ),
+        (
+            "machine_id_is_seeded_only_when_the_store_has_none",
+            machine_id_is_seeded_only_when_the_store_has_none,
+        ),
+        (
+            "non_empty_target_directory_is_refused_and_nothing_changes",
+            non_empty_target_directory_is_refused_and_nothing_changes,
+        ),
+        (
+            "differing_existing_file_is_refused_identical_and_empty_are_bound",
+            differing_existing_file_is_refused_identical_and_empty_are_bound,
+        ),
+        (
+            "planted_symlinks_are_refused_at_every_position",
+            planted_symlinks_are_refused_at_every_position,
+        ),
+        ("symlinked_store_is_refused", symlinked_store_is_refused),
+        ("unmounted_store_is_refused", unmounted_store_is_refused),
+        (
+            "hide_mounts_shows_x_gvfs_hide",
+            hide_mounts_shows_x_gvfs_hide,
+        ),
+        (
+            "deferred_ownership_is_finished_by_a_later_apply",
+            deferred_ownership_is_finished_by_a_later_apply,
+        ),
+        (
+            "tmpfs_rollback_mounts_verifies_and_refuses",
+            tmpfs_rollback_mounts_verifies_and_refuses,
+        ),
+        (
+            "tmpfs_diff_reports_lost_and_skips_binds",
+            tmpfs_diff_reports_lost_and_skips_binds,
+        ),
+        (
+            "check_command_validates_against_the_live_root",
+            check_command_validates_against_the_live_root,
+        ),
+    ];
+    let start = Instant::now();
+    let selected: Vec<_> = tests
+        .iter()
+        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
+        .collect();
+    println!(
+        "\nrunning {} tests (privileged, private mount namespace)",
+        selected.len()
+    );
+    let mut failed = Vec::new();
+    for (name, f) in &selected {
+        let r = std::panic::catch_unwind(f).unwrap_or_else(|_| Err("panicked".into()));
+        match r {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(e) => {
+                println!("test {name} ... FAILED\n    {e}");
+                failed.push(*name);
+            }
+        }
+    }
+    let passed = selected.len() - failed.len();
+    println!(
+        "\ntest result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s\n",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        failed.len(),
+        tests.len() - selected.len(),
+        start.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}
