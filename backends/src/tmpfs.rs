@@ -222,8 +222,8 @@ impl Backend for Tmpfs {
 }
 
 fn is_empty_dir(fd: &OwnedFd) -> rustix::io::Result<bool> {
-    let mut dir = fs::Dir::new(reopen_dir(fd)?)?;
-    while let Some(entry) = dir.next() {
+    let dir = fs::Dir::new(reopen_dir(fd)?)?;
+    for entry in dir {
         let name = entry?.file_name().to_bytes().to_vec();
         if name != b"." && name != b".." {
             return Ok(false);

@@ -15,6 +15,7 @@ use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags};
 const BIN: &str = env!("CARGO_BIN_EXE_darlings");
 
 type TestResult = Result<(), String>;
+type Case = (&'static str, fn() -> TestResult);
 
 macro_rules! check {
     ($cond:expr, $($fmt:tt)+) => {
@@ -770,7 +771,7 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(1);
     }
-    let tests: &[(&str, fn() -> TestResult)] = &[
+    let tests: &[Case] = &[
         (
             "apply_into_tmpfs_root_from_store_on_another_filesystem",
             apply_into_tmpfs_root_from_store_on_another_filesystem,
