@@ -1,0 +1,163 @@
+//! The CLI without root: check, plan --json, diff --json on a plain directory tree, and the
+//! exact error texts for bad configs.
+
+use assert_cmd::Command;
+use std::path::Path;
+
+fn darlings(config: &Path) -> Command {
+    let mut c = Command::cargo_bin("darlings").unwrap();
+    c.arg("--config").arg(config).arg("--log").arg("stderr");
+    c
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const GOOD: &str = "[root]\nbackend = \"tmpfs\"\n[diff]\nignore = [\"/var/cache/**\"]\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log\"]\nfiles = [\"/etc/machine-id\"]\n";
+
+#[test]
+fn plan_json_lists_steps_in_order() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "c.toml", GOOD);
+    let out = darlings(&cfg)
+        .args(["plan", "--json", "--root"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], "darlings.plan/1");
+    let targets: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["/etc/machine-id", "/var/log"]);
+    assert_eq!(v["steps"][1]["source"], "/persist/var/log");
+}
+
+#[test]
+fn diff_json_on_a_directory_tree() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "c.toml", GOOD);
+    let root = d.path().join("root");
+    for p in ["var/log", "var/cache/apt", "home/alice"] {
+        std::fs::create_dir_all(root.join(p)).unwrap();
+    }
+    std::fs::write(root.join("var/log/syslog"), "x").unwrap();
+    std::fs::write(root.join("var/cache/apt/pkg"), "xx").unwrap();
+    std::fs::write(root.join("home/alice/notes"), "hello").unwrap();
+    std::os::unix::fs::symlink("/nowhere", root.join("home/alice/link")).unwrap();
+    let out = darlings(&cfg)
+        .args(["diff", "--json", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], "darlings.diff/1");
+    assert_eq!(v["backend"], "tmpfs");
+    let class = |p: &str| {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == p)
+            .map(|e| e["class"].as_str().unwrap().to_string())
+    };
+    assert_eq!(class("/home/alice/notes").as_deref(), Some("lost"));
+    assert_eq!(class("/home/alice/link").as_deref(), Some("lost"));
+    assert_eq!(class("/var/log/syslog").as_deref(), Some("persisted"));
+    assert_eq!(class("/var/cache/apt/pkg").as_deref(), Some("ignored"));
+    assert_eq!(v["summary"]["lost"]["bytes"], 5);
+    assert_eq!(
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == "/home/alice/link")
+            .unwrap()["type"],
+        "symlink"
+    );
+
+    let text = darlings(&cfg)
+        .args(["diff", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("would be lost at the next rollback:"),
+        "{text}"
+    );
+    assert!(text.contains("/home/alice/notes"), "{text}");
+}
+
+#[test]
+fn check_reports_what_it_verified() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "c.toml", "[root]\nbackend = \"tmpfs\"\n");
+    let out = darlings(&cfg)
+        .args(["check", "--root"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("valid (tmpfs backend, 0 store(s))"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("plan of 0 step(s) checks out"), "{stdout}");
+}
+
+/// The exact texts a user sees for bad configs, and a non-zero exit.
+#[test]
+fn bad_config_error_texts() {
+    let d = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"var/log\"]\n",
+            "darlings: error: config CFG is invalid (1 problem):\n  CFG:5:16: directory \"var/log\" is relative; write it as an absolute path: \"/var/log\"\n",
+        ),
+        (
+            "[root]\nbackend = \"tmpfs\"\ncolour = 1\n",
+            "darlings: error: config CFG is invalid (1 problem):\n  CFG:3:1: unknown field `colour`, expected `backend` or `size`; see the config reference in README.md\n",
+        ),
+        (
+            "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/srv\", mode = 750 }]\n",
+            "darlings: error: config CFG is invalid (1 problem):\n  CFG:5:40: mode 750 is a number, which TOML reads as decimal; write it as an octal string such as \"0750\"\n",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let cfg = write(d.path(), &format!("c{i}.toml"), text);
+        let out = darlings(&cfg).args(["plan"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let want = want.replace("CFG", cfg.to_str().unwrap());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), want);
+        assert!(out.stdout.is_empty());
+    }
+    let missing = d.path().join("nope.toml");
+    let out = darlings(&missing).arg("check").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("darlings: error: config {} not found; write one (see the config reference in README.md) or pass --config FILE\n", missing.display())
+    );
+}
+
+#[test]
+fn completions_and_man_page() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("unused.toml");
+    let out = darlings(&cfg)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("_darlings"));
+    let man = darlings(&cfg).arg("man").output().unwrap();
+    assert!(man.status.success() && String::from_utf8_lossy(&man.stdout).contains(".TH darlings"));
+}
