@@ -802,7 +802,10 @@ pub fn record_hidden(
         what: format!("cannot read {}", mountinfo.display()),
         source: e,
     })?;
-    let mounts = parse_mountinfo(&info);
+    let mounts: HashMap<u64, (Vec<u8>, Vec<u8>)> = darlings_backends::mountinfo::parse(&info)
+        .into_iter()
+        .map(|m| (m.id, (m.root, m.source)))
+        .collect();
     let utab_shown = utab.as_os_str().as_bytes();
     let dir = utab.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir).map_err(|e| ApplyError::Io {
@@ -869,44 +872,6 @@ fn utab_line(id: u64, src: &[u8], tgt: &[u8], root: &[u8]) -> Vec<u8> {
     line
 }
 
-/// mount id -> (root inside its filesystem, source), from `/proc/self/mountinfo` text.
-pub fn parse_mountinfo(text: &[u8]) -> HashMap<u64, (Vec<u8>, Vec<u8>)> {
-    let mut out = HashMap::new();
-    for line in text.split(|&b| b == b'\n') {
-        let f: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-        let Some(sep) = f.iter().position(|x| *x == b"-") else {
-            continue;
-        };
-        let (Some(id), Some(root), Some(source)) = (f.first(), f.get(3), f.get(sep + 2)) else {
-            continue;
-        };
-        let Some(id) = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        out.insert(id, (unmangle(root), unmangle(source)));
-    }
-    out
-}
-
-/// Undoes the kernel's octal escaping (`\040`) of mountinfo fields.
-fn unmangle(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'\\'
-            && i + 3 < s.len()
-            && s[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((s[i + 1] - b'0') * 64 + (s[i + 2] - b'0') * 8 + (s[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 fn mangle(out: &mut Vec<u8>, s: &[u8]) {
     for &b in s {
         if matches!(b, b' ' | b'\t' | b'\n' | b'\\') {
@@ -928,13 +893,5 @@ mod tests {
             l,
             b"ID=42 SRC=tmpfs TARGET=/sysroot/a\\040b ROOT=/a\\040b OPTS=x-gvfs-hide\n"
         );
-    }
-
-    #[test]
-    fn mountinfo_fields() {
-        let text = b"64 43 254:0 /tmp/ut/a /tmp/ut/b rw,relatime - ext4 /dev/vda rw\n65 43 0:5 /a\\040b /x shared:1 - tmpfs my\\040src rw\n";
-        let m = parse_mountinfo(text);
-        assert_eq!(m[&64], (b"/tmp/ut/a".to_vec(), b"/dev/vda".to_vec()));
-        assert_eq!(m[&65], (b"/a b".to_vec(), b"my src".to_vec()));
     }
 }

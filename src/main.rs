@@ -75,6 +75,9 @@ enum Cmd {
         /// Lines of lost groups in the text output.
         #[arg(long, default_value_t = 40)]
         lines: usize,
+        /// Skip sizes: no stat per file, as fast as `find -xdev` (tmpfs).
+        #[arg(long)]
+        no_sizes: bool,
     },
     /// Make the root blank through the configured backend.
     Rollback {
@@ -89,11 +92,12 @@ enum Cmd {
     Man,
 }
 
-fn backend(config: &Config, root: &Path) -> Box<dyn Backend> {
+fn backend(config: &Config, root: &Path, sizes: bool) -> Box<dyn Backend> {
     match &config.root {
         RootConfig::Tmpfs { size } => Box::new(darlings_backends::tmpfs::Tmpfs {
             root: root.to_path_buf(),
             size: size.clone(),
+            sizes,
         }),
     }
 }
@@ -155,7 +159,7 @@ fn run(cli: Cli) -> Result<()> {
                 config.root.backend_name(),
                 config.stores.len()
             )?;
-            let pre = backend(&config, &root)
+            let pre = backend(&config, &root, false)
                 .preflight()
                 .context("backend preflight failed")?;
             for c in pre.checks {
@@ -177,7 +181,7 @@ fn run(cli: Cli) -> Result<()> {
             let config = load()?;
             let plan = plan::build(&config, &accounts(&root)?)?;
             if json {
-                writeln!(stdout, "{}", serde_json::to_string_pretty(&plan.to_json())?)?;
+                plan.write_json(&mut stdout)?;
             } else {
                 write!(stdout, "{plan}")?;
             }
@@ -210,13 +214,14 @@ fn run(cli: Cli) -> Result<()> {
             json,
             max_entries,
             lines,
+            no_sizes,
         } => {
             let config = load()?;
             let limits = DiffLimits {
                 max_entries: max_entries.unwrap_or(usize::MAX),
                 time_budget: None,
             };
-            let b = backend(&config, &root);
+            let b = backend(&config, &root, !no_sizes);
             let out = b
                 .diff(&limits)
                 .with_context(|| format!("cannot diff root {}", root.display()))?;
@@ -238,7 +243,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Rollback { root, dry_run } => {
             let config = load()?;
-            let b = backend(&config, &root);
+            let b = backend(&config, &root, false);
             let out = b
                 .rollback(&RollbackOpts { dry_run })
                 .context("rollback refused")?;

@@ -262,38 +262,51 @@ impl Plan {
 
     /// The `--json` form; its schema is documented in README.md ("plan --json").
     pub fn to_json(&self) -> Value {
-        let steps: Vec<Value> = self
-            .steps
-            .iter()
-            .map(|s| match s {
-                Step::Bind(b) => {
-                    let mut v = json!({
-                        "op": "bind",
-                        "kind": b.kind.as_str(),
-                        "store": b.store.to_string(),
-                        "uid": b.spec.uid,
-                        "gid": b.spec.gid,
-                        "mode": format!("{:04o}", b.spec.mode),
-                        "parents": b.parents.iter().map(|p| json!({"uid": p.uid, "gid": p.gid, "mode": format!("{:04o}", p.mode)})).collect::<Vec<_>>(),
-                        "hide": b.hide,
-                        "nosuid": b.nosuid,
-                        "nodev": b.nodev,
-                        "seed": b.seed.map(|s| String::from_utf8_lossy(s).trim_end().to_string()),
-                    });
-                    path_fields(&mut v, "target", b.target.as_bytes());
-                    path_fields(&mut v, "source", b.source().as_bytes());
-                    v
-                }
-                Step::Deferred(d) => json!({
-                    "op": "deferred",
-                    "kind": d.kind.as_str(),
-                    "store": d.store.to_string(),
-                    "target": d.target,
-                    "reason": d.reason,
-                }),
-            })
-            .collect();
+        let steps: Vec<Value> = self.steps.iter().map(step_json).collect();
         json!({ "schema": "darlings.plan/1", "steps": steps })
+    }
+
+    /// The same JSON as `to_json`, written one step at a time: a plan of 10,000 entries never
+    /// exists as one JSON tree in memory.
+    pub fn write_json(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        w.write_all(b"{\"schema\":\"darlings.plan/1\",\"steps\":[")?;
+        for (i, s) in self.steps.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *w, &step_json(s))?;
+        }
+        w.write_all(b"]}\n")
+    }
+}
+
+fn step_json(s: &Step) -> Value {
+    match s {
+        Step::Bind(b) => {
+            let mut v = json!({
+                "op": "bind",
+                "kind": b.kind.as_str(),
+                "store": b.store.to_string(),
+                "uid": b.spec.uid,
+                "gid": b.spec.gid,
+                "mode": format!("{:04o}", b.spec.mode),
+                "parents": b.parents.iter().map(|p| json!({"uid": p.uid, "gid": p.gid, "mode": format!("{:04o}", p.mode)})).collect::<Vec<_>>(),
+                "hide": b.hide,
+                "nosuid": b.nosuid,
+                "nodev": b.nodev,
+                "seed": b.seed.map(|s| String::from_utf8_lossy(s).trim_end().to_string()),
+            });
+            path_fields(&mut v, "target", b.target.as_bytes());
+            path_fields(&mut v, "source", b.source().as_bytes());
+            v
+        }
+        Step::Deferred(d) => json!({
+            "op": "deferred",
+            "kind": d.kind.as_str(),
+            "store": d.store.to_string(),
+            "target": d.target,
+            "reason": d.reason,
+        }),
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod bytes;
 pub mod error;
+pub mod mountinfo;
 
 #[cfg(feature = "tmpfs")]
 pub mod tmpfs;

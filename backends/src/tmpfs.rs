@@ -4,6 +4,7 @@
 //! without leaving its mount, so bind-mounted persisted paths and other filesystems never show
 //! up as state about to be lost.
 
+use std::collections::HashSet;
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -19,6 +20,7 @@ use rustix::mount::{
 
 use crate::bytes::{join, Show};
 use crate::error::IoContext;
+use crate::mountinfo;
 use crate::{
     Backend, BackendError, Change, ChangeKind, DiffLimits, DiffOutput, FileType, Preflight,
     RollbackOpts, RollbackOutcome, Truncation,
@@ -32,6 +34,9 @@ pub struct Tmpfs {
     pub root: PathBuf,
     /// The tmpfs `size=` option (`"2G"`, `"25%"`); the kernel default when `None`.
     pub size: Option<String>,
+    /// Whether diff stats every file for its size. Without it the walk costs what
+    /// `find -xdev` costs (no system call per file), and sizes are unknown.
+    pub sizes: bool,
 }
 
 /// What is at the root directory right now.
@@ -171,7 +176,17 @@ impl Backend for Tmpfs {
 
     fn diff(&self, limits: &DiffLimits) -> Result<DiffOutput, BackendError> {
         let root = self.open_root()?;
-        walk(&root, &self.root, limits)
+        let canonical = std::fs::canonicalize(&self.root)
+            .ctx(|| format!("cannot resolve root {}", self.root.display()))?;
+        let info = std::fs::read("/proc/self/mountinfo")
+            .ctx(|| "cannot read /proc/self/mountinfo".to_string())?;
+        let skip: HashSet<Vec<u8>> = mountinfo::mount_points_below(
+            &mountinfo::parse(&info),
+            canonical.as_os_str().as_bytes(),
+        )
+        .into_iter()
+        .collect();
+        walk(&root, &self.root, limits, self.sizes, &skip)
     }
 
     fn rollback(&self, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError> {
@@ -247,7 +262,15 @@ fn file_type_of(ft: RFileType) -> FileType {
 
 /// Walks everything on the root's own mount: against an empty blank, all of it is "added".
 /// Mount points (persisted binds, /nix, the store, /proc…) are neither entered nor reported.
-pub fn walk(root: &OwnedFd, shown: &Path, limits: &DiffLimits) -> Result<DiffOutput, BackendError> {
+/// `skip` holds the mount points below the root (from mountinfo, read once): without sizes, no
+/// file is stat'ed, so this is how bind-mounted files are recognised.
+pub fn walk(
+    root: &OwnedFd,
+    shown: &Path,
+    limits: &DiffLimits,
+    sizes: bool,
+    skip: &HashSet<Vec<u8>>,
+) -> Result<DiffOutput, BackendError> {
     let root_st = fs::statx(root, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
         .ctx(|| format!("cannot stat root {}", shown.display()))?;
     let mut walker = Walker {
@@ -256,6 +279,8 @@ pub fn walk(root: &OwnedFd, shown: &Path, limits: &DiffLimits) -> Result<DiffOut
         limits,
         start: Instant::now(),
         out: DiffOutput::default(),
+        sizes,
+        skip,
     };
     let first = reopen_dir(root).ctx(|| format!("cannot open root {}", shown.display()))?;
     let mut stack: Vec<(fs::Dir, Vec<u8>)> = vec![(
@@ -295,6 +320,8 @@ struct Walker<'a> {
     limits: &'a DiffLimits,
     start: Instant,
     out: DiffOutput,
+    sizes: bool,
+    skip: &'a HashSet<Vec<u8>>,
 }
 
 impl Walker<'_> {
@@ -340,9 +367,16 @@ impl Walker<'_> {
         dtype: RFileType,
         child: &[u8],
     ) -> Result<Option<OwnedFd>, BackendError> {
+        if !self.skip.is_empty() && self.skip.contains(child) {
+            return Ok(None);
+        }
         if dtype == RFileType::Symlink {
             // A symlink cannot be a mount point, and its size is only its target's length.
             self.push(child, FileType::Symlink, None);
+            return Ok(None);
+        }
+        if !self.sizes && dtype != RFileType::Directory && dtype != RFileType::Unknown {
+            self.push(child, file_type_of(dtype), None);
             return Ok(None);
         }
         if dtype != RFileType::Directory {
