@@ -283,35 +283,71 @@ pub fn walk(
         skip,
     };
     let first = reopen_dir(root).ctx(|| format!("cannot open root {}", shown.display()))?;
-    let mut stack: Vec<(fs::Dir, Vec<u8>)> = vec![(
-        fs::Dir::new(first).ctx(|| format!("cannot read root {}", shown.display()))?,
-        b"/".to_vec(),
-    )];
-    while let Some((dir, path)) = stack.last_mut() {
-        let Some(entry) = dir.next() else {
+    // One getdents buffer for the whole walk; each directory's names go into its frame's arena,
+    // so no entry costs an allocation of its own beyond its path.
+    let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
+    let mut stack = vec![Frame::read(first, b"/".to_vec(), &mut buf)
+        .ctx(|| format!("cannot read root {}", shown.display()))?];
+    while let Some(frame) = stack.last_mut() {
+        let Some(&(start, len, dtype)) = frame.items.get(frame.pos) else {
             stack.pop();
             continue;
         };
-        let entry = entry.ctx(|| format!("cannot read directory {}", walker.show(path)))?;
-        let name = entry.file_name();
-        if name.to_bytes() == b"." || name.to_bytes() == b".." {
-            continue;
-        }
+        frame.pos += 1;
         if let Some(cut) = walker.over_limits() {
             walker.out.truncated = Some(cut);
             break;
         }
-        let dir_fd = dir
-            .fd()
-            .ctx(|| format!("cannot read directory {}", walker.show(path)))?;
-        let child = join(path, name.to_bytes());
-        if let Some(sub) = walker.visit(dir_fd, name, entry.file_type(), &child)? {
-            let sub = fs::Dir::new(sub)
+        let name_nul = &frame.names[start..start + len];
+        let Ok(name) = CStr::from_bytes_with_nul(name_nul) else {
+            continue;
+        };
+        let child = join(&frame.path, name.to_bytes());
+        if let Some(sub) = walker.visit(frame.fd.as_fd(), name, dtype, &child)? {
+            let sub = Frame::read(sub, child.clone(), &mut buf)
                 .ctx(|| format!("cannot read directory {}", walker.show(&child)))?;
-            stack.push((sub, child));
+            stack.push(sub);
         }
     }
     Ok(walker.out)
+}
+
+/// One directory being walked: its fd, its path, and all its names read up front.
+struct Frame {
+    fd: OwnedFd,
+    path: Vec<u8>,
+    /// NUL-terminated names, back to back.
+    names: Vec<u8>,
+    items: Vec<(usize, usize, RFileType)>,
+    pos: usize,
+}
+
+impl Frame {
+    fn read(
+        fd: OwnedFd,
+        path: Vec<u8>,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> rustix::io::Result<Frame> {
+        let mut names = Vec::new();
+        let mut items = Vec::new();
+        let mut dir = fs::RawDir::new(&fd, buf);
+        while let Some(entry) = dir.next() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes_with_nul();
+            if name == b".\0" || name == b"..\0" {
+                continue;
+            }
+            items.push((names.len(), name.len(), entry.file_type()));
+            names.extend_from_slice(name);
+        }
+        Ok(Frame {
+            fd,
+            path,
+            names,
+            items,
+            pos: 0,
+        })
+    }
 }
 
 struct Walker<'a> {
