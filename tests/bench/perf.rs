@@ -254,7 +254,12 @@ fn main() {
         "-".into(),
     ));
 
-    let head = ("measurement (best of 3 for diffs)", "darlings", "comparison", "verdict");
+    let head = (
+        "measurement (best of 3 for diffs)",
+        "darlings",
+        "comparison",
+        "verdict",
+    );
     println!("\n{:<44} {:>22} {:>24}  {}", head.0, head.1, head.2, head.3);
     for (a, b, c, d) in rows {
         println!("{a:<44} {b:>22} {c:>24}  {d}");
