@@ -15,7 +15,7 @@ use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags};
 const BIN: &str = env!("CARGO_BIN_EXE_darlings");
 
 type TestResult = Result<(), String>;
-type Case = (&'static str, fn() -> TestResult);
+pub type Case = (&'static str, fn() -> TestResult);
 
 macro_rules! check {
     ($cond:expr, $($fmt:tt)+) => {
@@ -24,6 +24,9 @@ macro_rules! check {
         }
     };
 }
+
+mod btrfs_diff;
+mod btrfs_rollback;
 
 struct Sandbox {
     _dir: tempfile::TempDir,
@@ -824,6 +827,10 @@ fn main() {
             check_command_validates_against_the_live_root,
         ),
     ];
+    let mut all: Vec<Case> = tests.to_vec();
+    all.extend(btrfs_rollback::cases());
+    all.extend(btrfs_diff::cases());
+    let tests = all.as_slice();
     let start = Instant::now();
     let selected: Vec<_> = tests
         .iter()

@@ -1,3 +1,59 @@
-//! The Btrfs backend (in progress): the send-stream parser that feeds `darlings diff`.
+//! The Btrfs backend: rollback by the exchange protocol on the top-level subvolume, old-root
+//! retention, `init`, and a diff from the send stream (`NO_FILE_DATA`, parent = the blank).
+
+pub mod diff;
 pub mod resolve;
+pub mod rollback;
 pub mod stream;
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use crate::{
+    Backend, BackendError, DiffLimits, DiffOutput, Preflight, RollbackOpts, RollbackOutcome,
+};
+
+/// Old roots to keep after a rollback; both bounds apply when both are set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keep {
+    pub count: Option<u32>,
+    pub days: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Btrfs {
+    /// The block device holding the filesystem.
+    pub device: PathBuf,
+    /// The root subvolume's name in the top level (subvolid=5), e.g. `root`.
+    pub subvolume: Vec<u8>,
+    /// The read-only blank snapshot's name in the top level, e.g. `root-blank`.
+    pub blank: Vec<u8>,
+    /// Directory in the top level that holds old roots, e.g. `old-roots`.
+    pub old_roots: Vec<u8>,
+    /// `None`: old roots are deleted, not kept.
+    pub keep: Option<Keep>,
+    /// "Now" for old-root names and age-based retention: a parameter so tests set the clock.
+    pub now: SystemTime,
+    /// Where the top level is mounted (privately, in a fresh directory) while darlings works.
+    pub work_dir: PathBuf,
+    /// Tests only: stop right after the named protocol step, as a power cut would.
+    pub failpoint: Option<String>,
+}
+
+impl Backend for Btrfs {
+    fn name(&self) -> &'static str {
+        "btrfs"
+    }
+
+    fn preflight(&self) -> Result<Preflight, BackendError> {
+        rollback::preflight(self)
+    }
+
+    fn diff(&self, limits: &DiffLimits) -> Result<DiffOutput, BackendError> {
+        diff::diff(self, limits)
+    }
+
+    fn rollback(&self, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError> {
+        rollback::rollback(self, opts)
+    }
+}

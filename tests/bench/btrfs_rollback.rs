@@ -1,0 +1,2 @@
+//! Btrfs benchmark (being written).
+fn main() {}
