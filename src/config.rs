@@ -48,13 +48,32 @@ pub struct Config {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootConfig {
-    Tmpfs { size: Option<String> },
+    Tmpfs {
+        size: Option<String>,
+    },
+    Btrfs {
+        device: AbsPath,
+        /// Names in the top-level subvolume (single components: the exchange needs them in the
+        /// same directory).
+        subvolume: String,
+        blank: String,
+        old_roots: String,
+        keep: Option<Keep>,
+    },
+}
+
+/// Old roots to keep; both bounds apply when both are given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    pub count: Option<u32>,
+    pub days: Option<u32>,
 }
 
 impl RootConfig {
     pub fn backend_name(&self) -> &'static str {
         match self {
             RootConfig::Tmpfs { .. } => "tmpfs",
+            RootConfig::Btrfs { .. } => "btrfs",
         }
     }
 }
@@ -157,6 +176,18 @@ struct RawConfig {
 struct RawRoot {
     backend: Spanned<String>,
     size: Option<Spanned<String>>,
+    device: Option<Spanned<String>>,
+    subvolume: Option<Spanned<String>>,
+    blank: Option<Spanned<String>>,
+    keep: Option<Spanned<RawKeep>>,
+    old_roots: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawKeep {
+    count: Option<i64>,
+    days: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -498,7 +529,26 @@ fn validate(raw: RawConfig, c: &mut Checker) -> Option<Config> {
 }
 
 fn validate_root(r: &RawRoot, c: &mut Checker) -> Option<RootConfig> {
-    match r.backend.get_ref().as_str() {
+    let backend = r.backend.get_ref().as_str();
+    // Keys that belong to another backend are mistakes worth naming, not silently ignored.
+    let foreign: &[(&str, Option<Range<usize>>, &str)] = &[
+        ("size", r.size.as_ref().map(|v| v.span()), "tmpfs"),
+        ("device", r.device.as_ref().map(|v| v.span()), "btrfs"),
+        ("subvolume", r.subvolume.as_ref().map(|v| v.span()), "btrfs"),
+        ("blank", r.blank.as_ref().map(|v| v.span()), "btrfs"),
+        ("keep", r.keep.as_ref().map(|v| v.span()), "btrfs"),
+        ("old-roots", r.old_roots.as_ref().map(|v| v.span()), "btrfs"),
+    ];
+    if matches!(backend, "tmpfs" | "btrfs") {
+        for (key, span, owner) in foreign {
+            if let Some(span) = span {
+                if *owner != backend {
+                    c.at(span.clone(), format!("root.{key} applies only to backend \"{owner}\", not \"{backend}\"; remove it"));
+                }
+            }
+        }
+    }
+    match backend {
         "tmpfs" => {
             let size = match &r.size {
                 None => None,
@@ -510,13 +560,74 @@ fn validate_root(r: &RawRoot, c: &mut Checker) -> Option<RootConfig> {
             };
             Some(RootConfig::Tmpfs { size })
         }
-        b @ ("btrfs" | "zfs") => {
-            c.at(
-                r.backend.span(),
-                format!(
-                    "backend {b:?} is not available in this version of darlings yet; use \"tmpfs\""
-                ),
-            );
+        "btrfs" => {
+            let device = match &r.device {
+                Some(d) => c.abs("root.device", d),
+                None => {
+                    c.at(r.backend.span(), "backend \"btrfs\" needs root.device, the block device of the filesystem, e.g. device = \"/dev/disk/by-label/nixos\"");
+                    None
+                }
+            };
+            let mut name = |key: &str,
+                            v: &Option<Spanned<String>>,
+                            default: &str|
+             -> Option<String> {
+                let Some(v) = v else {
+                    return Some(default.to_string());
+                };
+                let n = v.get_ref();
+                if n.is_empty() || n == "." || n == ".." || n.contains(['/', '\0', '\n']) {
+                    c.at(v.span(), format!("root.{key} {n:?} must be one name in the top-level subvolume (no \"/\"), e.g. \"{default}\""));
+                    return None;
+                }
+                Some(n.clone())
+            };
+            let subvolume = name("subvolume", &r.subvolume, "root");
+            let blank = name("blank", &r.blank, "root-blank");
+            let old_roots = name("old-roots", &r.old_roots, "old-roots");
+            if let (Some(s), Some(b)) = (&subvolume, &blank) {
+                if s == b {
+                    let span = r.blank.as_ref().map_or(r.backend.span(), |b| b.span());
+                    c.at(span, format!("root.blank {b:?} is the root subvolume itself; name the read-only blank snapshot, e.g. \"{s}-blank\""));
+                }
+            }
+            if let (Some(s), Some(o)) = (&subvolume, &old_roots) {
+                if s == o || blank.as_deref() == Some(o.as_str()) {
+                    c.at(r.old_roots.as_ref().map_or(r.backend.span(), |v| v.span()), format!("root.old-roots {o:?} collides with the root or blank name; pick another, e.g. \"old-roots\""));
+                }
+            }
+            let keep = match &r.keep {
+                None => None,
+                Some(k) => {
+                    let raw = k.get_ref();
+                    let mut bound = |what: &str, v: Option<i64>| match v {
+                        None => None,
+                        Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => u32::try_from(n).ok(),
+                        Some(n) => {
+                            c.at(
+                                k.span(),
+                                format!("root.keep.{what} {n} must be a positive number"),
+                            );
+                            None
+                        }
+                    };
+                    let (count, days) = (bound("count", raw.count), bound("days", raw.days));
+                    if raw.count.is_none() && raw.days.is_none() {
+                        c.at(k.span(), "root.keep is empty; give count = N and/or days = D, or remove keep to delete old roots");
+                    }
+                    Some(Keep { count, days })
+                }
+            };
+            Some(RootConfig::Btrfs {
+                device: device?,
+                subvolume: subvolume?,
+                blank: blank?,
+                old_roots: old_roots?,
+                keep,
+            })
+        }
+        "zfs" => {
+            c.at(r.backend.span(), "backend \"zfs\" is not available in this version of darlings yet; use \"tmpfs\" or \"btrfs\"");
             None
         }
         other => {

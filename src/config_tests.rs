@@ -227,6 +227,68 @@ fn rejections_table() {
 }
 
 #[test]
+fn btrfs_root() {
+    let c = parse("[root]\nbackend = \"btrfs\"\ndevice = \"/dev/disk/by-label/nixos\"\nkeep = { count = 5, days = 30 }\n", "t.toml").unwrap();
+    assert_eq!(
+        c.root,
+        RootConfig::Btrfs {
+            device: AbsPath::parse("/dev/disk/by-label/nixos").unwrap(),
+            subvolume: "root".into(),
+            blank: "root-blank".into(),
+            old_roots: "old-roots".into(),
+            keep: Some(Keep {
+                count: Some(5),
+                days: Some(30)
+            }),
+        }
+    );
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "[root]\nbackend = \"btrfs\"\n",
+            &["t.toml:2:11", "needs root.device"],
+        ),
+        (
+            "[root]\nbackend = \"btrfs\"\ndevice = \"sda\"\n",
+            &["root.device \"sda\" is relative"],
+        ),
+        (
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nsubvolume = \"a/b\"\n",
+            &["t.toml:4:13", "one name in the top-level subvolume"],
+        ),
+        (
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nblank = \"root\"\n",
+            &["root.blank \"root\" is the root subvolume itself"],
+        ),
+        (
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nkeep = {}\n",
+            &["root.keep is empty"],
+        ),
+        (
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nkeep = { count = 0 }\n",
+            &["root.keep.count 0 must be a positive number"],
+        ),
+        (
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nkeep = { weeks = 2 }\n",
+            &["unknown field `weeks`"],
+        ),
+        (
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nsize = \"2G\"\n",
+            &["t.toml:4:8", "root.size applies only to backend \"tmpfs\""],
+        ),
+        (
+            "[root]\nbackend = \"tmpfs\"\ndevice = \"/dev/sda\"\n",
+            &["root.device applies only to backend \"btrfs\""],
+        ),
+    ];
+    for (text, want) in cases {
+        let err = parse(text, "t.toml").unwrap_err().to_string();
+        for w in *want {
+            assert!(err.contains(w), "{text:?}: lacks {w:?}:\n{err}");
+        }
+    }
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let e = problems("[[persist]]\nstore = \"/persist\"\ndirectories = [\"a\", \"/proc\"]\nfiles = [{ path = \"/x\", mode = \"9\" }]\n").to_string();
     assert!(e.contains("(3 problems)"), "{e}");

@@ -1,7 +1,9 @@
 //! The darlings command line: a thin layer over the library that turns arguments into calls
 //! and errors into a printed chain and a non-zero exit.
 
+use std::ffi::OsStr;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -30,6 +32,9 @@ struct Cli {
     /// The config file.
     #[arg(long, global = true, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
+    /// Where btrfs mounts its top-level subvolume (in a fresh private directory) while it works.
+    #[arg(long, global = true, default_value = "/run/darlings")]
+    work_dir: PathBuf,
     /// Where log lines go.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     log: logging::Target,
@@ -87,20 +92,65 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// For a new install: create the blank from the empty root (btrfs: a read-only snapshot).
+    Init {
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
     Man,
 }
 
-fn backend(config: &Config, root: &Path, sizes: bool) -> Box<dyn Backend> {
-    match &config.root {
-        RootConfig::Tmpfs { size } => Box::new(darlings_backends::tmpfs::Tmpfs {
-            root: root.to_path_buf(),
-            size: size.clone(),
-            sizes,
+/// What the backends need beyond the config: the root directory (tmpfs), whether a diff wants
+/// sizes, and where btrfs mounts its top level while it works.
+struct Ctx<'a> {
+    root: &'a Path,
+    sizes: bool,
+    work_dir: &'a Path,
+}
+
+fn btrfs(config: &Config, work_dir: &Path) -> Option<darlings_backends::btrfs::Btrfs> {
+    let RootConfig::Btrfs {
+        device,
+        subvolume,
+        blank,
+        old_roots,
+        keep,
+    } = &config.root
+    else {
+        return None;
+    };
+    Some(darlings_backends::btrfs::Btrfs {
+        device: PathBuf::from(OsStr::from_bytes(device.as_bytes())),
+        subvolume: subvolume.as_bytes().to_vec(),
+        blank: blank.as_bytes().to_vec(),
+        old_roots: old_roots.as_bytes().to_vec(),
+        keep: keep.map(|k| darlings_backends::btrfs::Keep {
+            count: k.count,
+            days: k.days,
         }),
+        now: std::time::SystemTime::now(),
+        work_dir: work_dir.to_path_buf(),
+        // For crash tests of whole systems (VM tests): stop after the named rollback step.
+        failpoint: std::env::var("DARLINGS_FAILPOINT").ok(),
+    })
+}
+
+fn backend(config: &Config, ctx: &Ctx) -> Box<dyn Backend> {
+    if let Some(b) = btrfs(config, ctx.work_dir) {
+        return Box::new(b);
     }
+    let size = match &config.root {
+        RootConfig::Tmpfs { size } => size.clone(),
+        RootConfig::Btrfs { .. } => None,
+    };
+    Box::new(darlings_backends::tmpfs::Tmpfs {
+        root: ctx.root.to_path_buf(),
+        size,
+        sizes: ctx.sizes,
+    })
 }
 
 /// Reads the target root's accounts beneath the root, refusing symlinks like everything else.
@@ -160,9 +210,16 @@ fn run(cli: Cli) -> Result<()> {
                 config.root.backend_name(),
                 config.stores.len()
             )?;
-            let pre = backend(&config, &root, false)
-                .preflight()
-                .context("backend preflight failed")?;
+            let pre = backend(
+                &config,
+                &Ctx {
+                    root: &root,
+                    sizes: false,
+                    work_dir: &cli.work_dir,
+                },
+            )
+            .preflight()
+            .context("backend preflight failed")?;
             for c in pre.checks {
                 writeln!(stdout, "ok: {c}")?;
             }
@@ -222,7 +279,14 @@ fn run(cli: Cli) -> Result<()> {
                 max_entries: max_entries.unwrap_or(usize::MAX),
                 time_budget: None,
             };
-            let b = backend(&config, &root, !no_sizes);
+            let b = backend(
+                &config,
+                &Ctx {
+                    root: &root,
+                    sizes: !no_sizes,
+                    work_dir: &cli.work_dir,
+                },
+            );
             let t = Instant::now();
             let out = b
                 .diff(&limits)
@@ -256,9 +320,31 @@ fn run(cli: Cli) -> Result<()> {
             // ends right here: leave it to the kernel.
             std::mem::forget(report);
         }
+        Cmd::Init { dry_run } => {
+            let config = load()?;
+            match btrfs(&config, &cli.work_dir) {
+                Some(b) => {
+                    for s in b.init(dry_run).context("init refused")? {
+                        writeln!(stdout, "{}{s}", if dry_run { "would: " } else { "" })?;
+                    }
+                }
+                None => writeln!(
+                    stdout,
+                    "nothing to initialise: a {} root is blank at every boot",
+                    config.root.backend_name()
+                )?,
+            }
+        }
         Cmd::Rollback { root, dry_run } => {
             let config = load()?;
-            let b = backend(&config, &root, false);
+            let b = backend(
+                &config,
+                &Ctx {
+                    root: &root,
+                    sizes: false,
+                    work_dir: &cli.work_dir,
+                },
+            );
             let out = b
                 .rollback(&RollbackOpts { dry_run })
                 .context("rollback refused")?;
