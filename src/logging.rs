@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use tracing::Level;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
@@ -88,22 +89,55 @@ pub fn init(target: Target, verbosity: u8, quiet: bool) -> bool {
         Target::Stderr => false,
         Target::Auto => Path::new("/etc/initrd-release").exists(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false)
-        .without_time();
     if use_kmsg {
         if let Ok(file) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
-            builder
-                .with_ansi(false)
-                .with_level(false)
-                .with_writer(Kmsg {
-                    file: Mutex::new(file),
-                })
-                .init();
+            kmsg_subscriber(file, level).init();
             return true;
         }
     }
-    builder.with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .init();
     false
+}
+
+/// A subscriber writing one kmsg record per event to `file` (`/dev/kmsg` outside tests).
+fn kmsg_subscriber(file: std::fs::File, level: Level) -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .with_ansi(false)
+        .with_level(false)
+        .with_writer(Kmsg {
+            file: Mutex::new(file),
+        })
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kmsg_records_carry_priority_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kmsg");
+        let file = std::fs::File::create(&path).unwrap();
+        {
+            let _guard = kmsg_subscriber(file, Level::INFO).set_default();
+            tracing::error!("rollback refused: blank missing");
+            tracing::warn!("deferred 2 entries");
+            tracing::info!(took_ms = 12, "rollback done");
+            tracing::debug!("not shown at info");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "<3>darlings: rollback refused: blank missing\n<4>darlings: deferred 2 entries\n<6>darlings: rollback done took_ms=12\n"
+        );
+    }
 }
