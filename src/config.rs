@@ -60,6 +60,13 @@ pub enum RootConfig {
         old_roots: String,
         keep: Option<Keep>,
     },
+    Zfs {
+        dataset: String,
+        /// The snapshot name after the `@`.
+        blank: String,
+        destroy_newer_snapshots: bool,
+        keep: Option<Keep>,
+    },
 }
 
 /// Old roots to keep; both bounds apply when both are given.
@@ -74,6 +81,7 @@ impl RootConfig {
         match self {
             RootConfig::Tmpfs { .. } => "tmpfs",
             RootConfig::Btrfs { .. } => "btrfs",
+            RootConfig::Zfs { .. } => "zfs",
         }
     }
 }
@@ -181,6 +189,8 @@ struct RawRoot {
     blank: Option<Spanned<String>>,
     keep: Option<Spanned<RawKeep>>,
     old_roots: Option<Spanned<String>>,
+    dataset: Option<Spanned<String>>,
+    destroy_newer_snapshots: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -528,22 +538,50 @@ fn validate(raw: RawConfig, c: &mut Checker) -> Option<Config> {
     })
 }
 
+/// A `[root]` key, where it was written, and the backends it belongs to.
+type ForeignKey<'a> = (&'a str, Option<Range<usize>>, &'a [&'a str]);
+
 fn validate_root(r: &RawRoot, c: &mut Checker) -> Option<RootConfig> {
     let backend = r.backend.get_ref().as_str();
     // Keys that belong to another backend are mistakes worth naming, not silently ignored.
-    let foreign: &[(&str, Option<Range<usize>>, &str)] = &[
-        ("size", r.size.as_ref().map(|v| v.span()), "tmpfs"),
-        ("device", r.device.as_ref().map(|v| v.span()), "btrfs"),
-        ("subvolume", r.subvolume.as_ref().map(|v| v.span()), "btrfs"),
-        ("blank", r.blank.as_ref().map(|v| v.span()), "btrfs"),
-        ("keep", r.keep.as_ref().map(|v| v.span()), "btrfs"),
-        ("old-roots", r.old_roots.as_ref().map(|v| v.span()), "btrfs"),
+    let foreign: &[ForeignKey] = &[
+        ("size", r.size.as_ref().map(|v| v.span()), &["tmpfs"]),
+        ("device", r.device.as_ref().map(|v| v.span()), &["btrfs"]),
+        (
+            "subvolume",
+            r.subvolume.as_ref().map(|v| v.span()),
+            &["btrfs"],
+        ),
+        (
+            "old-roots",
+            r.old_roots.as_ref().map(|v| v.span()),
+            &["btrfs"],
+        ),
+        (
+            "blank",
+            r.blank.as_ref().map(|v| v.span()),
+            &["btrfs", "zfs"],
+        ),
+        ("keep", r.keep.as_ref().map(|v| v.span()), &["btrfs", "zfs"]),
+        ("dataset", r.dataset.as_ref().map(|v| v.span()), &["zfs"]),
+        (
+            "destroy-newer-snapshots",
+            r.destroy_newer_snapshots.as_ref().map(|v| v.span()),
+            &["zfs"],
+        ),
     ];
-    if matches!(backend, "tmpfs" | "btrfs") {
-        for (key, span, owner) in foreign {
+    if matches!(backend, "tmpfs" | "btrfs" | "zfs") {
+        for (key, span, owners) in foreign {
             if let Some(span) = span {
-                if *owner != backend {
-                    c.at(span.clone(), format!("root.{key} applies only to backend \"{owner}\", not \"{backend}\"; remove it"));
+                if !owners.contains(&backend) {
+                    let names: Vec<String> = owners.iter().map(|o| format!("\"{o}\"")).collect();
+                    c.at(
+                        span.clone(),
+                        format!(
+                            "root.{key} applies only to backend {}, not \"{backend}\"; remove it",
+                            names.join(" or ")
+                        ),
+                    );
                 }
             }
         }
@@ -627,8 +665,35 @@ fn validate_root(r: &RawRoot, c: &mut Checker) -> Option<RootConfig> {
             })
         }
         "zfs" => {
-            c.at(r.backend.span(), "backend \"zfs\" is not available in this version of darlings yet; use \"tmpfs\" or \"btrfs\"");
-            None
+            let dataset = match &r.dataset {
+                Some(d) if valid_dataset(d.get_ref()) => Some(d.get_ref().clone()),
+                Some(d) => {
+                    c.at(d.span(), format!("root.dataset {:?} is not a ZFS dataset name; write pool/path, e.g. \"rpool/local/root\"", d.get_ref()));
+                    None
+                }
+                None => {
+                    c.at(r.backend.span(), "backend \"zfs\" needs root.dataset, the root's dataset, e.g. dataset = \"rpool/local/root\"");
+                    None
+                }
+            };
+            let blank = match &r.blank {
+                None => Some("blank".to_string()),
+                Some(b) if valid_zfs_component(b.get_ref()) => Some(b.get_ref().clone()),
+                Some(b) => {
+                    c.at(b.span(), format!("root.blank {:?} is not a snapshot name; write the part after the @, e.g. \"blank\"", b.get_ref()));
+                    None
+                }
+            };
+            let keep = validate_keep(&r.keep, c);
+            Some(RootConfig::Zfs {
+                dataset: dataset?,
+                blank: blank?,
+                destroy_newer_snapshots: r
+                    .destroy_newer_snapshots
+                    .as_ref()
+                    .is_some_and(|v| *v.get_ref()),
+                keep,
+            })
         }
         other => {
             c.at(
@@ -638,6 +703,42 @@ fn validate_root(r: &RawRoot, c: &mut Checker) -> Option<RootConfig> {
             None
         }
     }
+}
+
+fn validate_keep(k: &Option<Spanned<RawKeep>>, c: &mut Checker) -> Option<Keep> {
+    let k = k.as_ref()?;
+    let raw = k.get_ref();
+    let mut bound = |what: &str, v: Option<i64>| match v {
+        None => None,
+        Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => u32::try_from(n).ok(),
+        Some(n) => {
+            c.at(
+                k.span(),
+                format!("root.keep.{what} {n} must be a positive number"),
+            );
+            None
+        }
+    };
+    let (count, days) = (bound("count", raw.count), bound("days", raw.days));
+    if raw.count.is_none() && raw.days.is_none() {
+        c.at(k.span(), "root.keep is empty; give count = N and/or days = D, or remove keep to discard old roots");
+    }
+    Some(Keep { count, days })
+}
+
+/// One component of a ZFS name, as zfs(8) accepts it.
+fn valid_zfs_component(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
+/// `pool/a/b`: the root dataset can never be the pool itself, whose rollback would take the
+/// store with it.
+fn valid_dataset(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    parts.len() >= 2 && parts.iter().all(|p| valid_zfs_component(p))
 }
 
 fn valid_size(s: &str) -> bool {

@@ -289,6 +289,55 @@ fn btrfs_root() {
 }
 
 #[test]
+fn zfs_root() {
+    let c = parse("[root]\nbackend = \"zfs\"\ndataset = \"rpool/local/root\"\ndestroy-newer-snapshots = true\nkeep = { count = 3 }\n", "t.toml").unwrap();
+    assert_eq!(
+        c.root,
+        RootConfig::Zfs {
+            dataset: "rpool/local/root".into(),
+            blank: "blank".into(),
+            destroy_newer_snapshots: true,
+            keep: Some(Keep {
+                count: Some(3),
+                days: None
+            })
+        }
+    );
+    let cases: &[(&str, &[&str])] = &[
+        ("[root]\nbackend = \"zfs\"\n", &["needs root.dataset"]),
+        (
+            "[root]\nbackend = \"zfs\"\ndataset = \"rpool\"\n",
+            &[
+                "t.toml:3:11",
+                "root.dataset \"rpool\" is not a ZFS dataset name",
+            ],
+        ),
+        (
+            "[root]\nbackend = \"zfs\"\ndataset = \"rpool/root@blank\"\n",
+            &["not a ZFS dataset name"],
+        ),
+        (
+            "[root]\nbackend = \"zfs\"\ndataset = \"rpool/root\"\nblank = \"@blank\"\n",
+            &["root.blank \"@blank\" is not a snapshot name"],
+        ),
+        (
+            "[root]\nbackend = \"zfs\"\ndataset = \"rpool/root\"\ndevice = \"/dev/sda\"\n",
+            &["root.device applies only to backend \"btrfs\", not \"zfs\""],
+        ),
+        (
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\ndestroy-newer-snapshots = true\n",
+            &["root.destroy-newer-snapshots applies only to backend \"zfs\""],
+        ),
+    ];
+    for (text, want) in cases {
+        let err = parse(text, "t.toml").unwrap_err().to_string();
+        for w in *want {
+            assert!(err.contains(w), "{text:?}: lacks {w:?}:\n{err}");
+        }
+    }
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let e = problems("[[persist]]\nstore = \"/persist\"\ndirectories = [\"a\", \"/proc\"]\nfiles = [{ path = \"/x\", mode = \"9\" }]\n").to_string();
     assert!(e.contains("(3 problems)"), "{e}");

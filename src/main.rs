@@ -138,13 +138,45 @@ fn btrfs(config: &Config, work_dir: &Path) -> Option<darlings_backends::btrfs::B
     })
 }
 
+fn zfs(config: &Config, work_dir: &Path) -> Option<darlings_backends::zfs::Zfs> {
+    let RootConfig::Zfs {
+        dataset,
+        blank,
+        destroy_newer_snapshots,
+        keep,
+    } = &config.root
+    else {
+        return None;
+    };
+    Some(darlings_backends::zfs::Zfs {
+        dataset: dataset.clone(),
+        blank: blank.clone(),
+        destroy_newer_snapshots: *destroy_newer_snapshots,
+        keep: keep.map(|k| darlings_backends::Keep {
+            count: k.count,
+            days: k.days,
+        }),
+        now: std::time::SystemTime::now(),
+        work_dir: work_dir.to_path_buf(),
+        stores: config
+            .stores
+            .iter()
+            .map(|s| PathBuf::from(OsStr::from_bytes(s.path.as_bytes())))
+            .collect(),
+        failpoint: std::env::var("DARLINGS_FAILPOINT").ok(),
+    })
+}
+
 fn backend(config: &Config, ctx: &Ctx) -> Box<dyn Backend> {
     if let Some(b) = btrfs(config, ctx.work_dir) {
         return Box::new(b);
     }
+    if let Some(z) = zfs(config, ctx.work_dir) {
+        return Box::new(z);
+    }
     let size = match &config.root {
         RootConfig::Tmpfs { size } => size.clone(),
-        RootConfig::Btrfs { .. } => None,
+        RootConfig::Btrfs { .. } | RootConfig::Zfs { .. } => None,
     };
     Box::new(darlings_backends::tmpfs::Tmpfs {
         root: ctx.root.to_path_buf(),
@@ -322,9 +354,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Init { dry_run } => {
             let config = load()?;
-            match btrfs(&config, &cli.work_dir) {
-                Some(b) => {
-                    for s in b.init(dry_run).context("init refused")? {
+            let steps = match (btrfs(&config, &cli.work_dir), zfs(&config, &cli.work_dir)) {
+                (Some(b), _) => Some(b.init(dry_run).context("init refused")?),
+                (_, Some(z)) => Some(z.init(dry_run).context("init refused")?),
+                _ => None,
+            };
+            match steps {
+                Some(steps) => {
+                    for s in steps {
                         writeln!(stdout, "{}{s}", if dry_run { "would: " } else { "" })?;
                     }
                 }

@@ -73,6 +73,9 @@ impl Classifier {
             ignore: config.diff.ignore.clone(),
         };
         for s in &config.stores {
+            // The store's mount point lives in the root too (the initrd makes it each boot);
+            // what is under it is the store itself, never lost.
+            c.add(&s.path, Kind::Dir);
             for e in &s.entries {
                 c.add(&e.path, e.kind);
             }
@@ -572,6 +575,8 @@ mod tests {
             (b"/tmp/a/b", Class::Lost),
             (b"/var/logs", Class::Lost),
             (b"/home/alice/\xff", Class::Lost),
+            (b"/persist", Class::Persisted),
+            (b"/persist/var/log/x", Class::Persisted),
         ];
         for (p, want) in cases {
             assert_eq!(c.classify(p), *want, "{}", Show(p));

@@ -126,7 +126,7 @@ fn bad_config_error_texts() {
         ),
         (
             "[root]\nbackend = \"tmpfs\"\ncolour = 1\n",
-            "darlings: error: config CFG is invalid (1 problem):\n  CFG:3:1: unknown field `colour`, expected one of `backend`, `size`, `device`, `subvolume`, `blank`, `keep`, `old-roots`; see the config reference in README.md\n",
+            "darlings: error: config CFG is invalid (1 problem):\n  CFG:3:1: unknown field `colour`, expected one of `backend`, `size`, `device`, `subvolume`, `blank`, `keep`, `old-roots`, `dataset`, `destroy-newer-snapshots`; see the config reference in README.md\n",
         ),
         (
             "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/srv\", mode = 750 }]\n",

@@ -121,6 +121,13 @@ pub struct Preflight {
     pub checks: Vec<String>,
 }
 
+/// Old roots to keep after a rollback (btrfs, zfs); both bounds apply when both are set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keep {
+    pub count: Option<u32>,
+    pub days: Option<u32>,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RollbackOpts {
     /// Describe the steps, change nothing.

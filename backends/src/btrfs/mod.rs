@@ -4,7 +4,9 @@
 pub mod diff;
 pub mod resolve;
 pub mod rollback;
+mod send;
 pub mod stream;
+mod subvol;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -13,12 +15,7 @@ use crate::{
     Backend, BackendError, DiffLimits, DiffOutput, Preflight, RollbackOpts, RollbackOutcome,
 };
 
-/// Old roots to keep after a rollback; both bounds apply when both are set.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Keep {
-    pub count: Option<u32>,
-    pub days: Option<u32>,
-}
+pub use crate::Keep;
 
 #[derive(Debug, Clone)]
 pub struct Btrfs {

@@ -1,2 +1,51 @@
-//! The ZFS backend (in progress): the `zfs diff -H -F` parser.
+//! The ZFS backend: atomic rollback to `@blank` with a channel program, old roots kept as
+//! datasets, `init`, and a diff from `zfs diff -H -F` (parsed in `diff_parse`).
+
 pub mod diff_parse;
+pub mod rollback;
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use crate::{
+    Backend, BackendError, DiffLimits, DiffOutput, Keep, Preflight, RollbackOpts, RollbackOutcome,
+};
+
+#[derive(Debug, Clone)]
+pub struct Zfs {
+    /// The root dataset, e.g. `rpool/local/root`.
+    pub dataset: String,
+    /// The blank snapshot's name (after the `@`), e.g. `blank`.
+    pub blank: String,
+    /// Destroy snapshots newer than the blank (atomically, with the rollback) instead of refusing.
+    pub destroy_newer_snapshots: bool,
+    /// `None`: the old root's state is discarded by the rollback; `Some`: kept as datasets.
+    pub keep: Option<Keep>,
+    /// "Now" for old-root names and age-based retention: a parameter so tests set the clock.
+    pub now: SystemTime,
+    /// Where the dataset is mounted read-only (privately, in a fresh directory) for a diff.
+    pub work_dir: PathBuf,
+    /// The stores' mount points as this mount namespace sees them: preflight refuses a dataset
+    /// that is a store's dataset or an ancestor of it.
+    pub stores: Vec<PathBuf>,
+    /// Tests only: stop right after the named protocol step, as a power cut would.
+    pub failpoint: Option<String>,
+}
+
+impl Backend for Zfs {
+    fn name(&self) -> &'static str {
+        "zfs"
+    }
+
+    fn preflight(&self) -> Result<Preflight, BackendError> {
+        rollback::preflight(self)
+    }
+
+    fn diff(&self, limits: &DiffLimits) -> Result<DiffOutput, BackendError> {
+        rollback::diff(self, limits)
+    }
+
+    fn rollback(&self, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError> {
+        rollback::rollback(self, opts)
+    }
+}
