@@ -634,28 +634,7 @@ fn validate_root(r: &RawRoot, c: &mut Checker) -> Option<RootConfig> {
                     c.at(r.old_roots.as_ref().map_or(r.backend.span(), |v| v.span()), format!("root.old-roots {o:?} collides with the root or blank name; pick another, e.g. \"old-roots\""));
                 }
             }
-            let keep = match &r.keep {
-                None => None,
-                Some(k) => {
-                    let raw = k.get_ref();
-                    let mut bound = |what: &str, v: Option<i64>| match v {
-                        None => None,
-                        Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => u32::try_from(n).ok(),
-                        Some(n) => {
-                            c.at(
-                                k.span(),
-                                format!("root.keep.{what} {n} must be a positive number"),
-                            );
-                            None
-                        }
-                    };
-                    let (count, days) = (bound("count", raw.count), bound("days", raw.days));
-                    if raw.count.is_none() && raw.days.is_none() {
-                        c.at(k.span(), "root.keep is empty; give count = N and/or days = D, or remove keep to delete old roots");
-                    }
-                    Some(Keep { count, days })
-                }
-            };
+            let keep = validate_keep(&r.keep, c);
             Some(RootConfig::Btrfs {
                 device: device?,
                 subvolume: subvolume?,

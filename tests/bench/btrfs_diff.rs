@@ -392,6 +392,20 @@ fn bench() -> Result<Vec<Row>, String> {
         recall: None,
     });
 
+    // At boot the caches are cold: the walk then reads every inode of both trees from disk,
+    // while send reads only the metadata the two trees do not share.
+    let cold = || {
+        settle()?;
+        std::fs::write("/proc/sys/vm/drop_caches", "3").map_err(|e| format!("drop_caches: {e}"))
+    };
+    let (t_darlings_cold, _) = best(&cold, || {
+        let out = b
+            .diff(&DiffLimits::default())
+            .map_err(|e| format!("darlings diff: {e}"))?;
+        Ok(out.changes.into_iter().map(|c| c.path).collect())
+    })?;
+    let (t_walk_cold, _) = best(&cold, || full_walk(&blank, &snap))?;
+
     // 2. NixOS: empty blank, 50,000 files.
     fs.subvol(&["create", "nix-root"])?;
     fs.subvol(&["snapshot", "-r", "nix-root", "nix-blank"])?;
@@ -429,6 +443,18 @@ fn bench() -> Result<Vec<Row>, String> {
         reported: None,
         recall: None,
     });
+    rows.push(Row {
+        what: "cold cache: darlings diff".into(),
+        time: t_darlings_cold,
+        reported: None,
+        recall: None,
+    });
+    rows.push(Row {
+        what: "cold cache: (a) full walk of both trees".into(),
+        time: t_walk_cold,
+        reported: None,
+        recall: None,
+    });
     Ok(rows)
 }
 
@@ -449,7 +475,7 @@ fn main() {
     .unwrap_or_else(|e| fail(format!("make-rprivate: {e}")));
     let rows = bench().unwrap_or_else(|e| fail(e));
     println!(
-        "\nbtrfs diff: blank of {} files, 1,000 entries changed; best of 3 warm runs\n",
+        "\nbtrfs diff: blank of {} files, 1,000 entries changed; best of 3 runs (warm unless marked cold)\n",
         DIRS * PER_DIR
     );
     println!(
@@ -469,6 +495,7 @@ fn main() {
     let vs_send = t(0) / t(4);
     let vs_walk = t(1) / t(0);
     let vs_find = t(5) / t(6);
+    let vs_walk_cold = t(8) / t(7);
     println!("\ntargets:");
     let met = |ok: bool| if ok { "met" } else { "MISSED" };
     let full_recall = rows[0].recall == Some(100.0);
@@ -478,8 +505,12 @@ fn main() {
         met(vs_send <= 1.2)
     );
     println!(
-        "  >= 10x faster than the full walk: {} ({vs_walk:.0}x)",
+        "  >= 10x faster than the full walk, warm caches: {} ({vs_walk:.1}x)",
         met(vs_walk >= 10.0)
+    );
+    println!(
+        "  >= 10x faster than the full walk, cold caches (as at boot): {} ({vs_walk_cold:.1}x)",
+        met(vs_walk_cold >= 10.0)
     );
     println!(
         "  NixOS case no slower than find -xdev: {} ({vs_find:.2}x of find's time)",
