@@ -2,6 +2,7 @@
 //! `main.rs` is a thin CLI over these; tests drive them directly.
 
 pub mod apply;
+pub mod backends;
 pub mod config;
 pub mod glob;
 pub mod logging;

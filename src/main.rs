@@ -1,20 +1,18 @@
 //! The darlings command line: a thin layer over the library that turns arguments into calls
 //! and errors into a printed chain and a non-zero exit.
 
-use std::ffi::OsStr;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
-use darlings::config::{self, Config, RootConfig};
+use darlings::config;
 use darlings::owners::{parse_group, parse_passwd, Accounts};
 use darlings::report::{Classifier, Report};
-use darlings::{apply, logging, plan};
-use darlings_backends::{Backend, DiffLimits, RollbackOpts};
+use darlings::{apply, backends, logging, plan};
+use darlings_backends::{DiffLimits, RollbackOpts};
 
 #[derive(Parser)]
 #[command(
@@ -103,88 +101,6 @@ enum Cmd {
     Man,
 }
 
-/// What the backends need beyond the config: the root directory (tmpfs), whether a diff wants
-/// sizes, and where btrfs mounts its top level while it works.
-struct Ctx<'a> {
-    root: &'a Path,
-    sizes: bool,
-    work_dir: &'a Path,
-}
-
-fn btrfs(config: &Config, work_dir: &Path) -> Option<darlings_backends::btrfs::Btrfs> {
-    let RootConfig::Btrfs {
-        device,
-        subvolume,
-        blank,
-        old_roots,
-        keep,
-    } = &config.root
-    else {
-        return None;
-    };
-    Some(darlings_backends::btrfs::Btrfs {
-        device: PathBuf::from(OsStr::from_bytes(device.as_bytes())),
-        subvolume: subvolume.as_bytes().to_vec(),
-        blank: blank.as_bytes().to_vec(),
-        old_roots: old_roots.as_bytes().to_vec(),
-        keep: keep.map(|k| darlings_backends::btrfs::Keep {
-            count: k.count,
-            days: k.days,
-        }),
-        now: std::time::SystemTime::now(),
-        work_dir: work_dir.to_path_buf(),
-        // For crash tests of whole systems (VM tests): stop after the named rollback step.
-        failpoint: std::env::var("DARLINGS_FAILPOINT").ok(),
-    })
-}
-
-fn zfs(config: &Config, work_dir: &Path) -> Option<darlings_backends::zfs::Zfs> {
-    let RootConfig::Zfs {
-        dataset,
-        blank,
-        destroy_newer_snapshots,
-        keep,
-    } = &config.root
-    else {
-        return None;
-    };
-    Some(darlings_backends::zfs::Zfs {
-        dataset: dataset.clone(),
-        blank: blank.clone(),
-        destroy_newer_snapshots: *destroy_newer_snapshots,
-        keep: keep.map(|k| darlings_backends::Keep {
-            count: k.count,
-            days: k.days,
-        }),
-        now: std::time::SystemTime::now(),
-        work_dir: work_dir.to_path_buf(),
-        stores: config
-            .stores
-            .iter()
-            .map(|s| PathBuf::from(OsStr::from_bytes(s.path.as_bytes())))
-            .collect(),
-        failpoint: std::env::var("DARLINGS_FAILPOINT").ok(),
-    })
-}
-
-fn backend(config: &Config, ctx: &Ctx) -> Box<dyn Backend> {
-    if let Some(b) = btrfs(config, ctx.work_dir) {
-        return Box::new(b);
-    }
-    if let Some(z) = zfs(config, ctx.work_dir) {
-        return Box::new(z);
-    }
-    let size = match &config.root {
-        RootConfig::Tmpfs { size } => size.clone(),
-        RootConfig::Btrfs { .. } | RootConfig::Zfs { .. } => None,
-    };
-    Box::new(darlings_backends::tmpfs::Tmpfs {
-        root: ctx.root.to_path_buf(),
-        size,
-        sizes: ctx.sizes,
-    })
-}
-
 /// Reads the target root's accounts beneath the root, refusing symlinks like everything else.
 fn accounts(root: &Path) -> Result<Accounts> {
     let read = |rel: &str| -> Result<Option<Vec<u8>>> {
@@ -242,14 +158,14 @@ fn run(cli: Cli) -> Result<()> {
                 config.root.backend_name(),
                 config.stores.len()
             )?;
-            let pre = backend(
+            let pre = backends::backend(
                 &config,
-                &Ctx {
+                &backends::Ctx {
                     root: &root,
                     sizes: false,
                     work_dir: &cli.work_dir,
                 },
-            )
+            )?
             .preflight()
             .context("backend preflight failed")?;
             for c in pre.checks {
@@ -311,14 +227,14 @@ fn run(cli: Cli) -> Result<()> {
                 max_entries: max_entries.unwrap_or(usize::MAX),
                 time_budget: None,
             };
-            let b = backend(
+            let b = backends::backend(
                 &config,
-                &Ctx {
+                &backends::Ctx {
                     root: &root,
                     sizes: !no_sizes,
                     work_dir: &cli.work_dir,
                 },
-            );
+            )?;
             let t = Instant::now();
             let out = b
                 .diff(&limits)
@@ -354,11 +270,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Init { dry_run } => {
             let config = load()?;
-            let steps = match (btrfs(&config, &cli.work_dir), zfs(&config, &cli.work_dir)) {
-                (Some(b), _) => Some(b.init(dry_run).context("init refused")?),
-                (_, Some(z)) => Some(z.init(dry_run).context("init refused")?),
-                _ => None,
+            let ctx = backends::Ctx {
+                root: Path::new("/"),
+                sizes: false,
+                work_dir: &cli.work_dir,
             };
+            let steps = backends::init(&config, &ctx, dry_run).context("init refused")?;
             match steps {
                 Some(steps) => {
                     for s in steps {
@@ -374,14 +291,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Rollback { root, dry_run } => {
             let config = load()?;
-            let b = backend(
+            let b = backends::backend(
                 &config,
-                &Ctx {
+                &backends::Ctx {
                     root: &root,
                     sizes: false,
                     work_dir: &cli.work_dir,
                 },
-            );
+            )?;
             let out = b
                 .rollback(&RollbackOpts { dry_run })
                 .context("rollback refused")?;

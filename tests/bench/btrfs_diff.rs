@@ -14,6 +14,9 @@
 //! Times are the best of 3 warm runs, each after the cleaner has finished with deleted
 //! snapshots (`btrfs subvolume sync`).
 
+#[path = "../support/ns.rs"]
+mod ns;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -23,7 +26,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use darlings_backends::btrfs::Btrfs;
 use darlings_backends::{Backend, DiffLimits};
-use rustix::mount::{mount_change, MountPropagationFlags};
 
 const DIRS: usize = 400;
 const PER_DIR: usize = 500;
@@ -462,17 +464,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    if !rustix::process::geteuid().is_root() {
-        fail("the benchmark mounts filesystems: run it as root".into());
-    }
-    // SAFETY: first thing in main, before any thread exists.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-        .unwrap_or_else(|e| fail(format!("unshare: {e}")));
-    mount_change(
-        "/",
-        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
-    )
-    .unwrap_or_else(|e| fail(format!("make-rprivate: {e}")));
+    ns::enter_private_mount_namespace("the benchmark").unwrap_or_else(|e| fail(e));
     let rows = bench().unwrap_or_else(|e| fail(e));
     println!(
         "\nbtrfs diff: blank of {} files, 1,000 entries changed; best of 3 runs (warm unless marked cold)\n",

@@ -7,13 +7,15 @@
 //! before every run, deleted subvolumes are cleaned up first, so runs do not overlap, and caches
 //! are dropped, so both sides start cold as at boot.
 
+#[path = "../support/ns.rs"]
+mod ns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use darlings_backends::btrfs::Btrfs;
 use darlings_backends::{Backend, RollbackOpts};
-use rustix::mount::{mount_change, MountPropagationFlags};
 
 const FILES: usize = 100_000;
 
@@ -100,17 +102,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    if !rustix::process::geteuid().is_root() {
-        fail("the benchmark mounts filesystems: run it as root".into());
-    }
-    // SAFETY: first thing in main, before any thread exists.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-        .unwrap_or_else(|e| fail(format!("unshare: {e}")));
-    mount_change(
-        "/",
-        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
-    )
-    .unwrap_or_else(|e| fail(format!("make-rprivate: {e}")));
+    ns::enter_private_mount_namespace("the benchmark").unwrap_or_else(|e| fail(e));
     let runs: usize = std::env::var("DARLINGS_BENCH_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())

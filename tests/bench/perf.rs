@@ -6,14 +6,15 @@
 //! 2. peak memory of `darlings plan` for 10,000 entries;
 //! 3. tmpfs diff of a 100,000-file root against `find ROOT -xdev`.
 
+#[path = "../support/ns.rs"]
+mod ns;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::mount::{
-    mount, mount_change, unmount, MountFlags, MountPropagationFlags, UnmountFlags,
-};
+use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
 const BIN: &str = env!("CARGO_BIN_EXE_darlings");
 
@@ -83,17 +84,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    if !rustix::process::geteuid().is_root() {
-        fail("the benchmark mounts filesystems: run it as root".into());
-    }
-    // SAFETY: first thing in main, before any thread exists.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-        .unwrap_or_else(|e| fail(format!("unshare: {e}")));
-    mount_change(
-        "/",
-        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
-    )
-    .unwrap_or_else(|e| fail(format!("make-rprivate: {e}")));
+    ns::enter_private_mount_namespace("the benchmark").unwrap_or_else(|e| fail(e));
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e.to_string()));
     let base = dir.path();
     let mut rows: Vec<(String, String, String, String)> = Vec::new();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags};
+use rustix::mount::{mount, MountFlags};
 
 const BIN: &str = env!("CARGO_BIN_EXE_darlings");
 
@@ -27,6 +27,8 @@ macro_rules! check {
 
 mod btrfs_diff;
 mod btrfs_rollback;
+#[path = "../support/ns.rs"]
+mod ns;
 
 struct Sandbox {
     _dir: tempfile::TempDir,
@@ -750,22 +752,9 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("privileged tests must run as root (CI runs them as root): they mount filesystems and never skip");
+    if let Err(e) = ns::enter_private_mount_namespace("the privileged tests") {
+        eprintln!("{e}");
         println!("test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s");
-        std::process::exit(1);
-    }
-    // SAFETY: called first thing in main, before any thread exists; a new mount namespace
-    // touches no memory of this process.
-    if let Err(e) = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) } {
-        eprintln!("cannot enter a private mount namespace: {e}");
-        std::process::exit(1);
-    }
-    if let Err(e) = mount_change(
-        "/",
-        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
-    ) {
-        eprintln!("cannot make / private in the test namespace: {e}");
         std::process::exit(1);
     }
     // A private /run/mount, so utab writes stay in this namespace.
