@@ -124,7 +124,7 @@ fn zfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::zfs::Zfs, BuildE
         stores: config
             .stores
             .iter()
-            .map(|s| PathBuf::from(OsStr::from_bytes(s.path.as_bytes())))
+            .map(|s| path_of(s.path.as_bytes()))
             .collect(),
         failpoint: failpoint(),
     })
