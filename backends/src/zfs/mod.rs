@@ -2,6 +2,9 @@
 //! datasets, `init`, and a diff from `zfs diff -H -F` (parsed in `diff_parse`).
 
 pub mod diff_parse;
+mod lzc;
+mod oldroots;
+mod program;
 pub mod rollback;
 
 use std::path::PathBuf;

@@ -1,30 +1,878 @@
-//! ZFS preflight, rollback, init and diff: not in this version yet; every call refuses, so a
-//! zfs config fails loudly instead of doing anything half-way.
+//! ZFS preflight, rollback (one atomic channel program, or the keep-old-roots protocol with its
+//! repair), `init`, and the diff that runs `zfs diff -H -F` on a private read-only mount.
 
-use super::Zfs;
-use crate::{BackendError, DiffLimits, DiffOutput, Preflight, RollbackOpts, RollbackOutcome};
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
 
-fn not_yet(what: &str) -> BackendError {
-    BackendError::Refused(format!(
-        "the zfs backend's {what} is not in this version of darlings yet; use backend \"btrfs\" or \"tmpfs\""
-    ))
+use super::diff_parse::DiffParser;
+use super::{lzc, oldroots, program, Zfs};
+use crate::bytes::Show;
+use crate::error::IoContext;
+use crate::mountinfo::{self, Mount};
+use crate::{
+    BackendError, DiffLimits, DiffOutput, Preflight, RollbackOpts, RollbackOutcome, Truncation,
+};
+
+/// The names one run works with, validated.
+struct Names {
+    ds: String,
+    pool: String,
+    blank: String,
+    container: String,
+    next: String,
 }
 
-pub(crate) fn preflight(_z: &Zfs) -> Result<Preflight, BackendError> {
-    Err(not_yet("preflight"))
+impl Names {
+    fn of(z: &Zfs) -> Result<Names, BackendError> {
+        program::valid_dataset(&z.dataset)?;
+        if !program::valid_component(&z.blank) {
+            return Err(BackendError::Refused(format!(
+                "blank snapshot name {:?} is not valid; use letters, digits and _-.: only \
+                 ([root] blank in the config)",
+                z.blank
+            )));
+        }
+        let pool = z.dataset.split('/').next().unwrap_or_default().to_string();
+        Ok(Names {
+            ds: z.dataset.clone(),
+            pool,
+            blank: format!("{}@{}", z.dataset, z.blank),
+            container: oldroots::container(&z.dataset),
+            next: oldroots::next(&z.dataset),
+        })
+    }
 }
 
-pub(crate) fn rollback(_z: &Zfs, _opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError> {
-    Err(not_yet("rollback"))
+/// A half-done keep-old-roots protocol found by [`examine`], and what finishes or undoes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repair {
+    None,
+    /// Crashed after `clone`: the root is intact; the stray clone is destroyed.
+    UndoClone,
+    /// Crashed after `rename-old`: there is no root; the clone is renamed into place, promoted.
+    FinishRenameNew,
+    /// Crashed after `rename-new`: the root is the fresh clone; it is promoted.
+    FinishPromote,
 }
 
-pub(crate) fn diff(_z: &Zfs, _limits: &DiffLimits) -> Result<DiffOutput, BackendError> {
-    Err(not_yet("diff"))
+struct Examined {
+    st: program::State,
+    repair: Repair,
+    checks: Vec<String>,
+}
+
+fn refuse<T>(m: String) -> Result<T, BackendError> {
+    Err(BackendError::Refused(m))
+}
+
+fn read_mounts() -> Result<Vec<Mount>, BackendError> {
+    let text = std::fs::read("/proc/self/mountinfo").ctx(|| {
+        "cannot read /proc/self/mountinfo; mount /proc before running darlings".to_string()
+    })?;
+    Ok(mountinfo::parse(&text))
+}
+
+/// Where `dataset` is mounted, if anywhere (a zfs mount's source is the dataset's name).
+fn mounted_at<'a>(mounts: &'a [Mount], dataset: &str) -> Option<&'a [u8]> {
+    mounts
+        .iter()
+        .find(|m| m.source == dataset.as_bytes())
+        .map(|m| m.mount_point.as_slice())
+}
+
+/// The source of the mount holding `path`: the mount with the longest mount point that is
+/// `path` or one of its ancestors (component-wise, so `/persistx` is not under `/persist`).
+fn source_of<'a>(mounts: &'a [Mount], path: &[u8]) -> Option<&'a [u8]> {
+    let under = |mp: &[u8]| {
+        mp == b"/" || path == mp || (path.starts_with(mp) && path.get(mp.len()) == Some(&b'/'))
+    };
+    mounts
+        .iter()
+        .filter(|m| under(&m.mount_point))
+        .max_by_key(|m| m.mount_point.len())
+        .map(|m| m.source.as_slice())
+}
+
+/// Whether `other` is `dataset` or inside it.
+fn covers(dataset: &str, other: &[u8]) -> bool {
+    let d = dataset.as_bytes();
+    other == d || (other.starts_with(d) && other.get(d.len()) == Some(&b'/'))
+}
+
+/// The checks that read mountinfo: neither the root nor the protocol's clone is mounted, and no
+/// store lives on the root dataset or inside it.
+fn check_mounts(
+    z: &Zfs,
+    n: &Names,
+    mounts: &[Mount],
+    checks: &mut Vec<String>,
+) -> Result<(), BackendError> {
+    for name in [&n.ds, &n.next] {
+        if let Some(mp) = mounted_at(mounts, name) {
+            return refuse(format!(
+                "dataset {name} is mounted at {mp}; unmount it (umount {mp}) before rolling back",
+                mp = Show(mp)
+            ));
+        }
+    }
+    checks.push(format!("dataset {} is not mounted", n.ds));
+    for store in &z.stores {
+        let path = store.as_os_str().as_bytes();
+        if let Some(src) = source_of(mounts, path).filter(|src| covers(&n.ds, src)) {
+            return refuse(format!(
+                "store {} is on dataset {}, which is the root dataset {} or inside it; keep \
+                 the store on a dataset outside the root (e.g. a sibling)",
+                Show(path),
+                Show(src),
+                n.ds
+            ));
+        }
+    }
+    if !z.stores.is_empty() {
+        checks.push(format!("no store is on {} or inside it", n.ds));
+    }
+    Ok(())
+}
+
+/// Reads everything (changes nothing) and refuses what darlings will not touch.
+fn examine(z: &Zfs, n: &Names) -> Result<Examined, BackendError> {
+    let mut checks = Vec::new();
+    if !lzc::exists(&n.pool)? {
+        return refuse(format!(
+            "pool {p} is not imported; import it (zpool import -N {p}) before darlings runs \
+             (darlings never imports pools, and never with -f)",
+            p = n.pool
+        ));
+    }
+    checks.push(format!("pool {} is imported", n.pool));
+    let text = lzc::channel_program(
+        &n.pool,
+        &program::inspect(&n.ds, &n.blank, &n.container, &n.next),
+        false,
+    )?;
+    let st = program::parse_state(&text)?;
+    let made_by_us = |o: &str| {
+        o.strip_prefix(&format!("{}/", n.container))
+            .and_then(|rest| rest.strip_suffix(&format!("@{}", z.blank)))
+            .is_some_and(|leaf| !leaf.contains('/'))
+    };
+    let repair = if !st.dataset && st.next {
+        Repair::FinishRenameNew
+    } else if !st.dataset {
+        return refuse(format!(
+            "dataset {} not found; check [root] dataset in the config (zfs list -r {})",
+            n.ds, n.pool
+        ));
+    } else if !st.blank && st.origin.as_deref().is_some_and(made_by_us) {
+        Repair::FinishPromote
+    } else if !st.blank {
+        return refuse(format!(
+            "blank snapshot {} not found; create it with darlings init",
+            n.blank
+        ));
+    } else if st.next {
+        Repair::UndoClone
+    } else {
+        Repair::None
+    };
+    match repair {
+        Repair::None => checks.push(format!("dataset {} and {} exist", n.ds, n.blank)),
+        Repair::UndoClone => checks.push(format!(
+            "a stray clone {} from an interrupted rollback will be destroyed",
+            n.next
+        )),
+        Repair::FinishRenameNew | Repair::FinishPromote => checks.push(format!(
+            "an interrupted keep-old-roots rollback of {} will be finished",
+            n.ds
+        )),
+    }
+    let mounts = read_mounts()?;
+    check_mounts(z, n, &mounts, &mut checks)?;
+    if !st.newer.is_empty() {
+        if !z.destroy_newer_snapshots {
+            return refuse(format!(
+                "snapshots newer than {} exist: {}; destroy them (zfs destroy) or set \
+                 destroy-newer-snapshots = true",
+                n.blank,
+                st.newer.join(", ")
+            ));
+        }
+        checks.push(format!(
+            "{} snapshot(s) newer than {} will be destroyed (destroy-newer-snapshots)",
+            st.newer.len(),
+            n.blank
+        ));
+    }
+    if z.keep.is_some() && !st.children.is_empty() {
+        return refuse(format!(
+            "dataset {} has child datasets ({}); keeping old roots renames the root with its \
+             children: move them out (zfs rename) or remove keep from the config",
+            n.ds,
+            st.children.join(", ")
+        ));
+    }
+    Ok(Examined { st, repair, checks })
+}
+
+pub(crate) fn preflight(z: &Zfs) -> Result<Preflight, BackendError> {
+    let n = Names::of(z)?;
+    Ok(Preflight {
+        checks: examine(z, &n)?.checks,
+    })
+}
+
+/// One protocol action: `step` is the stable name failpoints use, `text` what is reported.
+struct Action {
+    step: &'static str,
+    text: String,
+    op: Op,
+}
+
+enum Op {
+    Rollback,
+    DestroyNewer,
+    Destroy(String),
+    CreateContainer,
+    Clone,
+    Rename(String, String),
+    Promote,
+    DestroyTrees(Vec<String>),
+}
+
+fn plan(z: &Zfs, n: &Names, ex: &Examined) -> Result<(Vec<Action>, bool), BackendError> {
+    let st = &ex.st;
+    let mut acts = Vec::new();
+    let rename_new = || Action {
+        step: "rename-new",
+        text: format!("rename {} to {}", n.next, n.ds),
+        op: Op::Rename(n.next.clone(), n.ds.clone()),
+    };
+    let promote = || Action {
+        step: "promote",
+        text: format!("promote {} (it takes over {})", n.ds, n.blank),
+        op: Op::Promote,
+    };
+    let mut blank_now = false;
+    match ex.repair {
+        Repair::None => {}
+        Repair::UndoClone => acts.push(Action {
+            step: "undo-clone",
+            text: format!("destroy the stray clone {}", n.next),
+            op: Op::Destroy(n.next.clone()),
+        }),
+        Repair::FinishRenameNew => {
+            acts.push(rename_new());
+            acts.push(promote());
+            blank_now = true;
+        }
+        Repair::FinishPromote => {
+            acts.push(promote());
+            blank_now = true;
+        }
+    }
+    let untouched = !blank_now && st.newer.is_empty() && st.written == 0;
+    let mut old = st.old.clone();
+    let Some(keep) = z.keep else {
+        if !blank_now && !untouched {
+            let destroying = if st.newer.is_empty() {
+                String::new()
+            } else {
+                format!(", destroying newer snapshots {}", st.newer.join(", "))
+            };
+            acts.push(Action {
+                step: "rollback",
+                text: format!(
+                    "roll back {} to {} in one channel program{destroying}",
+                    n.ds, n.blank
+                ),
+                op: Op::Rollback,
+            });
+        }
+        let already = untouched && acts.is_empty();
+        return Ok((acts, already));
+    };
+    if !blank_now && !untouched {
+        if !st.newer.is_empty() {
+            acts.push(Action {
+                step: "destroy-newer",
+                text: format!(
+                    "destroy the snapshots newer than {}: {}",
+                    n.blank,
+                    st.newer.join(", ")
+                ),
+                op: Op::DestroyNewer,
+            });
+        }
+        if !st.container {
+            acts.push(Action {
+                step: "create-container",
+                text: format!("create {} (canmount=off, mountpoint=none)", n.container),
+                op: Op::CreateContainer,
+            });
+        }
+        let now = oldroots::unix_secs(z.now)?;
+        let aside = oldroots::fresh_name(&n.ds, now, &old);
+        acts.push(Action {
+            step: "clone",
+            text: format!("clone {} to {}", n.blank, n.next),
+            op: Op::Clone,
+        });
+        acts.push(Action {
+            step: "rename-old",
+            text: format!("rename the old root {} to {aside}", n.ds),
+            op: Op::Rename(n.ds.clone(), aside.clone()),
+        });
+        acts.push(rename_new());
+        acts.push(promote());
+        old.push(aside);
+    }
+    let now = oldroots::unix_secs(z.now)?;
+    let gone = oldroots::to_prune(&n.ds, &old, keep, now);
+    if !gone.is_empty() {
+        acts.push(Action {
+            step: "prune",
+            text: format!("destroy old roots beyond keep: {}", gone.join(", ")),
+            op: Op::DestroyTrees(gone),
+        });
+    }
+    Ok((acts, untouched && !blank_now && ex.repair == Repair::None))
+}
+
+fn exec(z: &Zfs, n: &Names, op: &Op) -> Result<Option<String>, BackendError> {
+    match op {
+        Op::Rollback => {
+            let out = lzc::channel_program(
+                &n.pool,
+                &program::rollback(&n.ds, &n.blank, z.destroy_newer_snapshots),
+                true,
+            )?;
+            Ok(Some(out))
+        }
+        Op::DestroyNewer => {
+            lzc::channel_program(&n.pool, &program::destroy_newer(&n.ds, &n.blank), true)?;
+            Ok(None)
+        }
+        Op::Destroy(ds) => {
+            lzc::channel_program(
+                &n.pool,
+                &program::destroy_trees(std::slice::from_ref(ds)),
+                true,
+            )?;
+            Ok(None)
+        }
+        Op::CreateContainer => lzc::create_container(&n.container).map(|()| None),
+        Op::Clone => lzc::clone(&n.next, &n.blank).map(|()| None),
+        Op::Rename(from, to) => lzc::rename(from, to).map(|()| None),
+        Op::Promote => lzc::promote(&n.ds).map(|()| None),
+        Op::DestroyTrees(list) => {
+            lzc::channel_program(&n.pool, &program::destroy_trees(list), true)?;
+            Ok(None)
+        }
+    }
+}
+
+pub(crate) fn rollback(z: &Zfs, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError> {
+    let n = Names::of(z)?;
+    if z.keep.is_none() && !opts.dry_run {
+        if let Some(out) = rollback_fast(z, &n)? {
+            return Ok(out);
+        }
+    }
+    let ex = examine(z, &n)?;
+    let (acts, already) = plan(z, &n, &ex)?;
+    let mut out = RollbackOutcome {
+        steps: Vec::new(),
+        already_blank: already,
+    };
+    if already {
+        out.steps.push(format!(
+            "{} is already at {}; nothing to roll back",
+            n.ds, n.blank
+        ));
+    }
+    for a in acts {
+        if opts.dry_run {
+            out.steps.push(a.text);
+            continue;
+        }
+        tracing::info!("zfs: {}", a.text);
+        let said = exec(z, &n, &a.op)?;
+        match said.as_deref() {
+            Some("already blank") => {
+                out.already_blank = true;
+                out.steps.push(format!(
+                    "{} is already at {}; nothing to roll back",
+                    n.ds, n.blank
+                ));
+            }
+            Some(lines) if !lines.is_empty() => out.steps.extend(lines.lines().map(String::from)),
+            _ => out.steps.push(a.text),
+        }
+        if z.failpoint.as_deref() == Some(a.step) {
+            return refuse(format!("failpoint {} hit", a.step));
+        }
+    }
+    Ok(out)
+}
+
+/// The common case without old roots: a few existence checks, then the channel program, which
+/// makes every other check itself (newer snapshots included) inside its sync task. `None` when
+/// anything looks unusual (no pool, no root, no blank, a protocol clone): the full path then
+/// examines and explains, or repairs.
+fn rollback_fast(z: &Zfs, n: &Names) -> Result<Option<RollbackOutcome>, BackendError> {
+    if !(lzc::exists(&n.pool)?
+        && lzc::exists(&n.ds)?
+        && lzc::exists(&n.blank)?
+        && !lzc::exists(&n.next)?)
+    {
+        return Ok(None);
+    }
+    check_mounts(z, n, &read_mounts()?, &mut Vec::new())?;
+    tracing::info!(
+        "zfs: roll back {} to {} in one channel program",
+        n.ds,
+        n.blank
+    );
+    let said = exec(z, n, &Op::Rollback)?.unwrap_or_default();
+    let mut out = RollbackOutcome::default();
+    if said == "already blank" {
+        out.already_blank = true;
+        out.steps.push(format!(
+            "{} is already at {}; nothing to roll back",
+            n.ds, n.blank
+        ));
+    } else {
+        out.steps.extend(said.lines().map(String::from));
+    }
+    if z.failpoint.as_deref() == Some("rollback") {
+        return refuse("failpoint rollback hit".into());
+    }
+    Ok(Some(out))
+}
+
+/// A private read-only mount of the dataset under `work_dir`, unmounted and removed on drop.
+struct TempMount {
+    dir: PathBuf,
+}
+
+impl TempMount {
+    fn new(work_dir: &Path, dataset: &str) -> Result<TempMount, BackendError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(work_dir)
+            .ctx(|| format!("cannot create work directory {}", work_dir.display()))?;
+        let dir = work_dir.join(format!("zfs-diff.{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .ctx(|| format!("cannot create {}; remove it if it is stale", dir.display()))?;
+        let mounted = rustix::mount::mount(
+            dataset,
+            &dir,
+            "zfs",
+            rustix::mount::MountFlags::RDONLY
+                | rustix::mount::MountFlags::NOSUID
+                | rustix::mount::MountFlags::NODEV,
+            None,
+        );
+        if let Err(e) = mounted {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(BackendError::io(
+                format!(
+                    "cannot mount dataset {dataset} read-only at {} for the diff",
+                    dir.display()
+                ),
+                e.into(),
+            ));
+        }
+        Ok(TempMount { dir })
+    }
+}
+
+impl Drop for TempMount {
+    fn drop(&mut self) {
+        if let Err(e) = rustix::mount::unmount(&self.dir, rustix::mount::UnmountFlags::DETACH) {
+            tracing::warn!("cannot unmount {}: {e}", self.dir.display());
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+pub(crate) fn diff(z: &Zfs, limits: &DiffLimits) -> Result<DiffOutput, BackendError> {
+    let n = Names::of(z)?;
+    if !lzc::exists(&n.pool)? {
+        return refuse(format!(
+            "pool {p} is not imported; import it (zpool import -N {p}) to diff its root",
+            p = n.pool
+        ));
+    }
+    if !lzc::exists(&n.ds)? {
+        return refuse(format!(
+            "dataset {} not found; check [root] dataset in the config",
+            n.ds
+        ));
+    }
+    if !lzc::exists(&n.blank)? {
+        return refuse(format!(
+            "blank snapshot {} not found; create it with darlings init",
+            n.blank
+        ));
+    }
+    let mounts = read_mounts()?;
+    let (_guard, mountpoint) = match mounted_at(&mounts, &n.ds) {
+        Some(mp) => (None, mp.to_vec()),
+        None => {
+            let m = TempMount::new(&z.work_dir, &n.ds)?;
+            let mp = m.dir.as_os_str().as_bytes().to_vec();
+            (Some(m), mp)
+        }
+    };
+    run_zfs_diff(&n, &mountpoint, limits)
+}
+
+fn run_zfs_diff(
+    n: &Names,
+    mountpoint: &[u8],
+    limits: &DiffLimits,
+) -> Result<DiffOutput, BackendError> {
+    let start = Instant::now();
+    let mut child = Command::new("zfs")
+        .args(["diff", "-H", "-F", &n.blank, &n.ds])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ctx(|| "cannot run zfs diff; is the zfs command on PATH?".to_string())?;
+    let pid = child.id();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    // Lines come through a channel so a time budget holds even while zfs prints nothing.
+    let (tx, rx) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4096);
+    let reader = std::thread::spawn(move || {
+        let Some(out) = stdout else { return };
+        for line in BufReader::with_capacity(1 << 16, out).split(b'\n') {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut e) = stderr {
+            let _ = std::io::Read::read_to_end(&mut e, &mut buf);
+        }
+        buf
+    });
+    let mut parser = DiffParser::new(mountpoint);
+    let mut truncated = None;
+    let mut failure = None;
+    loop {
+        if parser.len() >= limits.max_entries {
+            truncated = Some(Truncation::MaxEntries(limits.max_entries));
+            break;
+        }
+        let next = match limits.time_budget {
+            Some(budget) => match budget.checked_sub(start.elapsed()) {
+                Some(left) => match rx.recv_timeout(left) {
+                    Ok(l) => Some(l),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        truncated = Some(Truncation::TimeBudget(budget));
+                        break;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                },
+                None => {
+                    truncated = Some(Truncation::TimeBudget(budget));
+                    break;
+                }
+            },
+            None => rx.recv().ok(),
+        };
+        let Some(line) = next else { break };
+        match line {
+            Ok(l) => {
+                if let Err(e) = parser.push_line(&l) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(BackendError::io("cannot read zfs diff's output", e));
+                break;
+            }
+        }
+    }
+    let stopped_early = truncated.is_some() || failure.is_some();
+    if stopped_early {
+        let _ = child.kill();
+    }
+    drop(rx);
+    let status = child
+        .wait()
+        .ctx(|| "cannot wait for zfs diff".to_string())?;
+    let _ = reader.join();
+    let stderr = err_reader.join().unwrap_or_default();
+    if stopped_early {
+        // A killed zfs diff leaves its temporary snapshot behind, which would then block the
+        // rollback as a "newer snapshot": remove it.
+        let tmp = format!("{}@zfs-diff-{pid}", n.ds);
+        if lzc::exists(&tmp).unwrap_or(false) {
+            lzc::destroy_snaps(&[tmp])?;
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if !stopped_early && !status.success() {
+        return refuse(format!(
+            "zfs diff {} {} failed ({status}): {}",
+            n.blank,
+            n.ds,
+            String::from_utf8_lossy(&stderr).trim()
+        ));
+    }
+    Ok(DiffOutput {
+        changes: parser.finish(),
+        truncated,
+    })
 }
 
 impl Zfs {
     /// For a new install: creates `@blank` from the empty dataset.
-    pub fn init(&self, _dry_run: bool) -> Result<Vec<String>, BackendError> {
-        Err(not_yet("init"))
+    pub fn init(&self, dry_run: bool) -> Result<Vec<String>, BackendError> {
+        let n = Names::of(self)?;
+        if !lzc::exists(&n.pool)? {
+            return refuse(format!(
+                "pool {p} is not imported; import it (zpool import -N {p}) first",
+                p = n.pool
+            ));
+        }
+        if !lzc::exists(&n.ds)? {
+            return refuse(format!(
+                "dataset {} not found; create it first (zfs create -o mountpoint=legacy {})",
+                n.ds, n.ds
+            ));
+        }
+        if lzc::exists(&n.blank)? {
+            return Ok(vec![format!(
+                "blank snapshot {} already exists; nothing to do",
+                n.blank
+            )]);
+        }
+        let mounts = read_mounts()?;
+        let names = {
+            let (_guard, dir) = match mounted_at(&mounts, &n.ds) {
+                Some(mp) => (None, PathBuf::from(OsStr::from_bytes(mp))),
+                None => {
+                    let m = TempMount::new(&self.work_dir, &n.ds)?;
+                    let d = m.dir.clone();
+                    (Some(m), d)
+                }
+            };
+            let mut names = Vec::new();
+            for e in std::fs::read_dir(&dir).ctx(|| format!("cannot list {}", dir.display()))? {
+                let e = e.ctx(|| format!("cannot list {}", dir.display()))?;
+                names.push(e.file_name().as_bytes().to_vec());
+            }
+            names
+        };
+        let names: Vec<Vec<u8>> = names.into_iter().filter(|x| x != b".zfs").collect();
+        if !names.is_empty() {
+            let shown: Vec<String> = names.iter().take(10).map(|x| Show(x).to_string()).collect();
+            return refuse(format!(
+                "dataset {} is not empty ({} entries: {}{}); the blank must be an empty \
+                 dataset: create a fresh one (zfs create) or empty this one first",
+                n.ds,
+                names.len(),
+                shown.join(", "),
+                if names.len() > 10 { ", ..." } else { "" }
+            ));
+        }
+        let step = format!("snapshot the empty dataset {} as {}", n.ds, n.blank);
+        if !dry_run {
+            lzc::snapshot(&n.blank)?;
+        }
+        Ok(vec![step])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(mp: &[u8], source: &[u8]) -> Mount {
+        Mount {
+            id: 1,
+            root: b"/".to_vec(),
+            mount_point: mp.to_vec(),
+            source: source.to_vec(),
+        }
+    }
+
+    #[test]
+    fn mount_lookups() {
+        let ms = [
+            mount(b"/", b"rootfs"),
+            mount(b"/persist", b"tank/persist"),
+            mount(b"/persist/home", b"tank/home"),
+            mount(b"/mnt/r", b"tank/root"),
+            mount(b"/persistx", b"tank/x"),
+        ];
+        assert_eq!(mounted_at(&ms, "tank/root"), Some(&b"/mnt/r"[..]));
+        assert_eq!(mounted_at(&ms, "tank/roo"), None);
+        let cases: [(&[u8], &[u8]); 6] = [
+            (b"/persist", b"tank/persist"),
+            (b"/persist/a/b", b"tank/persist"),
+            (b"/persist/home/u", b"tank/home"),
+            (b"/persistx/y", b"tank/x"),
+            (b"/persis", b"rootfs"),
+            (b"/other", b"rootfs"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(source_of(&ms, path), Some(want), "{}", Show(path));
+        }
+    }
+
+    #[test]
+    fn coverage() {
+        let cases: [(&str, &[u8], bool); 5] = [
+            ("tank/root", b"tank/root", true),
+            ("tank/root", b"tank/root/var", true),
+            ("tank/root", b"tank/rootx", false),
+            ("tank/root", b"tank/persist", false),
+            ("tank/root", b"/dev/vda1", false),
+        ];
+        for (ds, other, want) in cases {
+            assert_eq!(covers(ds, other), want, "{ds} {}", Show(other));
+        }
+    }
+
+    fn zfs(keep: Option<crate::Keep>) -> Zfs {
+        Zfs {
+            dataset: "t/r".into(),
+            blank: "blank".into(),
+            destroy_newer_snapshots: false,
+            keep,
+            now: std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400 * 100),
+            work_dir: PathBuf::from("/run/darlings"),
+            stores: vec![],
+            failpoint: None,
+        }
+    }
+
+    fn steps(z: &Zfs, st: program::State, repair: Repair) -> (Vec<&'static str>, bool) {
+        let n = Names::of(z).unwrap();
+        let ex = Examined {
+            st,
+            repair,
+            checks: vec![],
+        };
+        let (acts, already) = plan(z, &n, &ex).unwrap();
+        (acts.iter().map(|a| a.step).collect(), already)
+    }
+
+    #[test]
+    fn plans() {
+        let dirty = program::State {
+            dataset: true,
+            blank: true,
+            written: 4096,
+            ..Default::default()
+        };
+        let clean = program::State {
+            written: 0,
+            ..dirty.clone()
+        };
+        let keep = Some(crate::Keep {
+            count: Some(1),
+            days: None,
+        });
+        let older = format!("t/r-old/{}", oldroots::stamp(86_400));
+        let with_old = program::State {
+            container: true,
+            old: vec![older],
+            ..dirty.clone()
+        };
+        type Case = (
+            Option<crate::Keep>,
+            program::State,
+            Repair,
+            Vec<&'static str>,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
+            (None, dirty.clone(), Repair::None, vec!["rollback"], false),
+            (None, clean.clone(), Repair::None, vec![], true),
+            (
+                None,
+                clean.clone(),
+                Repair::UndoClone,
+                vec!["undo-clone"],
+                false,
+            ),
+            (
+                keep,
+                dirty.clone(),
+                Repair::None,
+                vec![
+                    "create-container",
+                    "clone",
+                    "rename-old",
+                    "rename-new",
+                    "promote",
+                ],
+                false,
+            ),
+            (
+                keep,
+                with_old,
+                Repair::None,
+                vec!["clone", "rename-old", "rename-new", "promote", "prune"],
+                false,
+            ),
+            (
+                keep,
+                program::State::default(),
+                Repair::FinishRenameNew,
+                vec!["rename-new", "promote"],
+                false,
+            ),
+            (
+                keep,
+                clean.clone(),
+                Repair::FinishPromote,
+                vec!["promote"],
+                false,
+            ),
+            (
+                keep,
+                dirty.clone(),
+                Repair::UndoClone,
+                vec![
+                    "undo-clone",
+                    "create-container",
+                    "clone",
+                    "rename-old",
+                    "rename-new",
+                    "promote",
+                ],
+                false,
+            ),
+            (keep, clean, Repair::None, vec![], true),
+        ];
+        for (keep, st, repair, want, already) in cases {
+            assert_eq!(
+                steps(&zfs(keep), st.clone(), repair),
+                (want, already),
+                "{keep:?} {st:?} {repair:?}"
+            );
+        }
     }
 }
