@@ -7,6 +7,8 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod bytes;
+#[cfg(any(feature = "btrfs", feature = "zfs"))]
+pub mod clock;
 pub mod error;
 pub mod mountinfo;
 

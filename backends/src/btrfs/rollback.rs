@@ -19,7 +19,6 @@
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use libbtrfsutil::{CreateSnapshotOptions, FS_TREE_OBJECTID};
 use rustix::fs::{self, Mode, RenameFlags};
@@ -27,6 +26,7 @@ use rustix::fs::{self, Mode, RenameFlags};
 use super::subvol::{btrfs_err, check_name, nested_deepest_first, Subvol, Top};
 use super::Btrfs;
 use crate::bytes::Show;
+use crate::clock::{civil_from_days, days_from_civil, unix_secs};
 use crate::error::IoContext;
 use crate::mountinfo;
 use crate::{BackendError, Preflight, RollbackOpts, RollbackOutcome};
@@ -665,41 +665,6 @@ impl Btrfs {
         top.close()?;
         Ok(steps)
     }
-}
-
-fn unix_secs(t: SystemTime) -> Result<i64, BackendError> {
-    t.duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .ok_or_else(|| {
-            BackendError::Refused(
-                "the clock is before 1970; set the system time (old roots are named by it)".into(),
-            )
-        })
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// `2026-11-22T02:30:00Z` for a time in seconds since the epoch, UTC.

@@ -7,9 +7,9 @@
 //! - `D-old/<YYYYMMDD>T<HHMMSS>Z[-N]`: an old root, named by the UTC time it was retired, `-N`
 //!   when that name was taken. Retention only ever destroys names of this shape.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::{BackendError, Keep};
+pub use crate::clock::unix_secs;
+use crate::clock::{civil_from_days, days_from_civil};
+use crate::Keep;
 
 pub fn container(dataset: &str) -> String {
     format!("{dataset}-old")
@@ -17,30 +17,6 @@ pub fn container(dataset: &str) -> String {
 
 pub fn next(dataset: &str) -> String {
     format!("{}/next", container(dataset))
-}
-
-pub fn unix_secs(t: SystemTime) -> Result<i64, BackendError> {
-    t.duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .ok_or_else(|| {
-            BackendError::Refused(
-                "the clock is before 1970; set the system time (old roots are named by it)".into(),
-            )
-        })
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// `20261122T023000Z`: no `:` or `-` in the stamp so the `-N` suffix stays unambiguous.
@@ -80,12 +56,7 @@ pub fn parse(leaf: &str) -> Option<(i64, u32)> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 59 {
         return None;
     }
-    // Inverse of civil_from_days.
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy.rem_euclid(400);
-    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let days = days_from_civil(y, u32::try_from(mo).ok()?, u32::try_from(d).ok()?);
     let secs = days * 86_400 + h * 3600 + mi * 60 + s;
     (stamp(secs) == ts).then_some((secs, seq))
 }
