@@ -399,7 +399,11 @@ fn group_lines(entries: &[&Entry], max_lines: usize) -> Vec<String> {
             last = (parent.to_vec(), p);
             p
         };
-        let at = if e.change.file_type == darlings_backends::FileType::Dir {
+        // The root directory itself (its mode or owner changed) is node 0, not a child of it.
+        let at = if path == b"/" {
+            dirs[0].own = Some(0);
+            0
+        } else if e.change.file_type == darlings_backends::FileType::Dir {
             let d = node(&mut dirs, &mut index, path);
             dirs[d].own = Some(0);
             d
@@ -468,7 +472,7 @@ fn render(
         }
         return;
     }
-    if i != 0 && d.own.is_some() {
+    if d.own.is_some() {
         let mut shown = d.path.clone();
         shown.push(b'/');
         out.push(format!("  {:>17} {:>10}  {}", "(dir)", "", Show(&shown)));
@@ -657,6 +661,33 @@ mod tests {
         let groups = text.lines().filter(|l| l.contains("/d")).count();
         assert_eq!(groups, 19, "{text}");
         assert!(text.contains("181 entries"), "{text}");
+    }
+
+    /// Regression: a change of the root directory itself was shown as "//".
+    #[test]
+    fn root_directory_change_is_shown_as_slash() {
+        let out = DiffOutput {
+            changes: vec![
+                Change {
+                    path: b"/".to_vec(),
+                    kind: ChangeKind::Metadata,
+                    file_type: FileType::Dir,
+                    size: None,
+                },
+                added(b"/etc/hostname", FileType::File, Some(4)),
+            ],
+            truncated: None,
+        };
+        let text = Report::new("btrfs", b"/", out, &Classifier::new(&cfg())).to_text(40);
+        assert!(!text.contains("//"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.trim_end().ends_with("(dir)             /")
+                    || l.trim() == "(dir)             /"
+                    || (l.contains("(dir)") && l.trim_end().ends_with(" /"))),
+            "{text}"
+        );
+        assert!(text.contains("/etc/hostname"), "{text}");
     }
 
     #[test]
