@@ -43,7 +43,40 @@ pub enum ConfigError {
 pub struct Config {
     pub root: RootConfig,
     pub diff: DiffConfig,
+    pub boot: BootConfig,
     pub stores: Vec<Store>,
+}
+
+/// What `darlings boot` does when a phase fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// Change nothing more, let the untouched root boot, leave a marker in the work dir.
+    #[default]
+    BootOldRoot,
+    /// Stop the boot: the initrd hook drops to its emergency path.
+    Halt,
+}
+
+impl OnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::BootOldRoot => "boot-old-root",
+            OnFailure::Halt => "halt",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "boot-old-root" => Some(OnFailure::BootOldRoot),
+            "halt" => Some(OnFailure::Halt),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BootConfig {
+    pub on_failure: OnFailure,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,8 +208,15 @@ pub struct UserEntry {
 struct RawConfig {
     root: Option<Spanned<RawRoot>>,
     diff: Option<RawDiff>,
+    boot: Option<RawBoot>,
     #[serde(default)]
     persist: Vec<Spanned<RawPersist>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawBoot {
+    on_failure: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -531,9 +571,23 @@ fn validate(raw: RawConfig, c: &mut Checker) -> Option<Config> {
     check_conflicts(&stores, &targets, c);
 
     let diff = validate_diff(raw.diff.as_ref(), &stores, c);
+    let mut boot = BootConfig::default();
+    if let Some(f) = raw.boot.as_ref().and_then(|b| b.on_failure.as_ref()) {
+        match OnFailure::parse(f.get_ref()) {
+            Some(p) => boot.on_failure = p,
+            None => c.at(
+                f.span(),
+                format!(
+                    "on-failure {:?} is not a policy; write \"boot-old-root\" (boot the untouched root) or \"halt\" (stop the boot)",
+                    f.get_ref()
+                ),
+            ),
+        }
+    }
     Some(Config {
         root: root?,
         diff,
+        boot,
         stores,
     })
 }

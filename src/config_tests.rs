@@ -168,6 +168,8 @@ fn rejections_table() {
         ("bad ignore glob", "[diff]\nignore = [\"/var/[cache\"]\n", &["t.toml:4:11", "never closed"]),
         ("relative ignore glob", "[diff]\nignore = [\"var/**\"]\n", &["must be absolute"]),
         ("bad time budget", "[diff]\ntime-budget = \"ten\"\n", &["time-budget \"ten\" is not a duration"]),
+        ("bad on-failure", "[boot]\non-failure = \"reboot\"\n", &["t.toml:4:14", "on-failure \"reboot\" is not a policy", "\"boot-old-root\"", "\"halt\""]),
+        ("unknown boot key", "[boot]\nstrict = true\n", &["t.toml:4:1", "unknown field `strict`", "`on-failure`"]),
         ("zero max entries", "[diff]\nmax-entries = 0\n", &["max-entries 0 must be a positive number"]),
         ("user path absolute", "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\ndirectories = [\"/Documents\"]\n", &["user alice: directory \"/Documents\"", "relative to the home", "\"Documents\""]),
         ("user path dotdot", "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\nfiles = [\"../bob/.bashrc\"]\n", &["\"..\" component"]),
@@ -349,4 +351,12 @@ fn durations() {
     assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
     assert_eq!(parse_duration("10"), None);
     assert_eq!(parse_duration("s"), None);
+}
+
+#[test]
+fn on_failure_defaults_to_boot_old_root_and_reads_halt() {
+    let c = parse(HEAD, "t.toml").unwrap();
+    assert_eq!(c.boot.on_failure, OnFailure::BootOldRoot);
+    let c = parse(&format!("{HEAD}[boot]\non-failure = \"halt\"\n"), "t.toml").unwrap();
+    assert_eq!(c.boot.on_failure, OnFailure::Halt);
 }

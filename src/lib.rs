@@ -3,6 +3,8 @@
 
 pub mod apply;
 pub mod backends;
+pub mod boot;
+pub mod cmdline;
 pub mod config;
 pub mod glob;
 pub mod logging;
@@ -10,3 +12,4 @@ pub mod owners;
 pub mod paths;
 pub mod plan;
 pub mod report;
+pub mod reports;

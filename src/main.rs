@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use darlings::config;
-use darlings::owners::{parse_group, parse_passwd, Accounts};
+use darlings::owners::Accounts;
 use darlings::report::{Classifier, Report};
 use darlings::{apply, backends, logging, plan};
 use darlings_backends::{DiffLimits, RollbackOpts};
@@ -82,6 +82,40 @@ enum Cmd {
         /// Skip sizes: no stat per file, as fast as `find -xdev` (tmpfs).
         #[arg(long)]
         no_sizes: bool,
+        /// Also save the report into diff.report-dir beneath --root, as a boot does (for a tmpfs
+        /// root, whose state is gone after power-off: run it at shutdown).
+        #[arg(long)]
+        save: bool,
+    },
+    /// What an initrd runs: preflight, lost-state diff, rollback (early); fresh tmpfs, saved
+    /// report, bind mounts (late). Exits 1 only when on-failure = "halt" and a phase failed.
+    Boot {
+        #[arg(long, value_enum, default_value = "all")]
+        stage: darlings::boot::Stage,
+        /// Where the new root is (or, stage all, gets) mounted, with its stores beneath it.
+        #[arg(long, default_value = "/sysroot")]
+        root: PathBuf,
+        /// The kernel command line to read darlings.* parameters from.
+        #[arg(long, default_value = "/proc/cmdline")]
+        cmdline: PathBuf,
+        /// Run every check and print what would be done; change nothing, write no record.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// What darlings did in this boot's initrd (from the work dir's boot record).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the latest (or a named) lost-state report saved in the store.
+    Report {
+        /// A report's name, e.g. 20261122T044127Z (default: the latest).
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// The root the store is mounted beneath.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
     },
     /// Make the root blank through the configured backend.
     Rollback {
@@ -101,40 +135,9 @@ enum Cmd {
     Man,
 }
 
-/// Reads the target root's accounts beneath the root, refusing symlinks like everything else.
+/// The target root's accounts, read beneath it without following symlinks.
 fn accounts(root: &Path) -> Result<Accounts> {
-    let read = |rel: &str| -> Result<Option<Vec<u8>>> {
-        let dir = rustix::fs::open(
-            root,
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
-            rustix::fs::Mode::empty(),
-        )
-        .with_context(|| format!("cannot open root {}", root.display()))?;
-        match rustix::fs::openat2(
-            &dir,
-            rel,
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-            rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS,
-        ) {
-            Ok(fd) => {
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut buf)
-                    .with_context(|| format!("cannot read {}/{rel}", root.display()))?;
-                Ok(Some(buf))
-            }
-            Err(rustix::io::Errno::NOENT) => Ok(None),
-            Err(rustix::io::Errno::LOOP) => bail!(
-                "{}/{rel} is or passes through a symlink; darlings reads owner names only from a regular file beneath the root",
-                root.display()
-            ),
-            Err(e) => Err(e).with_context(|| format!("cannot open {}/{rel}", root.display())),
-        }
-    };
-    Ok(Accounts {
-        users: read("etc/passwd")?.map(|t| parse_passwd(&t)),
-        groups: read("etc/group")?.map(|t| parse_group(&t)),
-    })
+    darlings::owners::read_accounts(root).map_err(anyhow::Error::from)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -221,6 +224,7 @@ fn run(cli: Cli) -> Result<()> {
             max_entries,
             lines,
             no_sizes,
+            save,
         } => {
             let config = load()?;
             let limits = DiffLimits {
@@ -264,9 +268,102 @@ fn run(cli: Cli) -> Result<()> {
                 write!(stdout, "{}", report.to_text(lines))?;
             }
             tracing::info!("diff: rendered in {:?}", t.elapsed());
+            if save {
+                let path = darlings::boot::save_report(&config, &root, &report)
+                    .map_err(|e| anyhow::anyhow!(e))
+                    .context("cannot save the lost-state report")?;
+                eprintln!("darlings: report saved as {path}");
+            }
             // Freeing one allocation per entry costs milliseconds on a big diff, and the process
             // ends right here: leave it to the kernel.
             std::mem::forget(report);
+        }
+        Cmd::Boot {
+            stage,
+            root,
+            cmdline,
+            dry_run,
+        } => {
+            let line = match std::fs::read(&cmdline) {
+                Ok(b) => b,
+                Err(e) => {
+                    // Reading the command line must not be what stops a boot.
+                    tracing::warn!(
+                        "boot: cannot read the kernel command line {}: {e}; going by the config alone",
+                        cmdline.display()
+                    );
+                    Vec::new()
+                }
+            };
+            let out = darlings::boot::run(&darlings::boot::Options {
+                config: &cli.config,
+                work_dir: &cli.work_dir,
+                root: &root,
+                stage,
+                cmdline: &line,
+                dry_run,
+            });
+            for l in &out.lines {
+                writeln!(stdout, "{l}")?;
+            }
+            if dry_run || !cli.quiet {
+                write!(stdout, "{}", darlings::boot::render_status(&out.record))?;
+            }
+            if out.halt {
+                let e = out
+                    .error
+                    .map(|e| anyhow::anyhow!(e))
+                    .unwrap_or_else(|| anyhow::anyhow!("boot failed"));
+                return Err(e.context("on-failure = \"halt\": stop the boot"));
+            }
+            if let Some(e) = out.error {
+                eprintln!(
+                    "darlings: boot failed, booting the untouched root (on-failure = \"boot-old-root\"): {}",
+                    darlings::boot::chain(&*e)
+                );
+            }
+        }
+        Cmd::Status { json } => {
+            let path = cli.work_dir.join(darlings::boot::RECORD);
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "no boot record at {}: darlings boot did not run in this boot's initrd (or --work-dir is not where it wrote)",
+                    path.display()
+                )
+            })?;
+            let rec: darlings::boot::Record =
+                serde_json::from_slice(&bytes).with_context(|| {
+                    format!("boot record {} is not darlings.boot/1 JSON", path.display())
+                })?;
+            if json {
+                stdout.write_all(&bytes)?;
+                if !bytes.ends_with(b"\n") {
+                    writeln!(stdout)?;
+                }
+            } else {
+                write!(stdout, "{}", darlings::boot::render_status(&rec))?;
+            }
+            if rec.outcome == "failed" {
+                bail!(
+                    "this boot's darlings run failed; see {}",
+                    cli.work_dir.join(darlings::boot::FAILED).display()
+                );
+            }
+        }
+        Cmd::Report { name, json, root } => {
+            let config = load()?;
+            let dir = config.diff.report_dir.as_ref().context(
+                "diff.report-dir is not set, so no reports are saved; set it (inside a store) and diff.on-boot = true",
+            )?;
+            let store = config
+                .stores
+                .iter()
+                .find(|s| dir.is_inside(&s.path))
+                .context("diff.report-dir is not inside a store")?;
+            let (path, bytes) =
+                darlings::reports::read(&root, &store.path, dir, name.as_deref(), json)?;
+            tracing::info!("report: {path}");
+            stdout.write_all(&bytes)?;
         }
         Cmd::Init { dry_run } => {
             let config = load()?;
@@ -312,7 +409,12 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let to_kmsg = logging::init(cli.log, cli.verbose, cli.quiet);
+    // A boot's phase lines (info) are its point: they go to kmsg unless -q.
+    let verbose = match cli.cmd {
+        Cmd::Boot { .. } => cli.verbose.max(1),
+        _ => cli.verbose,
+    };
+    let to_kmsg = logging::init(cli.log, verbose, cli.quiet);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

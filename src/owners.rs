@@ -136,6 +136,54 @@ impl Accounts {
     }
 }
 
+/// Reads the target root's `etc/passwd` and `etc/group` beneath `root`, refusing symlinks like
+/// everything else darlings opens there: a planted link must not choose the owners.
+pub fn read_accounts(root: &std::path::Path) -> std::io::Result<Accounts> {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    let dir =
+        rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot open root {}: {e}", root.display()),
+            )
+        })?;
+    let read = |rel: &str| -> std::io::Result<Option<Vec<u8>>> {
+        match openat2(
+            &dir,
+            rel,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+        ) {
+            Ok(fd) => {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut buf).map_err(
+                    |e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("cannot read {}/{rel}: {e}", root.display()),
+                        )
+                    },
+                )?;
+                Ok(Some(buf))
+            }
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(rustix::io::Errno::LOOP) => Err(std::io::Error::other(format!(
+                "{}/{rel} is or passes through a symlink; darlings reads owner names only from a regular file beneath the root",
+                root.display()
+            ))),
+            Err(e) => Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot open {}/{rel}: {e}", root.display()),
+            )),
+        }
+    };
+    Ok(Accounts {
+        users: read("etc/passwd")?.map(|t| parse_passwd(&t)),
+        groups: read("etc/group")?.map(|t| parse_group(&t)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,9 +83,15 @@ impl Tmpfs {
             .stx_attributes_mask
             .contains(fs::StatxAttributes::MOUNT_ROOT)
             && st.stx_attributes.contains(fs::StatxAttributes::MOUNT_ROOT);
-        let empty = is_empty_dir(root).ctx(what)?;
         #[allow(clippy::unnecessary_cast)] // f_type's width differs between libc targets
         let is_tmpfs = sfs.f_type as i64 == TMPFS_MAGIC;
+        let empty = if is_tmpfs && mount_root {
+            // The initrd mounts the stores beneath a tmpfs root before `boot --stage late`:
+            // a tmpfs holding only mount points is as blank as an empty one.
+            only_mount_points(root, MOUNT_DEPTH).ctx(what)?.is_some()
+        } else {
+            is_empty_dir(root).ctx(what)?
+        };
         Ok(match (is_tmpfs && mount_root, empty) {
             (true, true) => RootState::FreshTmpfs {
                 mode_ok: u32::from(st.stx_mode) & 0o7777 == 0o755
@@ -234,6 +240,48 @@ impl Backend for Tmpfs {
             ))),
         }
     }
+}
+
+/// How deep `only_mount_points` looks for the mount points of stores (`/persist`,
+/// `/mnt/data/store`).
+const MOUNT_DEPTH: u32 = 8;
+
+/// `Some(number of mount points)` when the directory holds nothing but mount points and
+/// directories leading to them; `None` when it holds anything else (a file, an empty directory
+/// that leads to no mount, anything deeper than `depth`).
+fn only_mount_points(fd: &OwnedFd, depth: u32) -> rustix::io::Result<Option<u32>> {
+    let dir = fs::Dir::new(reopen_dir(fd)?)?;
+    let mut mounts = 0;
+    for entry in dir {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        if depth == 0 {
+            return Ok(None);
+        }
+        let sub = match fs::openat(
+            fd,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(s) => s,
+            Err(Errno::NOTDIR) | Err(Errno::LOOP) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let st = fs::statx(&sub, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)?;
+        if st.stx_attributes.contains(fs::StatxAttributes::MOUNT_ROOT) {
+            mounts += 1;
+            continue;
+        }
+        match only_mount_points(&sub, depth - 1)? {
+            Some(n) if n > 0 => mounts += n,
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(mounts))
 }
 
 fn is_empty_dir(fd: &OwnedFd) -> rustix::io::Result<bool> {

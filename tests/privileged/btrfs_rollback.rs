@@ -23,7 +23,7 @@ fn t0() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_314_600)
 }
 
-fn sh(cmd: &str) -> Result<String, String> {
+pub(crate) fn sh(cmd: &str) -> Result<String, String> {
     let out = Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -39,25 +39,26 @@ fn sh(cmd: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn e2s<E: std::fmt::Display>(e: E) -> String {
+pub(crate) fn e2s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
 /// A loop device over an image file, its top level mounted at `top`; everything is unmounted
 /// and detached on drop, also when a test fails half-way.
-struct Fs {
+pub(crate) struct Fs {
     _dir: Option<tempfile::TempDir>,
-    base: PathBuf,
+    pub(crate) base: PathBuf,
     img: PathBuf,
-    dev: String,
-    top: PathBuf,
-    mounts: Vec<PathBuf>,
+    pub(crate) dev: String,
+    pub(crate) top: PathBuf,
+    /// Unmounted (lazily, in reverse) on drop, before the top level.
+    pub(crate) mounts: Vec<PathBuf>,
     top_mounted: bool,
 }
 
 impl Fs {
     /// A blank btrfs image with nothing in it, top level mounted.
-    fn empty() -> Result<Fs, String> {
+    pub(crate) fn empty() -> Result<Fs, String> {
         let dir = tempfile::tempdir().map_err(e2s)?;
         let base = dir.path().to_path_buf();
         let img = base.join("img");

@@ -14,7 +14,7 @@ use rustix::mount::{mount, MountFlags};
 
 const BIN: &str = env!("CARGO_BIN_EXE_darlings");
 
-type TestResult = Result<(), String>;
+pub type TestResult = Result<(), String>;
 pub type Case = (&'static str, fn() -> TestResult);
 
 macro_rules! check {
@@ -25,6 +25,7 @@ macro_rules! check {
     };
 }
 
+mod boot;
 mod btrfs_diff;
 mod btrfs_rollback;
 #[path = "../support/ns.rs"]
@@ -819,6 +820,7 @@ fn main() {
     let mut all: Vec<Case> = tests.to_vec();
     all.extend(btrfs_rollback::cases());
     all.extend(btrfs_diff::cases());
+    all.extend(boot::cases());
     let tests = all.as_slice();
     let start = Instant::now();
     let selected: Vec<_> = tests

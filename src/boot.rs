@@ -1,0 +1,840 @@
+//! `darlings boot`, the one command an initrd runs: preflight, the optional lost-state diff and
+//! the rollback before the root is mounted (`early`), then the fresh tmpfs, the saved report and
+//! the bind mounts once the root and its stores are mounted (`late`). Each phase is timed and
+//! logged; the record of the boot goes to the work dir (`/run/darlings`, which every initrd we
+//! support carries into the booted system) for `darlings status`.
+//!
+//! Failure policy: the first failing phase stops everything destructive after it. Under
+//! `boot-old-root` the boot goes on with the untouched root (the backends' protocols leave a
+//! valid root at every step) and the stores are still bound, so persisted data stays where the
+//! system expects it; under `halt` darlings stops and tells the hook to stop the boot.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use darlings_backends::{Backend, DiffLimits, RollbackOpts, Truncation};
+use serde::{Deserialize, Serialize};
+
+use crate::cmdline::{self, Cmdline};
+use crate::config::{Config, OnFailure, RootConfig};
+use crate::owners::Accounts;
+use crate::report::{Class, Classifier, Report};
+use crate::{apply, backends, config, owners, plan, reports};
+
+pub const SCHEMA: &str = "darlings.boot/1";
+pub const RECORD: &str = "boot.json";
+pub const FAILED: &str = "failed";
+const PENDING_JSON: &str = "report-pending.json";
+const PENDING_TXT: &str = "report-pending.txt";
+/// Lines of lost groups in the saved text report: more than a terminal's 40, still readable.
+const REPORT_LINES: usize = 100;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// Before the initrd mounts the root: preflight, diff, rollback (btrfs, zfs).
+    Early,
+    /// After the root and its stores are mounted at --root: tmpfs root, report, apply.
+    Late,
+    /// Both, mounting the new root at --root when nothing is mounted there.
+    All,
+}
+
+/// The record of this boot, `WORK_DIR/boot.json` (schema `darlings.boot/1`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub schema: String,
+    /// "ok", "failed" or "skipped" (darlings.skip: nothing rolled back).
+    pub outcome: String,
+    pub policy: String,
+    pub backend: Option<String>,
+    /// The `darlings.*` kernel parameters seen.
+    pub cmdline: Vec<String>,
+    pub phases: Vec<Phase>,
+    /// The first failure: its message and causes, one per line.
+    pub error: Option<String>,
+    pub report: Option<ReportInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Phase {
+    pub stage: String,
+    pub phase: String,
+    pub ms: f64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReportInfo {
+    /// Where the report is: the store path as the booted system sees it once saved, the
+    /// pending file in the work dir before.
+    pub path: String,
+    pub saved: bool,
+    /// UTC time of the diff, `YYYYMMDDTHHMMSSZ`: the saved file's name.
+    pub stamp: String,
+    pub lost: u64,
+    pub lost_bytes: u64,
+    pub persisted: u64,
+    pub ignored: u64,
+    /// Why the diff stopped early, if it did ("max-entries 100000", "time-budget 10s").
+    pub truncated: Option<String>,
+}
+
+impl Record {
+    fn new(policy: OnFailure, cmd: &Cmdline) -> Record {
+        Record {
+            schema: SCHEMA.into(),
+            outcome: "ok".into(),
+            policy: policy.as_str().into(),
+            backend: None,
+            cmdline: cmd.seen.clone(),
+            phases: Vec::new(),
+            error: None,
+            report: None,
+        }
+    }
+}
+
+pub struct Options<'a> {
+    pub config: &'a Path,
+    pub work_dir: &'a Path,
+    pub root: &'a Path,
+    pub stage: Stage,
+    /// The kernel command line's bytes (`/proc/cmdline`).
+    pub cmdline: &'a [u8],
+    pub dry_run: bool,
+}
+
+pub struct Outcome {
+    pub record: Record,
+    /// `on-failure = "halt"` and a phase failed: the hook must stop the boot.
+    pub halt: bool,
+    /// The first failure, for the caller to print with its chain.
+    pub error: Option<BoxError>,
+    /// Dry run: what would be done, one line each.
+    pub lines: Vec<String>,
+}
+
+/// The whole chain of an error, one line per cause.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(&format!("\n  caused by: {c}"));
+        cur = c.source();
+    }
+    s
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{phase} failed")]
+pub struct PhaseError {
+    pub phase: String,
+    #[source]
+    pub source: BoxError,
+}
+
+struct Boot<'a> {
+    o: &'a Options<'a>,
+    cmd: Cmdline,
+    record: Record,
+    policy: OnFailure,
+    error: Option<BoxError>,
+    lines: Vec<String>,
+}
+
+impl Boot<'_> {
+    /// Runs one phase: times it, logs one line, records it. `None` when it failed.
+    fn phase<T>(
+        &mut self,
+        stage: &str,
+        name: &str,
+        f: impl FnOnce(&mut Self) -> Result<(T, String), BoxError>,
+    ) -> Option<T> {
+        let t = Instant::now();
+        let r = f(self);
+        let ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+        match r {
+            Ok((v, detail)) => {
+                tracing::info!("boot: {stage} {name}: ok in {ms} ms; {detail}");
+                self.record.phases.push(Phase {
+                    stage: stage.into(),
+                    phase: name.into(),
+                    ms,
+                    ok: true,
+                    detail,
+                });
+                Some(v)
+            }
+            Err(e) => {
+                let err = PhaseError {
+                    phase: format!("{stage} {name}"),
+                    source: e,
+                };
+                let text = chain(&err);
+                tracing::error!("boot: {stage} {name}: failed after {ms} ms: {text}");
+                self.record.phases.push(Phase {
+                    stage: stage.into(),
+                    phase: name.into(),
+                    ms,
+                    ok: false,
+                    detail: chain(&*err.source),
+                });
+                self.record.outcome = "failed".into();
+                if self.error.is_none() {
+                    self.record.error = Some(text);
+                    self.error = Some(Box::new(err));
+                }
+                None
+            }
+        }
+    }
+
+    fn halting(&self) -> bool {
+        self.error.is_some() && self.policy == OnFailure::Halt
+    }
+
+    fn backend(&self, config: &Config, sizes: bool) -> Result<Box<dyn Backend>, BoxError> {
+        Ok(backends::backend(
+            config,
+            &backends::Ctx {
+                root: self.o.root,
+                sizes,
+                work_dir: self.o.work_dir,
+            },
+        )?)
+    }
+
+    fn load_config(&mut self, stage: &str) -> Option<Config> {
+        let path = self.o.config;
+        let config = self.phase(stage, "config", |_| {
+            let c = config::load(path)?;
+            let d = format!(
+                "{} valid ({} backend)",
+                path.display(),
+                c.root.backend_name()
+            );
+            Ok((c, d))
+        })?;
+        if self.cmd.on_failure.is_none() {
+            self.policy = config.boot.on_failure;
+            self.record.policy = self.policy.as_str().into();
+        }
+        self.record.backend = Some(config.root.backend_name().into());
+        Some(config)
+    }
+
+    fn early(&mut self) {
+        let Some(config) = self.load_config("early") else {
+            return;
+        };
+        if self.cmd.skip {
+            self.record.outcome = "skipped".into();
+            self.phase("early", "skip", |_| {
+                Ok((
+                    (),
+                    "darlings.skip on the kernel command line: no diff, no rollback".into(),
+                ))
+            });
+            return;
+        }
+        if matches!(config.root, RootConfig::Tmpfs { .. }) {
+            // A tmpfs root is created after the initrd mounts things: nothing to do yet, and its
+            // previous content died with the previous boot (`darlings diff --save` at shutdown
+            // is how a tmpfs root gets its report).
+            return;
+        }
+        let Some(b) = self.phase("early", "preflight", |s| {
+            let b = s.backend(&config, true)?;
+            let p = b.preflight()?;
+            let d = format!("{} check(s): {}", p.checks.len(), p.checks.join("; "));
+            Ok((b, d))
+        }) else {
+            return;
+        };
+        let want_diff = self.cmd.diff.unwrap_or(config.diff.on_boot);
+        if want_diff && self.diff(&config, &*b).is_none() {
+            return;
+        }
+        let dry = self.o.dry_run;
+        let steps = self.phase("early", "rollback", |_| {
+            let out = b.rollback(&RollbackOpts { dry_run: dry })?;
+            let d = if out.already_blank {
+                "already blank".to_string()
+            } else {
+                format!("{} step(s)", out.steps.len())
+            };
+            Ok((out.steps, d))
+        });
+        if dry {
+            if let Some(steps) = steps {
+                self.lines
+                    .extend(steps.into_iter().map(|s| format!("would: {s}")));
+            }
+        }
+    }
+
+    /// The lost-state diff, classified and kept in the work dir until `late` can reach the store.
+    fn diff(&mut self, config: &Config, b: &dyn Backend) -> Option<()> {
+        let o = self.o;
+        self.phase("early", "diff", |s| {
+            if config.diff.report_dir.is_none() {
+                return Err(
+                    "diff on boot needs diff.report-dir (inside a store) to save the report; set it, or boot with darlings.diff=0".into(),
+                );
+            }
+            let limits = DiffLimits {
+                max_entries: config.diff.max_entries,
+                time_budget: Some(config.diff.time_budget),
+            };
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+            let out = b.diff(&limits)?;
+            // The root is not mounted yet: owner names do not matter for classifying paths,
+            // and homes come from the config here.
+            let p = plan::build(config, &Accounts::default())?;
+            let classifier = Classifier::new(config)
+                .with_targets(p.binds().map(|b| (b.target.clone(), b.kind)));
+            let report = Report::new(b.name(), b"/", out, &classifier);
+            let lost = report.tally(Class::Lost);
+            let info = ReportInfo {
+                path: o.work_dir.join(PENDING_JSON).display().to_string(),
+                saved: false,
+                stamp,
+                lost: lost.entries,
+                lost_bytes: lost.bytes,
+                persisted: report.tally(Class::Persisted).entries,
+                ignored: report.tally(Class::Ignored).entries,
+                truncated: report.truncated.map(|t| match t {
+                    Truncation::MaxEntries(n) => format!("max-entries {n}"),
+                    Truncation::TimeBudget(d) => format!("time-budget {d:?}"),
+                }),
+            };
+            let detail = format!(
+                "{} lost{}, {} persisted, {} ignored{}",
+                info.lost,
+                bytes_note(info.lost_bytes),
+                info.persisted,
+                info.ignored,
+                info.truncated
+                    .as_ref()
+                    .map(|t| format!("; stopped early at its {t}, the report says so"))
+                    .unwrap_or_default()
+            );
+            if let Some(t) = &info.truncated {
+                tracing::warn!("boot: the lost-state diff stopped at its {t}; the report lists what it found");
+            }
+            if o.dry_run {
+                s.lines.push(format!("diff: {detail}"));
+            } else {
+                let mut json = Vec::new();
+                report.write_json(&mut json)?;
+                write_private(&o.work_dir.join(PENDING_JSON), &json)?;
+                write_private(
+                    &o.work_dir.join(PENDING_TXT),
+                    report.to_text(REPORT_LINES).as_bytes(),
+                )?;
+                s.record.report = Some(info);
+            }
+            // One allocation per entry: the process is short-lived, leave it to the kernel.
+            std::mem::forget(report);
+            Ok(((), detail))
+        })
+    }
+
+    fn late(&mut self, mount_root: bool) {
+        let Some(config) = self.load_config("late") else {
+            return;
+        };
+        let tmpfs = matches!(config.root, RootConfig::Tmpfs { .. });
+        let dry = self.o.dry_run;
+        if mount_root && !tmpfs && !self.cmd.skip {
+            let root = self.o.root;
+            let done = self.phase("late", "mount", |_| {
+                Ok(((), mount_new_root(&config, root, dry)?))
+            });
+            if done.is_none() {
+                return;
+            }
+        }
+        if tmpfs && !self.cmd.skip {
+            let steps = self.phase("late", "rollback", |s| {
+                let b = s.backend(&config, false)?;
+                b.preflight()?;
+                let out = b.rollback(&RollbackOpts { dry_run: dry })?;
+                let d = out.steps.join("; ");
+                Ok((out.steps, d))
+            });
+            match steps {
+                Some(steps) if dry => self
+                    .lines
+                    .extend(steps.into_iter().map(|s| format!("would: {s}"))),
+                Some(_) => {}
+                None if self.halting() => return,
+                None => {}
+            }
+        }
+        if self.cmd.skip && self.record.outcome != "failed" {
+            self.record.outcome = "skipped".into();
+        }
+        if self.record.report.as_ref().is_some_and(|r| !r.saved) && !dry {
+            let saved = self.phase("late", "report", |s| {
+                let path = save_pending(&config, s.o.root, s.o.work_dir, s.record.report.as_ref())?;
+                Ok((path.clone(), path))
+            });
+            match saved {
+                Some(path) => {
+                    if let Some(r) = self.record.report.as_mut() {
+                        r.path = path;
+                        r.saved = true;
+                    }
+                }
+                None if self.halting() => return,
+                None => {}
+            }
+        }
+        let root = self.o.root;
+        let out = self.phase("late", "apply", |_| {
+            let acc = owners::read_accounts(root)?;
+            let p = plan::build(&config, &acc)?;
+            let out = apply::apply(&p, root, apply::Options { dry_run: dry })?;
+            let d = format!(
+                "{} bound, {} already in place, {} deferred",
+                out.bound, out.already, out.deferred
+            );
+            Ok((out.actions, d))
+        });
+        if dry {
+            if let Some(actions) = out {
+                self.lines.extend(actions);
+            }
+        }
+    }
+
+    fn save_record(&self) {
+        if self.o.dry_run {
+            return;
+        }
+        let dir = self.o.work_dir;
+        let r = (|| -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let json = serde_json::to_vec_pretty(&self.record)?;
+            write_private(&dir.join(RECORD), &json)?;
+            match &self.record.error {
+                Some(e) => write_private(&dir.join(FAILED), format!("{e}\n").as_bytes()),
+                None => match std::fs::remove_file(dir.join(FAILED)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                },
+            }
+        })();
+        if let Err(e) = r {
+            // The boot itself must not fail for its diary; kmsg still has every phase line.
+            tracing::error!(
+                "boot: cannot write the boot record in {}: {e}; `darlings status` will not know this boot",
+                dir.display()
+            );
+        }
+    }
+}
+
+/// Writes `path` atomically with mode 0600 (a temporary in the same directory, then rename).
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot create {}: {e}", tmp.display()))
+        })?;
+    f.write_all(data)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot rename {} into place: {e}", tmp.display()),
+        )
+    })
+}
+
+/// Moves the pending report from the work dir into the store's report dir beneath `root`.
+fn save_pending(
+    config: &Config,
+    root: &Path,
+    work_dir: &Path,
+    info: Option<&ReportInfo>,
+) -> Result<String, BoxError> {
+    let dir = config
+        .diff
+        .report_dir
+        .as_ref()
+        .ok_or("diff.report-dir is not set")?;
+    let store = config
+        .stores
+        .iter()
+        .find(|s| dir.is_inside(&s.path))
+        .ok_or_else(|| format!("report-dir {dir} is not inside a store"))?;
+    let stamp = info.map(|i| i.stamp.clone()).unwrap_or_default();
+    let json = std::fs::read(work_dir.join(PENDING_JSON)).map_err(|e| {
+        format!(
+            "cannot read the pending report {}: {e}",
+            work_dir.join(PENDING_JSON).display()
+        )
+    })?;
+    let text = std::fs::read(work_dir.join(PENDING_TXT)).unwrap_or_default();
+    let path = reports::save(root, &store.path, dir, &stamp, &json, &text)?;
+    for f in [PENDING_JSON, PENDING_TXT] {
+        let _ = std::fs::remove_file(work_dir.join(f));
+    }
+    Ok(path)
+}
+
+/// `darlings diff --save`: the report of a live root (a tmpfs root at shutdown) into the store.
+pub fn save_report(config: &Config, root: &Path, report: &Report) -> Result<String, BoxError> {
+    let dir = config
+        .diff
+        .report_dir
+        .as_ref()
+        .ok_or("diff.report-dir is not set; set it (inside a store) to save reports")?;
+    let store = config
+        .stores
+        .iter()
+        .find(|s| dir.is_inside(&s.path))
+        .ok_or_else(|| format!("report-dir {dir} is not inside a store"))?;
+    let mut json = Vec::new();
+    report.write_json(&mut json)?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    Ok(reports::save(
+        root,
+        &store.path,
+        dir,
+        &stamp,
+        &json,
+        report.to_text(REPORT_LINES).as_bytes(),
+    )?)
+}
+
+fn is_mount_root(path: &Path) -> Result<bool, BoxError> {
+    use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags, CWD};
+    let st = statx(
+        CWD,
+        path,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS,
+    )
+    .map_err(|e| format!("cannot stat root {}: {e}", path.display()))?;
+    if !st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
+        return Err(format!(
+            "the kernel does not say whether {} is a mount point (statx without STATX_ATTR_MOUNT_ROOT, Linux < 5.8)",
+            path.display()
+        )
+        .into());
+    }
+    Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
+}
+
+/// `all` stage: the initrd has not mounted the root, so darlings mounts the fresh one.
+fn mount_new_root(config: &Config, root: &Path, dry_run: bool) -> Result<String, BoxError> {
+    if is_mount_root(root)? {
+        return Ok(format!("{} is mounted already", root.display()));
+    }
+    let (source, fstype, data) = match &config.root {
+        RootConfig::Btrfs {
+            device, subvolume, ..
+        } => (
+            PathBuf::from(device.to_string()),
+            "btrfs",
+            format!("subvol={subvolume}"),
+        ),
+        RootConfig::Zfs { dataset, .. } => (PathBuf::from(dataset), "zfs", String::new()),
+        RootConfig::Tmpfs { .. } => return Ok("tmpfs: the rollback mounts it".into()),
+    };
+    let what = format!(
+        "mount {} ({fstype}{}) at {}",
+        source.display(),
+        if data.is_empty() {
+            String::new()
+        } else {
+            format!(", {data}")
+        },
+        root.display()
+    );
+    if dry_run {
+        return Ok(format!("would {what}"));
+    }
+    let data = std::ffi::CString::new(data).map_err(|_| "mount options hold a NUL byte")?;
+    rustix::mount::mount(
+        source.as_path(),
+        root,
+        fstype,
+        rustix::mount::MountFlags::empty(),
+        Some(data.as_c_str()),
+    )
+    .map_err(|e| format!("cannot {what}: {e}; mount the root there yourself and run `darlings boot --stage late`"))?;
+    Ok(what)
+}
+
+/// Runs the stage(s). Never panics on a failure: it is recorded, logged, and returned.
+pub fn run(o: &Options) -> Outcome {
+    let cmd = cmdline::parse(o.cmdline);
+    for w in &cmd.warnings {
+        tracing::warn!("boot: {w}");
+    }
+    let policy = cmd.on_failure.unwrap_or_default();
+    let mut record = Record::new(policy, &cmd);
+    if o.stage == Stage::Late && !o.dry_run {
+        // Carry on the record `early` left in this boot's work dir.
+        if let Ok(bytes) = std::fs::read(o.work_dir.join(RECORD)) {
+            if let Ok(prev) = serde_json::from_slice::<Record>(&bytes) {
+                record = prev;
+                record.cmdline = cmd.seen.clone();
+            }
+        }
+    }
+    let prev_error = record.error.clone();
+    let mut b = Boot {
+        o,
+        cmd,
+        record,
+        policy,
+        error: None,
+        lines: Vec::new(),
+    };
+    if let Some(p) = b.cmd.on_failure {
+        b.record.policy = p.as_str().into();
+    }
+    if matches!(o.stage, Stage::Early | Stage::All) {
+        b.early();
+        b.save_record();
+    }
+    let early_halted = b.halting();
+    if matches!(o.stage, Stage::Late | Stage::All) && !early_halted {
+        b.late(o.stage == Stage::All);
+        b.save_record();
+    }
+    if b.error.is_none() {
+        if let Some(prev) = prev_error {
+            // `early` failed under boot-old-root: late went on, but the boot did not go clean.
+            b.record.error = Some(prev);
+            b.record.outcome = "failed".into();
+        }
+    }
+    let halt = b.halting();
+    if halt {
+        tracing::error!("boot: on-failure = \"halt\": stopping the boot; boot with darlings.skip or darlings.on-failure=boot-old-root to get past it");
+    } else if b.error.is_some() {
+        tracing::error!(
+            "boot: on-failure = \"boot-old-root\": nothing more is changed; the boot goes on (marker {})",
+            o.work_dir.join(FAILED).display()
+        );
+    }
+    Outcome {
+        record: b.record,
+        halt,
+        error: b.error,
+        lines: b.lines,
+    }
+}
+
+/// " (12 MiB)", or nothing when no size is known (a walk without sizes reports none).
+fn bytes_note(bytes: u64) -> String {
+    if bytes == 0 {
+        String::new()
+    } else {
+        format!(" ({})", crate::report::human(bytes))
+    }
+}
+
+/// `darlings status` for people.
+pub fn render_status(r: &Record) -> String {
+    let mut s = format!(
+        "darlings boot: {} (backend {}, on-failure = {:?})\n",
+        r.outcome,
+        r.backend.as_deref().unwrap_or("unknown"),
+        r.policy
+    );
+    if !r.cmdline.is_empty() {
+        s.push_str(&format!("kernel parameters: {}\n", r.cmdline.join(" ")));
+    }
+    let total: f64 = r.phases.iter().map(|p| p.ms).sum();
+    for p in &r.phases {
+        s.push_str(&format!(
+            "  {:<5} {:<9} {:>9.1} ms  {}  {}\n",
+            p.stage,
+            p.phase,
+            p.ms,
+            if p.ok { "ok    " } else { "FAILED" },
+            p.detail.lines().next().unwrap_or("")
+        ));
+    }
+    s.push_str(&format!("  total           {total:>9.1} ms\n"));
+    if let Some(e) = &r.error {
+        s.push_str(&format!("error: {e}\n"));
+    }
+    match &r.report {
+        Some(rep) => s.push_str(&format!(
+            "lost-state report: {}{}\n  {} lost{}, {} persisted, {} ignored{}\n",
+            rep.path,
+            if rep.saved { "" } else { " (not saved to the store)" },
+            rep.lost,
+            bytes_note(rep.lost_bytes),
+            rep.persisted,
+            rep.ignored,
+            rep.truncated
+                .as_ref()
+                .map(|t| format!("; truncated at its {t}"))
+                .unwrap_or_default()
+        )),
+        None => s.push_str("lost-state report: none this boot (diff.on-boot off, darlings.diff=0, or a tmpfs root)\n"),
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn run_with(config: &Path, work: &Path, root: &Path, stage: Stage, cmdline: &str) -> Outcome {
+        run(&Options {
+            config,
+            work_dir: work,
+            root,
+            stage,
+            cmdline: cmdline.as_bytes(),
+            dry_run: false,
+        })
+    }
+
+    #[test]
+    fn invalid_config_fails_open_by_default_and_leaves_the_marker() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = write(d.path(), "c.toml", "[root]\nbackend = \"ext4\"\n");
+        let work = d.path().join("work");
+        let out = run_with(&cfg, &work, d.path(), Stage::Early, "quiet");
+        assert!(!out.halt);
+        assert_eq!(out.record.outcome, "failed");
+        assert_eq!(out.record.phases.len(), 1);
+        assert!(!out.record.phases[0].ok);
+        let marker = std::fs::read_to_string(work.join(FAILED)).unwrap();
+        assert!(marker.contains("early config failed"), "{marker}");
+        assert!(marker.contains("unknown backend \"ext4\""), "{marker}");
+        let rec: Record =
+            serde_json::from_slice(&std::fs::read(work.join(RECORD)).unwrap()).unwrap();
+        assert_eq!(rec, out.record);
+    }
+
+    #[test]
+    fn kernel_command_line_halt_wins_over_the_config() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = write(
+            d.path(),
+            "c.toml",
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/darlings-test-missing\"\n[boot]\non-failure = \"boot-old-root\"\n",
+        );
+        let work = d.path().join("work");
+        let out = run_with(
+            &cfg,
+            &work,
+            d.path(),
+            Stage::Early,
+            "darlings.on-failure=halt",
+        );
+        assert!(out.halt);
+        assert_eq!(out.record.policy, "halt");
+        assert_eq!(out.record.phases[1].phase, "preflight");
+        assert!(!out.record.phases[1].ok);
+        // And the config's halt is overridden the other way too.
+        let cfg = write(
+            d.path(),
+            "c2.toml",
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/darlings-test-missing\"\n[boot]\non-failure = \"halt\"\n",
+        );
+        let out = run_with(&cfg, &work, d.path(), Stage::Early, "");
+        assert!(out.halt);
+        let out = run_with(
+            &cfg,
+            &work,
+            d.path(),
+            Stage::Early,
+            "darlings.on-failure=boot-old-root",
+        );
+        assert!(!out.halt);
+        assert_eq!(out.record.outcome, "failed");
+    }
+
+    #[test]
+    fn skip_touches_nothing_and_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = write(
+            d.path(),
+            "c.toml",
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/darlings-test-missing\"\n",
+        );
+        let work = d.path().join("work");
+        let out = run_with(&cfg, &work, d.path(), Stage::Early, "darlings.skip");
+        assert!(out.error.is_none(), "{:?}", out.record);
+        assert_eq!(out.record.outcome, "skipped");
+        let phases: Vec<&str> = out.record.phases.iter().map(|p| p.phase.as_str()).collect();
+        assert_eq!(phases, ["config", "skip"]);
+        assert_eq!(out.record.cmdline, ["darlings.skip"]);
+        assert!(!work.join(FAILED).exists());
+    }
+
+    #[test]
+    fn status_text_shows_phases_failure_and_report() {
+        let r = Record {
+            schema: SCHEMA.into(),
+            outcome: "failed".into(),
+            policy: "boot-old-root".into(),
+            backend: Some("btrfs".into()),
+            cmdline: vec!["darlings.diff=1".into()],
+            phases: vec![
+                Phase {
+                    stage: "early".into(),
+                    phase: "config".into(),
+                    ms: 0.4,
+                    ok: true,
+                    detail: "ok".into(),
+                },
+                Phase {
+                    stage: "early".into(),
+                    phase: "preflight".into(),
+                    ms: 2.0,
+                    ok: false,
+                    detail: "blank missing".into(),
+                },
+            ],
+            error: Some("early preflight failed\n  caused by: blank missing".into()),
+            report: None,
+        };
+        let s = render_status(&r);
+        assert!(
+            s.starts_with(
+                "darlings boot: failed (backend btrfs, on-failure = \"boot-old-root\")\n"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("kernel parameters: darlings.diff=1\n"), "{s}");
+        assert!(
+            s.contains("  early preflight       2.0 ms  FAILED  blank missing\n"),
+            "{s}"
+        );
+        assert!(s.contains("  total                 2.4 ms\n"), "{s}");
+        assert!(
+            s.contains("error: early preflight failed\n  caused by: blank missing\n"),
+            "{s}"
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! Lost-state reports in the store: written atomically into `diff.report-dir` beneath a root
+//! (mode 0600, one pair of files per boot named by UTC time, `latest.*` pointing at the newest),
+//! and read back for `darlings report`. Everything is resolved from directory fds beneath the
+//! root without following symlinks, like apply: a link planted in the store must not redirect
+//! a root-owned write.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use crate::paths::AbsPath;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn io(what: String, e: impl Into<std::io::Error>) -> ReportError {
+    ReportError::Io {
+        what,
+        source: e.into(),
+    }
+}
+
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+
+fn open_dir_beneath(dir: impl AsFd, rel: &OsStr) -> Result<OwnedFd, Errno> {
+    fs::openat2(
+        dir,
+        rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        BENEATH,
+    )
+}
+
+fn shown(root: &Path, dir: &AbsPath) -> String {
+    let r = root.to_string_lossy();
+    format!("{}{}", r.trim_end_matches('/'), dir)
+}
+
+/// Opens (creating with mode 0700 where missing) `dir` beneath `root`, after checking that the
+/// store holding it is mounted: a report written into an unmounted store's mount point would
+/// land on the root and be erased by the next rollback.
+fn open_report_dir(
+    root: &Path,
+    store: &AbsPath,
+    dir: &AbsPath,
+    create: bool,
+) -> Result<OwnedFd, ReportError> {
+    let rootfd = fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io(format!("cannot open root {}", root.display()), e))?;
+    let store_shown = shown(root, store);
+    let storefd = match open_dir_beneath(&rootfd, OsStr::from_bytes(store.relative())) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => {
+            return Err(ReportError::Refused(format!(
+                "store {store_shown} does not exist; mount the persistent filesystem there"
+            )))
+        }
+        Err(Errno::LOOP) | Err(Errno::XDEV) => {
+            return Err(ReportError::Refused(format!(
+                "store {store_shown} is or passes through a symlink; darlings never follows symlinks in a root or store"
+            )))
+        }
+        Err(e) => return Err(io(format!("cannot open store {store_shown}"), e)),
+    };
+    let rs = fs::fstat(&rootfd).map_err(|e| io(format!("cannot stat {}", root.display()), e))?;
+    let ss = fs::fstat(&storefd).map_err(|e| io(format!("cannot stat {store_shown}"), e))?;
+    if rs.st_dev == ss.st_dev {
+        return Err(ReportError::Refused(format!(
+            "store {store_shown} is not mounted (it is on the root's filesystem), so a report written there would be erased; mount the store first"
+        )));
+    }
+    let mut cur = storefd;
+    let rel = dir
+        .as_bytes()
+        .strip_prefix(store.as_bytes())
+        .unwrap_or_default();
+    let mut at = store_shown.clone();
+    for comp in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        let name = OsStr::from_bytes(comp);
+        at = format!("{at}/{}", String::from_utf8_lossy(comp));
+        let next = match open_dir_beneath(&cur, name) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) if create => {
+                match fs::mkdirat(&cur, name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(io(format!("cannot create {at}"), e)),
+                }
+                open_dir_beneath(&cur, name).map_err(|e| io(format!("cannot open {at}"), e))?
+            }
+            Err(Errno::NOENT) => {
+                return Err(ReportError::Refused(format!(
+                    "report directory {} does not exist: no lost-state report was saved yet (diff.on-boot = true saves one at every boot)",
+                    shown(root, dir)
+                )))
+            }
+            Err(Errno::LOOP) | Err(Errno::XDEV) | Err(Errno::NOTDIR) => {
+                return Err(ReportError::Refused(format!(
+                    "{at} is a symlink or not a directory; darlings never follows symlinks in a store: make it a real directory"
+                )))
+            }
+            Err(e) => return Err(io(format!("cannot open {at}"), e)),
+        };
+        cur = next;
+    }
+    Ok(cur)
+}
+
+fn write_new(dir: &OwnedFd, name: &str, data: &[u8], at: &str) -> Result<(), ReportError> {
+    let tmp = format!(".tmp-{name}");
+    // A stale temporary from a crash mid-write is ours to replace.
+    let _ = fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+    let fd = fs::openat(
+        dir,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| io(format!("cannot create {at}/{tmp}"), e))?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io(format!("cannot write {at}/{tmp}"), e))?;
+    fs::renameat_with(dir, tmp.as_str(), dir, name, fs::RenameFlags::NOREPLACE)
+        .map_err(|e| io(format!("cannot rename {at}/{tmp} to {name}"), e))
+}
+
+fn point_latest(dir: &OwnedFd, latest: &str, target: &str, at: &str) -> Result<(), ReportError> {
+    let tmp = format!(".tmp-{latest}");
+    let _ = fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+    fs::symlinkat(target, dir, tmp.as_str())
+        .map_err(|e| io(format!("cannot create {at}/{tmp}"), e))?;
+    fs::renameat(dir, tmp.as_str(), dir, latest)
+        .map_err(|e| io(format!("cannot point {at}/{latest} at {target}"), e))
+}
+
+/// A free stem (`20261122T044127Z`, then `-1`, `-2`...) in `dir` for reports made at `stamp`.
+fn free_stem(dir: &OwnedFd, stamp: &str) -> Result<String, ReportError> {
+    for n in 0..1000 {
+        let stem = if n == 0 {
+            stamp.to_string()
+        } else {
+            format!("{stamp}-{n}")
+        };
+        match fs::statat(
+            dir,
+            format!("{stem}.json").as_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            Err(Errno::NOENT) => return Ok(stem),
+            Ok(_) => continue,
+            Err(e) => return Err(io(format!("cannot look for {stem}.json"), e)),
+        }
+    }
+    Err(ReportError::Refused(format!(
+        "1000 reports named {stamp}* exist already; remove old ones"
+    )))
+}
+
+/// Saves one report (its JSON and text forms) as `<dir>/<stamp>.json` / `.txt` beneath `root`
+/// and points `latest.json` / `latest.txt` at them. Returns the JSON file's path as the live
+/// system sees it (`dir/<stem>.json`, without the root prefix).
+pub fn save(
+    root: &Path,
+    store: &AbsPath,
+    dir: &AbsPath,
+    stamp: &str,
+    json: &[u8],
+    text: &[u8],
+) -> Result<String, ReportError> {
+    let fd = open_report_dir(root, store, dir, true)?;
+    let at = shown(root, dir);
+    let stem = free_stem(&fd, stamp)?;
+    // Text first: `latest.json` is what tools read, so it moves last, once both exist.
+    write_new(&fd, &format!("{stem}.txt"), text, &at)?;
+    write_new(&fd, &format!("{stem}.json"), json, &at)?;
+    point_latest(&fd, "latest.txt", &format!("{stem}.txt"), &at)?;
+    point_latest(&fd, "latest.json", &format!("{stem}.json"), &at)?;
+    fs::fsync(&fd).map_err(|e| io(format!("cannot sync {at}"), e))?;
+    Ok(format!("{dir}/{stem}.json"))
+}
+
+/// Reads a saved report: `name` is a stem, a file name, or `None` for the latest.
+pub fn read(
+    root: &Path,
+    store: &AbsPath,
+    dir: &AbsPath,
+    name: Option<&str>,
+    json: bool,
+) -> Result<(String, Vec<u8>), ReportError> {
+    let fd = open_report_dir(root, store, dir, false)?;
+    let at = shown(root, dir);
+    let ext = if json { "json" } else { "txt" };
+    let file = match name {
+        None => {
+            let latest = format!("latest.{ext}");
+            let target = fs::readlinkat(&fd, latest.as_str(), Vec::new()).map_err(|e| {
+                if e == Errno::NOENT {
+                    ReportError::Refused(format!(
+                        "{at}/{latest} does not exist: no lost-state report was saved yet"
+                    ))
+                } else {
+                    io(format!("cannot read the link {at}/{latest}"), e)
+                }
+            })?;
+            let t = target.to_string_lossy().into_owned();
+            if t.contains('/') || t.starts_with('.') {
+                return Err(ReportError::Refused(format!(
+                    "{at}/{latest} points at {t:?}, outside the report directory; darlings only writes plain names there: remove the link"
+                )));
+            }
+            t
+        }
+        Some(n) => {
+            let stem = n
+                .strip_suffix(".json")
+                .or_else(|| n.strip_suffix(".txt"))
+                .unwrap_or(n);
+            if stem.is_empty() || stem.contains('/') || stem.starts_with('.') {
+                return Err(ReportError::Refused(format!(
+                    "report name {n:?} is not a report in {at}; give a name like 20261122T044127Z (see `ls {at}`)"
+                )));
+            }
+            format!("{stem}.{ext}")
+        }
+    };
+    let f = fs::openat2(
+        &fd,
+        file.as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        BENEATH,
+    )
+    .map_err(|e| match e {
+        Errno::NOENT => ReportError::Refused(format!(
+            "report {at}/{file} does not exist; `ls {at}` lists the saved ones"
+        )),
+        Errno::LOOP => ReportError::Refused(format!(
+            "{at}/{file} is a symlink; darlings never follows symlinks in a store"
+        )),
+        e => io(format!("cannot open {at}/{file}"), e),
+    })?;
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(f), &mut buf)
+        .map_err(|e| io(format!("cannot read {at}/{file}"), e))?;
+    Ok((format!("{dir}/{file}"), buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unmounted_store_is_refused_before_anything_is_written() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("persist")).unwrap();
+        let store = AbsPath::parse("/persist").unwrap();
+        let dir = AbsPath::parse("/persist/var/log/darlings").unwrap();
+        let e = save(root.path(), &store, &dir, "20261122T000000Z", b"{}", b"x").unwrap_err();
+        assert!(e.to_string().contains("is not mounted"), "{e}");
+        assert!(!root.path().join("persist/var").exists());
+    }
+}
