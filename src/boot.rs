@@ -106,6 +106,8 @@ pub struct Options<'a> {
     /// The kernel command line's bytes (`/proc/cmdline`).
     pub cmdline: &'a [u8],
     pub dry_run: bool,
+    /// libmount's utab, where hide-mounts records x-gvfs-hide for the booted system.
+    pub utab: &'a Path,
 }
 
 pub struct Outcome {
@@ -395,11 +397,27 @@ impl Boot<'_> {
                 None => {}
             }
         }
-        let root = self.o.root;
+        let (root, utab) = (self.o.root, self.o.utab);
         let out = self.phase("late", "apply", |_| {
             let acc = owners::read_accounts(root)?;
             let p = plan::build(&config, &acc)?;
-            let out = apply::apply(&p, root, apply::Options { dry_run: dry })?;
+            let mut out = apply::apply(&p, root, apply::Options { dry_run: dry })?;
+            if !dry && !out.hidden.is_empty() {
+                // The booted system sees these mounts without the root prefix; the mount ids
+                // (what newer libmount matches on) survive the switch to the new root.
+                let prefix = root.as_os_str().as_encoded_bytes();
+                let prefix = prefix.strip_suffix(b"/").unwrap_or(prefix);
+                for h in &mut out.hidden {
+                    if let Some(rest) = h.2.strip_prefix(prefix) {
+                        h.2 = if rest.is_empty() {
+                            b"/".to_vec()
+                        } else {
+                            rest.to_vec()
+                        };
+                    }
+                }
+                apply::record_hidden(utab, Path::new("/proc/self/mountinfo"), &out.hidden)?;
+            }
             let d = format!(
                 "{} bound, {} already in place, {} deferred",
                 out.bound, out.already, out.deferred
@@ -714,6 +732,7 @@ mod tests {
             stage,
             cmdline: cmdline.as_bytes(),
             dry_run: false,
+            utab: Path::new("/nonexistent/utab"),
         })
     }
 

@@ -101,6 +101,10 @@ enum Cmd {
         /// Run every check and print what would be done; change nothing, write no record.
         #[arg(long)]
         dry_run: bool,
+        /// libmount's utab, where hide-mounts records x-gvfs-hide (the initrd's /run moves
+        /// into the booted system).
+        #[arg(long, default_value = "/run/mount/utab")]
+        utab: PathBuf,
     },
     /// What darlings did in this boot's initrd (from the work dir's boot record).
     Status {
@@ -283,6 +287,7 @@ fn run(cli: Cli) -> Result<()> {
             root,
             cmdline,
             dry_run,
+            utab,
         } => {
             let line = match std::fs::read(&cmdline) {
                 Ok(b) => b,
@@ -302,6 +307,7 @@ fn run(cli: Cli) -> Result<()> {
                 stage,
                 cmdline: &line,
                 dry_run,
+                utab: &utab,
             });
             for l in &out.lines {
                 writeln!(stdout, "{l}")?;

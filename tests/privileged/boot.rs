@@ -406,11 +406,12 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
     std::fs::create_dir_all(store.join("var/lib/keep")).map_err(e2s)?;
     std::fs::write(store.join("var/lib/keep/data"), "precious\n").map_err(e2s)?;
     let config = base.join("darlings.toml");
-    std::fs::write(
-        &config,
-        format!("[root]\nbackend = \"tmpfs\"\n{CONFIG_TAIL}"),
-    )
-    .map_err(e2s)?;
+    let tail = CONFIG_TAIL.replace(
+        "store = \"/persist\"",
+        "store = \"/persist\"\nhide-mounts = true",
+    );
+    std::fs::write(&config, format!("[root]\nbackend = \"tmpfs\"\n{tail}")).map_err(e2s)?;
+    let utab = base.join("utab");
     let cmdline = base.join("cmdline");
     std::fs::write(&cmdline, "quiet\n").map_err(e2s)?;
     let run = |args: &[&str]| {
@@ -429,8 +430,30 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
     let c = cmdline.display().to_string();
     let early = run(&["boot", "--stage", "early", "--root", &r, "--cmdline", &c])?;
     check!(early.status.success(), "early: {}", crate::text(&early));
-    let late = run(&["boot", "--stage", "late", "--root", &r, "--cmdline", &c])?;
+    let u = utab.display().to_string();
+    let late = run(&[
+        "boot",
+        "--stage",
+        "late",
+        "--root",
+        &r,
+        "--cmdline",
+        &c,
+        "--utab",
+        &u,
+    ])?;
     check!(late.status.success(), "late: {}", crate::text(&late));
+    // hide-mounts: recorded with the targets the booted system sees (no root prefix).
+    let ut = std::fs::read_to_string(&utab).map_err(e2s)?;
+    check!(
+        ut.lines()
+            .any(|l| l.contains("TARGET=/var/lib/keep ") && l.contains("x-gvfs-hide")),
+        "utab: {ut}"
+    );
+    check!(
+        !ut.contains(&*r),
+        "utab keeps the initrd's root prefix: {ut}"
+    );
     let mode = std::fs::metadata(&root).map_err(e2s)?.mode() & 0o7777;
     check!(mode == 0o755, "tmpfs root mode {mode:o}");
     check!(root.join("var/lib/keep/data").exists(), "store not bound");
