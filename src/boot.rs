@@ -233,6 +233,10 @@ impl Boot<'_> {
         let Some(config) = self.load_config("early") else {
             return;
         };
+        // For the tests that check a crash still gets the failure policy.
+        if std::env::var_os("DARLINGS_FAILPOINT").is_some_and(|v| v == "boot-panic") {
+            panic!("failpoint boot-panic hit");
+        }
         if self.cmd.skip {
             self.record.outcome = "skipped".into();
             self.phase("early", "skip", |_| {
@@ -627,13 +631,34 @@ pub fn run(o: &Options) -> Outcome {
     if let Some(p) = b.cmd.on_failure {
         b.record.policy = p.as_str().into();
     }
-    if matches!(o.stage, Stage::Early | Stage::All) {
-        b.early();
-        b.save_record();
-    }
-    let early_halted = b.halting();
-    if matches!(o.stage, Stage::Late | Stage::All) && !early_halted {
-        b.late(o.stage == Stage::All);
+    // A panic is a bug, but it must still get the policy the user chose: the hooks stop the
+    // boot on exit status 1 only, so a crash that escaped would either stop a fail-open boot
+    // or let a strict one go on. The backends' protocols leave a valid root at every step.
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if matches!(o.stage, Stage::Early | Stage::All) {
+            b.early();
+            b.save_record();
+        }
+        if matches!(o.stage, Stage::Late | Stage::All) && !b.halting() {
+            b.late(o.stage == Stage::All);
+            b.save_record();
+        }
+    }));
+    if let Err(panic) = done {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let text = format!(
+            "darlings panicked: {what}; this is a bug, please report it with the log above"
+        );
+        tracing::error!("boot: {text}");
+        b.record.outcome = "failed".into();
+        if b.error.is_none() {
+            b.record.error = Some(text.clone());
+            b.error = Some(text.into());
+        }
         b.save_record();
     }
     if b.error.is_none() {

@@ -161,3 +161,51 @@ fn completions_and_man_page() {
     let man = darlings(&cfg).arg("man").output().unwrap();
     assert!(man.status.success() && String::from_utf8_lossy(&man.stdout).contains(".TH darlings"));
 }
+
+/// A crash inside `darlings boot` still gets the failure policy: the hooks stop the boot on exit
+/// status 1 only, so a panic must become 0 (boot-old-root) or 1 (halt), never Rust's 101.
+#[test]
+fn boot_panic_follows_the_failure_policy() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "c.toml", GOOD);
+    let work = d.path().join("work");
+    for (cmdline, code) in [("quiet", 0), ("quiet darlings.on-failure=halt", 1)] {
+        let line = write(d.path(), "cmdline", cmdline);
+        let out = darlings(&cfg)
+            .arg("--work-dir")
+            .arg(&work)
+            .args(["boot", "--stage", "early", "--cmdline"])
+            .arg(&line)
+            .env("DARLINGS_FAILPOINT", "boot-panic")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{cmdline}: {err}");
+        assert!(
+            err.contains("darlings panicked: failpoint boot-panic hit"),
+            "{err}"
+        );
+        let marker = std::fs::read_to_string(work.join("failed")).unwrap();
+        assert!(marker.contains("this is a bug"), "{marker}");
+    }
+}
+
+/// `status` without a record says why and exits 1; with a failed record it exits 1 too.
+#[test]
+fn status_without_a_boot_record() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "c.toml", GOOD);
+    let out = darlings(&cfg)
+        .arg("--work-dir")
+        .arg(d.path().join("none"))
+        .arg("status")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.starts_with("darlings: error: no boot record at ")
+            && err.contains("darlings boot did not run in this boot's initrd"),
+        "{err}"
+    );
+}
