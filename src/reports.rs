@@ -138,11 +138,31 @@ fn write_new(dir: &OwnedFd, name: &str, data: &[u8], at: &str) -> Result<(), Rep
     )
     .map_err(|e| io(format!("cannot create {at}/{tmp}"), e))?;
     let mut f = std::fs::File::from(fd);
-    f.write_all(data)
+    let r = f
+        .write_all(data)
         .and_then(|()| f.sync_all())
-        .map_err(|e| io(format!("cannot write {at}/{tmp}"), e))?;
-    fs::renameat_with(dir, tmp.as_str(), dir, name, fs::RenameFlags::NOREPLACE)
-        .map_err(|e| io(format!("cannot rename {at}/{tmp} to {name}"), e))
+        .map_err(|e| io(format!("cannot write {at}/{tmp}"), e))
+        .and_then(|()| publish(dir, &tmp, name, at));
+    if r.is_err() {
+        let _ = fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+    }
+    r
+}
+
+/// Moves `tmp` to `name` without ever replacing an existing `name`.
+fn publish(dir: &OwnedFd, tmp: &str, name: &str, at: &str) -> Result<(), ReportError> {
+    match fs::renameat_with(dir, tmp, dir, name, fs::RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        // ZFS before 2.2 refuses renameat2 flags with EINVAL (openzfs/zfs#2256, fixed by #14070): a hard link
+        // refuses an existing name the same way, then the temporary goes.
+        Err(Errno::INVAL) => {
+            fs::linkat(dir, tmp, dir, name, AtFlags::empty())
+                .map_err(|e| io(format!("cannot link {at}/{tmp} to {name}"), e))?;
+            fs::unlinkat(dir, tmp, AtFlags::empty())
+                .map_err(|e| io(format!("cannot remove {at}/{tmp}"), e))
+        }
+        Err(e) => Err(io(format!("cannot rename {at}/{tmp} to {name}"), e)),
+    }
 }
 
 fn point_latest(dir: &OwnedFd, latest: &str, target: &str, at: &str) -> Result<(), ReportError> {
