@@ -510,7 +510,15 @@ fn save_pending(
         )
     })?;
     let text = std::fs::read(work_dir.join(PENDING_TXT)).unwrap_or_default();
-    let path = reports::save(root, &store.path, dir, &stamp, &json, &text)?;
+    let path = reports::save(
+        root,
+        &store.path,
+        dir,
+        &stamp,
+        &json,
+        &text,
+        config.diff.keep_reports,
+    )?;
     for f in [PENDING_JSON, PENDING_TXT] {
         let _ = std::fs::remove_file(work_dir.join(f));
     }
@@ -539,6 +547,7 @@ pub fn save_report(config: &Config, root: &Path, report: &Report) -> Result<Stri
         &stamp,
         &json,
         report.to_text(REPORT_LINES).as_bytes(),
+        config.diff.keep_reports,
     )?)
 }
 

@@ -126,6 +126,8 @@ pub struct DiffConfig {
     pub ignore: Vec<Glob>,
     pub max_entries: usize,
     pub time_budget: Duration,
+    /// Saved lost-state reports to keep (one per boot); older ones are removed.
+    pub keep_reports: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +251,7 @@ struct RawDiff {
     ignore: Vec<Spanned<String>>,
     max_entries: Option<Spanned<i64>>,
     time_budget: Option<Spanned<String>>,
+    keep_reports: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1055,6 +1058,7 @@ fn validate_diff(raw: Option<&RawDiff>, stores: &[Store], c: &mut Checker) -> Di
         ignore: Vec::new(),
         max_entries: 100_000,
         time_budget: Duration::from_secs(10),
+        keep_reports: 30,
     };
     let Some(raw) = raw else { return out };
     out.on_boot = raw.on_boot.unwrap_or(false);
@@ -1079,6 +1083,18 @@ fn validate_diff(raw: Option<&RawDiff>, stores: &[Store], c: &mut Checker) -> Di
         match Glob::parse(g.get_ref()) {
             Ok(glob) => out.ignore.push(glob),
             Err(e) => c.at(g.span(), format!("ignore pattern {:?} {e}", g.get_ref())),
+        }
+    }
+    if let Some(k) = &raw.keep_reports {
+        match usize::try_from(*k.get_ref()) {
+            Ok(n) if n > 0 => out.keep_reports = n,
+            _ => c.at(
+                k.span(),
+                format!(
+                    "keep-reports {} must be a positive number of reports, e.g. 30",
+                    k.get_ref()
+                ),
+            ),
         }
     }
     if let Some(m) = &raw.max_entries {

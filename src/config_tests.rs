@@ -170,6 +170,7 @@ fn rejections_table() {
         ("bad time budget", "[diff]\ntime-budget = \"ten\"\n", &["time-budget \"ten\" is not a duration"]),
         ("bad on-failure", "[boot]\non-failure = \"reboot\"\n", &["t.toml:4:14", "on-failure \"reboot\" is not a policy", "\"boot-old-root\"", "\"halt\""]),
         ("unknown boot key", "[boot]\nstrict = true\n", &["t.toml:4:1", "unknown field `strict`", "`on-failure`"]),
+        ("zero keep-reports", "[diff]\nkeep-reports = 0\n", &["t.toml:4:16", "keep-reports 0 must be a positive number"]),
         ("zero max entries", "[diff]\nmax-entries = 0\n", &["max-entries 0 must be a positive number"]),
         ("user path absolute", "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\ndirectories = [\"/Documents\"]\n", &["user alice: directory \"/Documents\"", "relative to the home", "\"Documents\""]),
         ("user path dotdot", "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\nfiles = [\"../bob/.bashrc\"]\n", &["\"..\" component"]),

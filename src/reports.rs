@@ -197,9 +197,83 @@ fn free_stem(dir: &OwnedFd, stamp: &str) -> Result<String, ReportError> {
     )))
 }
 
-/// Saves one report (its JSON and text forms) as `<dir>/<stamp>.json` / `.txt` beneath `root`
-/// and points `latest.json` / `latest.txt` at them. Returns the JSON file's path as the live
-/// system sees it (`dir/<stem>.json`, without the root prefix).
+/// Whether `name` is one of the report files darlings writes (`20261122T044127Z.json`,
+/// `20261122T044127Z-1.txt`): the only names pruning may remove. Returns the stem.
+fn report_stem(name: &[u8]) -> Option<&[u8]> {
+    let stem = name
+        .strip_suffix(b".json")
+        .or_else(|| name.strip_suffix(b".txt"))?;
+    let (stamp, suffix) = match stem.iter().position(|&b| b == b'-') {
+        Some(i) => (&stem[..i], &stem[i + 1..]),
+        None => (stem, &b""[..]),
+    };
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    let ok = stamp.len() == 16
+        && digits(&stamp[..8])
+        && stamp[8] == b'T'
+        && digits(&stamp[9..15])
+        && stamp[15] == b'Z'
+        && (suffix.is_empty() && !stem.contains(&b'-') || !suffix.is_empty() && digits(suffix));
+    ok.then_some(stem)
+}
+
+/// Newest first: by time stamp, then by collision suffix (`-2` after `-1` after none).
+fn stem_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let split = |s: &[u8]| -> (Vec<u8>, u64) {
+        match s.iter().position(|&c| c == b'-') {
+            Some(i) => (
+                s[..i].to_vec(),
+                std::str::from_utf8(&s[i + 1..])
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+            ),
+            None => (s.to_vec(), 0),
+        }
+    };
+    split(b).cmp(&split(a))
+}
+
+/// Removes the report files beyond the newest `keep` stems. Only names `report_stem` accepts
+/// are touched: anything else in the directory is the user's.
+fn prune(dir: &OwnedFd, keep: usize, at: &str) -> Result<usize, ReportError> {
+    let listing = fs::Dir::read_from(dir).map_err(|e| io(format!("cannot list {at}"), e))?;
+    let mut files: Vec<Vec<u8>> = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(|e| io(format!("cannot list {at}"), e))?;
+        let name = entry.file_name().to_bytes();
+        if report_stem(name).is_some() {
+            files.push(name.to_vec());
+        }
+    }
+    let mut stems: Vec<Vec<u8>> = files
+        .iter()
+        .filter_map(|f| report_stem(f).map(<[u8]>::to_vec))
+        .collect();
+    stems.sort_by(|a, b| stem_order(a, b));
+    stems.dedup();
+    let old: std::collections::HashSet<Vec<u8>> = stems.into_iter().skip(keep).collect();
+    let mut removed = 0;
+    for f in files {
+        if report_stem(&f).is_some_and(|s| old.contains(s)) {
+            fs::unlinkat(dir, OsStr::from_bytes(&f), AtFlags::empty()).map_err(|e| {
+                io(
+                    format!(
+                        "cannot remove the old report {at}/{}",
+                        String::from_utf8_lossy(&f)
+                    ),
+                    e,
+                )
+            })?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Saves one report (its JSON and text forms) as `<dir>/<stamp>.json` / `.txt` beneath `root`,
+/// points `latest.json` / `latest.txt` at them, and keeps the newest `keep` reports. Returns the
+/// JSON file's path as the live system sees it (`dir/<stem>.json`, without the root prefix).
 pub fn save(
     root: &Path,
     store: &AbsPath,
@@ -207,6 +281,7 @@ pub fn save(
     stamp: &str,
     json: &[u8],
     text: &[u8],
+    keep: usize,
 ) -> Result<String, ReportError> {
     let fd = open_report_dir(root, store, dir, true)?;
     let at = shown(root, dir);
@@ -216,6 +291,7 @@ pub fn save(
     write_new(&fd, &format!("{stem}.json"), json, &at)?;
     point_latest(&fd, "latest.txt", &format!("{stem}.txt"), &at)?;
     point_latest(&fd, "latest.json", &format!("{stem}.json"), &at)?;
+    prune(&fd, keep.max(1), &at)?;
     fs::fsync(&fd).map_err(|e| io(format!("cannot sync {at}"), e))?;
     Ok(format!("{dir}/{stem}.json"))
 }
@@ -296,8 +372,72 @@ mod tests {
         std::fs::create_dir_all(root.path().join("persist")).unwrap();
         let store = AbsPath::parse("/persist").unwrap();
         let dir = AbsPath::parse("/persist/var/log/darlings").unwrap();
-        let e = save(root.path(), &store, &dir, "20261122T000000Z", b"{}", b"x").unwrap_err();
+        let e = save(
+            root.path(),
+            &store,
+            &dir,
+            "20261122T000000Z",
+            b"{}",
+            b"x",
+            30,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("is not mounted"), "{e}");
         assert!(!root.path().join("persist/var").exists());
+    }
+
+    #[test]
+    fn report_names_pruning_may_touch() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("20261122T044127Z.json", Some("20261122T044127Z")),
+            ("20261122T044127Z.txt", Some("20261122T044127Z")),
+            ("20261122T044127Z-12.json", Some("20261122T044127Z-12")),
+            ("latest.json", None),
+            ("notes.txt", None),
+            ("20261122T044127Z.json.bak", None),
+            ("20261122T044127Z-.json", None),
+            ("20261122T044127Z-x.json", None),
+            ("2026112T044127Z.json", None),
+            (".tmp-20261122T044127Z.json", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(
+                report_stem(name.as_bytes()),
+                want.map(str::as_bytes),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_and_nothing_else_is_touched() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [
+            "20261120T000000Z",
+            "20261121T000000Z",
+            "20261121T000000Z-1",
+            "20261122T000000Z",
+        ] {
+            std::fs::write(d.path().join(format!("{n}.json")), "{}").unwrap();
+            std::fs::write(d.path().join(format!("{n}.txt")), "x").unwrap();
+        }
+        std::fs::write(d.path().join("notes.txt"), "mine").unwrap();
+        let fd = fs::open(d.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        assert_eq!(prune(&fd, 2, "d").unwrap(), 4);
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "20261121T000000Z-1.json",
+                "20261121T000000Z-1.txt",
+                "20261122T000000Z.json",
+                "20261122T000000Z.txt",
+                "notes.txt"
+            ]
+        );
     }
 }

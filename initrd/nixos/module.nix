@@ -323,6 +323,11 @@ in
         description = "Bound on the entries the boot-time diff reads.";
       };
       timeBudget = nullOrStr "Bound on the boot-time diff's duration, e.g. \"10s\".";
+      keepReports = mkOption {
+        type = types.nullOr types.ints.positive;
+        default = null;
+        description = "Saved lost-state reports to keep (one per boot; darlings' default: 30).";
+      };
     };
 
     onFailure = mkOption {

@@ -65,6 +65,7 @@ let
     ignore = diff.ignore or [ ];
     max-entries = get diff "maxEntries";
     time-budget = get diff "timeBudget";
+    keep-reports = get diff "keepReports";
   };
 
   # An entry as impermanence spells it: a string, or { directory | file | path; user; group;
