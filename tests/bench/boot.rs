@@ -9,8 +9,12 @@
 //! start-up costs ~500 ms of wall time.) Also the release binary's size and its `ldd`.
 //! Needs root; runs in a private mount namespace. `DARLINGS_BENCH_RUNS` (default 5) runs.
 
+#[path = "../support/bench.rs"]
+mod bench;
 #[path = "../support/ns.rs"]
 mod ns;
+
+use bench::{fail, ms, sh};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,24 +26,6 @@ const DARLINGS: usize = 2_000;
 /// Persisted entries: half directories, half files.
 const ENTRIES: usize = 1_000;
 
-fn fail(msg: String) -> ! {
-    eprintln!("bench: {msg}");
-    std::process::exit(1);
-}
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| fail(format!("{cmd}: {e}")));
-    if !out.status.success() {
-        fail(format!("{cmd}: {}", out.status));
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// User and system CPU time of the children waited for so far.
 fn children_cpu() -> (Duration, Duration) {
     // SAFETY: getrusage only writes the struct we hand it.
@@ -49,10 +35,6 @@ fn children_cpu() -> (Duration, Duration) {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
     (tv(ru.ru_utime), tv(ru.ru_stime))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn median(v: &[f64]) -> f64 {

@@ -14,8 +14,12 @@
 //! Times are the best of 3 warm runs, each after the cleaner has finished with deleted
 //! snapshots (`btrfs subvolume sync`).
 
+#[path = "../support/bench.rs"]
+mod bench;
 #[path = "../support/ns.rs"]
 mod ns;
+
+use bench::{fail, ms};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::ffi::OsStrExt;
@@ -30,11 +34,6 @@ use darlings_backends::{Backend, DiffLimits};
 const DIRS: usize = 400;
 const PER_DIR: usize = 500;
 const NIX_DIRS: usize = 100;
-
-fn fail(msg: String) -> ! {
-    eprintln!("bench: {msg}");
-    std::process::exit(1);
-}
 
 fn e2s(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -56,10 +55,6 @@ fn sh(cmd: &str, args: &[&std::ffi::OsStr]) -> Result<String, String> {
 
 fn os(s: &str) -> &std::ffi::OsStr {
     std::ffi::OsStr::new(s)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// Best of 3 after one warm-up; `f` returns the set of paths it reported. Before each run,

@@ -7,8 +7,12 @@
 //! before every run, deleted subvolumes are cleaned up first, so runs do not overlap, and caches
 //! are dropped, so both sides start cold as at boot.
 
+#[path = "../support/bench.rs"]
+mod bench;
 #[path = "../support/ns.rs"]
 mod ns;
+
+use bench::{fail, ms, sh};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,28 +22,6 @@ use darlings_backends::btrfs::Btrfs;
 use darlings_backends::{Backend, RollbackOpts};
 
 const FILES: usize = 100_000;
-
-fn fail(msg: String) -> ! {
-    eprintln!("bench: {msg}");
-    std::process::exit(1);
-}
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| fail(format!("{cmd}: {e}")));
-    if !out.status.success() {
-        fail(format!("{cmd}: {}", out.status));
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();

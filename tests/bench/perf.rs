@@ -6,8 +6,12 @@
 //! 2. peak memory of `darlings plan` for 10,000 entries;
 //! 3. tmpfs diff of a 100,000-file root against `find ROOT -xdev`.
 
+#[path = "../support/bench.rs"]
+mod bench;
 #[path = "../support/ns.rs"]
 mod ns;
+
+use bench::{fail, ms};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,11 +21,6 @@ use std::time::{Duration, Instant};
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
 const BIN: &str = env!("CARGO_BIN_EXE_darlings");
-
-fn fail(msg: String) -> ! {
-    eprintln!("bench: {msg}");
-    std::process::exit(1);
-}
 
 fn tmpfs(at: &Path) {
     std::fs::create_dir_all(at).unwrap_or_else(|e| fail(format!("mkdir {}: {e}", at.display())));
@@ -40,10 +39,6 @@ fn run(cmd: &mut Command) -> Duration {
         fail(format!("{cmd:?} failed: {st}"));
     }
     d
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn config(entries: usize, dirs: usize) -> String {
