@@ -427,6 +427,9 @@ fn main() {
     );
     print!("ldd:\n{}", sh(&format!("ldd {BIN}")));
     if overhead >= 50.0 {
+        // fail() exits without unwinding: let the sandbox detach its loop device first.
+        drop(sb);
+        drop(dir);
         fail(format!(
             "darlings' own overhead {overhead:.1} ms is not under 50 ms"
         ));
