@@ -367,8 +367,9 @@ impl Boot<'_> {
         }
         if tmpfs && !self.cmd.skip {
             let steps = self.phase("late", "rollback", |s| {
+                // The tmpfs rollback inspects the root before it acts and refuses what it will
+                // not touch: a separate preflight would read the same state twice.
                 let b = s.backend(&config, false)?;
-                b.preflight()?;
                 let out = b.rollback(&RollbackOpts { dry_run: dry })?;
                 let d = out.steps.join("; ");
                 Ok((out.steps, d))
@@ -465,7 +466,9 @@ impl Boot<'_> {
 /// Writes `path` atomically with mode 0600 (a temporary in the same directory, then rename).
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -492,16 +495,6 @@ fn save_pending(
     work_dir: &Path,
     info: Option<&ReportInfo>,
 ) -> Result<String, BoxError> {
-    let dir = config
-        .diff
-        .report_dir
-        .as_ref()
-        .ok_or("diff.report-dir is not set")?;
-    let store = config
-        .stores
-        .iter()
-        .find(|s| dir.is_inside(&s.path))
-        .ok_or_else(|| format!("report-dir {dir} is not inside a store"))?;
     let stamp = info.map(|i| i.stamp.clone()).unwrap_or_default();
     let json = std::fs::read(work_dir.join(PENDING_JSON)).map_err(|e| {
         format!(
@@ -510,15 +503,7 @@ fn save_pending(
         )
     })?;
     let text = std::fs::read(work_dir.join(PENDING_TXT)).unwrap_or_default();
-    let path = reports::save(
-        root,
-        &store.path,
-        dir,
-        &stamp,
-        &json,
-        &text,
-        config.diff.keep_reports,
-    )?;
+    let path = reports::save(config, root, &stamp, &json, &text)?;
     for f in [PENDING_JSON, PENDING_TXT] {
         let _ = std::fs::remove_file(work_dir.join(f));
     }
@@ -527,27 +512,15 @@ fn save_pending(
 
 /// `darlings diff --save`: the report of a live root (a tmpfs root at shutdown) into the store.
 pub fn save_report(config: &Config, root: &Path, report: &Report) -> Result<String, BoxError> {
-    let dir = config
-        .diff
-        .report_dir
-        .as_ref()
-        .ok_or("diff.report-dir is not set; set it (inside a store) to save reports")?;
-    let store = config
-        .stores
-        .iter()
-        .find(|s| dir.is_inside(&s.path))
-        .ok_or_else(|| format!("report-dir {dir} is not inside a store"))?;
     let mut json = Vec::new();
     report.write_json(&mut json)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     Ok(reports::save(
+        config,
         root,
-        &store.path,
-        dir,
         &stamp,
         &json,
         report.to_text(REPORT_LINES).as_bytes(),
-        config.diff.keep_reports,
     )?)
 }
 

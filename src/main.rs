@@ -358,16 +358,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Report { name, json, root } => {
             let config = load()?;
-            let dir = config.diff.report_dir.as_ref().context(
-                "diff.report-dir is not set, so no reports are saved; set it (inside a store) and diff.on-boot = true",
-            )?;
-            let store = config
-                .stores
-                .iter()
-                .find(|s| dir.is_inside(&s.path))
-                .context("diff.report-dir is not inside a store")?;
-            let (path, bytes) =
-                darlings::reports::read(&root, &store.path, dir, name.as_deref(), json)?;
+            let (path, bytes) = darlings::reports::read(&config, &root, name.as_deref(), json)?;
             tracing::info!("report: {path}");
             stdout.write_all(&bytes)?;
         }

@@ -13,6 +13,7 @@ use std::path::Path;
 use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
+use crate::config::Config;
 use crate::paths::AbsPath;
 
 #[derive(Debug, thiserror::Error)]
@@ -271,18 +272,34 @@ fn prune(dir: &OwnedFd, keep: usize, at: &str) -> Result<usize, ReportError> {
     Ok(removed)
 }
 
-/// Saves one report (its JSON and text forms) as `<dir>/<stamp>.json` / `.txt` beneath `root`,
-/// points `latest.json` / `latest.txt` at them, and keeps the newest `keep` reports. Returns the
-/// JSON file's path as the live system sees it (`dir/<stem>.json`, without the root prefix).
+/// The configured report directory and the store holding it (the config checks there is one).
+fn target(config: &Config) -> Result<(&AbsPath, &AbsPath), ReportError> {
+    let dir = config.diff.report_dir.as_ref().ok_or_else(|| {
+        ReportError::Refused(
+            "diff.report-dir is not set, so no reports are saved; set it inside a store, e.g. report-dir = \"/persist/var/log/darlings\""
+                .into(),
+        )
+    })?;
+    let store = config
+        .stores
+        .iter()
+        .find(|s| dir.is_inside(&s.path))
+        .ok_or_else(|| ReportError::Refused(format!("report-dir {dir} is not inside a store")))?;
+    Ok((&store.path, dir))
+}
+
+/// Saves one report (its JSON and text forms) as `<report-dir>/<stamp>.json` / `.txt` beneath
+/// `root`, points `latest.json` / `latest.txt` at them, and keeps the newest `keep-reports`.
+/// Returns the JSON file's path as the live system sees it (without the root prefix).
 pub fn save(
+    config: &Config,
     root: &Path,
-    store: &AbsPath,
-    dir: &AbsPath,
     stamp: &str,
     json: &[u8],
     text: &[u8],
-    keep: usize,
 ) -> Result<String, ReportError> {
+    let (store, dir) = target(config)?;
+    let keep = config.diff.keep_reports;
     let fd = open_report_dir(root, store, dir, true)?;
     let at = shown(root, dir);
     let stem = free_stem(&fd, stamp)?;
@@ -298,12 +315,12 @@ pub fn save(
 
 /// Reads a saved report: `name` is a stem, a file name, or `None` for the latest.
 pub fn read(
+    config: &Config,
     root: &Path,
-    store: &AbsPath,
-    dir: &AbsPath,
     name: Option<&str>,
     json: bool,
 ) -> Result<(String, Vec<u8>), ReportError> {
+    let (store, dir) = target(config)?;
     let fd = open_report_dir(root, store, dir, false)?;
     let at = shown(root, dir);
     let ext = if json { "json" } else { "txt" };
@@ -370,18 +387,12 @@ mod tests {
     fn unmounted_store_is_refused_before_anything_is_written() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("persist")).unwrap();
-        let store = AbsPath::parse("/persist").unwrap();
-        let dir = AbsPath::parse("/persist/var/log/darlings").unwrap();
-        let e = save(
-            root.path(),
-            &store,
-            &dir,
-            "20261122T000000Z",
-            b"{}",
-            b"x",
-            30,
+        let config = crate::config::parse(
+            "[root]\nbackend = \"tmpfs\"\n[diff]\nreport-dir = \"/persist/var/log/darlings\"\n[[persist]]\nstore = \"/persist\"\n",
+            "t.toml",
         )
-        .unwrap_err();
+        .unwrap();
+        let e = save(&config, root.path(), "20261122T000000Z", b"{}", b"x").unwrap_err();
         assert!(e.to_string().contains("is not mounted"), "{e}");
         assert!(!root.path().join("persist/var").exists());
     }

@@ -47,6 +47,25 @@ impl Names {
             next: oldroots::next(&z.dataset),
         })
     }
+
+    /// Refuses unless the pool is imported (darlings never imports one); `when` ends the fix.
+    fn require_pool(&self, when: &str) -> Result<(), BackendError> {
+        if lzc::exists(&self.pool)? {
+            return Ok(());
+        }
+        refuse(format!(
+            "pool {p} is not imported; import it (zpool import -N {p}) {when}",
+            p = self.pool
+        ))
+    }
+
+    /// Refuses unless the root dataset exists; `fix` says what to do.
+    fn require_dataset(&self, fix: &str) -> Result<(), BackendError> {
+        if lzc::exists(&self.ds)? {
+            return Ok(());
+        }
+        refuse(format!("dataset {} not found; {fix}", self.ds))
+    }
 }
 
 /// A half-done keep-old-roots protocol found by [`examine`], and what finishes or undoes it.
@@ -143,13 +162,7 @@ fn check_mounts(
 /// Reads everything (changes nothing) and refuses what darlings will not touch.
 fn examine(z: &Zfs, n: &Names) -> Result<Examined, BackendError> {
     let mut checks = Vec::new();
-    if !lzc::exists(&n.pool)? {
-        return refuse(format!(
-            "pool {p} is not imported; import it (zpool import -N {p}) before darlings runs \
-             (darlings never imports pools, and never with -f)",
-            p = n.pool
-        ));
-    }
+    n.require_pool("before darlings runs (darlings never imports pools, and never with -f)")?;
     checks.push(format!("pool {} is imported", n.pool));
     let text = lzc::channel_program(
         &n.pool,
@@ -507,18 +520,8 @@ impl Drop for TempMount {
 
 pub(crate) fn diff(z: &Zfs, limits: &DiffLimits) -> Result<DiffOutput, BackendError> {
     let n = Names::of(z)?;
-    if !lzc::exists(&n.pool)? {
-        return refuse(format!(
-            "pool {p} is not imported; import it (zpool import -N {p}) to diff its root",
-            p = n.pool
-        ));
-    }
-    if !lzc::exists(&n.ds)? {
-        return refuse(format!(
-            "dataset {} not found; check [root] dataset in the config",
-            n.ds
-        ));
-    }
+    n.require_pool("to diff its root")?;
+    n.require_dataset("check [root] dataset in the config")?;
     if !lzc::exists(&n.blank)? {
         return refuse(format!(
             "blank snapshot {} not found; create it with darlings init",
@@ -648,18 +651,11 @@ impl Zfs {
     /// For a new install: creates `@blank` from the empty dataset.
     pub fn init(&self, dry_run: bool) -> Result<Vec<String>, BackendError> {
         let n = Names::of(self)?;
-        if !lzc::exists(&n.pool)? {
-            return refuse(format!(
-                "pool {p} is not imported; import it (zpool import -N {p}) first",
-                p = n.pool
-            ));
-        }
-        if !lzc::exists(&n.ds)? {
-            return refuse(format!(
-                "dataset {} not found; create it first (zfs create -o mountpoint=legacy {})",
-                n.ds, n.ds
-            ));
-        }
+        n.require_pool("first")?;
+        n.require_dataset(&format!(
+            "create it first (zfs create -o mountpoint=legacy {})",
+            n.ds
+        ))?;
         if lzc::exists(&n.blank)? {
             return Ok(vec![format!(
                 "blank snapshot {} already exists; nothing to do",
