@@ -284,15 +284,10 @@ fn call_ms(path: &Path) -> Vec<(String, f64, u64)> {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if !bench::start() {
         return;
     }
-    ns::enter_private_mount_namespace("the benchmark").unwrap_or_else(|e| fail(e));
-    let runs: usize = std::env::var("DARLINGS_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(5);
+    let runs = bench::runs(5);
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e.to_string()));
     let sb = Sandbox::new(dir.path());
     println!(

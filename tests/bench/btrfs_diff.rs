@@ -456,10 +456,9 @@ fn bench() -> Result<Vec<Row>, String> {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if !bench::start() {
         return;
     }
-    ns::enter_private_mount_namespace("the benchmark").unwrap_or_else(|e| fail(e));
     let rows = bench().unwrap_or_else(|e| fail(e));
     println!(
         "\nbtrfs diff: blank of {} files, 1,000 entries changed; best of 3 runs (warm unless marked cold)\n",

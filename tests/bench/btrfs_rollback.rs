@@ -12,10 +12,10 @@ mod bench;
 #[path = "../support/ns.rs"]
 mod ns;
 
-use bench::{fail, ms, sh};
+use bench::{fail, ms, sh, timed};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use darlings_backends::btrfs::Btrfs;
@@ -67,29 +67,11 @@ fn settle(top: &Path) {
     ));
 }
 
-fn timed(cmd: &mut Command) -> Duration {
-    let t = Instant::now();
-    let st = cmd
-        .stdout(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| fail(format!("{cmd:?}: {e}")));
-    let d = t.elapsed();
-    if !st.success() {
-        fail(format!("{cmd:?} failed: {st}"));
-    }
-    d
-}
-
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if !bench::start() {
         return;
     }
-    ns::enter_private_mount_namespace("the benchmark").unwrap_or_else(|e| fail(e));
-    let runs: usize = std::env::var("DARLINGS_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(3);
+    let runs = bench::runs(3);
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e.to_string()));
     let base = dir.path();
     let img = base.join("img");

@@ -11,12 +11,11 @@ mod bench;
 #[path = "../support/ns.rs"]
 mod ns;
 
-use bench::{fail, ms};
+use bench::{fail, ms, timed};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
@@ -26,19 +25,6 @@ fn tmpfs(at: &Path) {
     std::fs::create_dir_all(at).unwrap_or_else(|e| fail(format!("mkdir {}: {e}", at.display())));
     mount("tmpfs", at, "tmpfs", MountFlags::empty(), c"mode=0755")
         .unwrap_or_else(|e| fail(format!("mount {}: {e}", at.display())));
-}
-
-fn run(cmd: &mut Command) -> Duration {
-    let t = Instant::now();
-    let st = cmd
-        .stdout(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| fail(format!("{cmd:?}: {e}")));
-    let d = t.elapsed();
-    if !st.success() {
-        fail(format!("{cmd:?} failed: {st}"));
-    }
-    d
 }
 
 fn config(entries: usize, dirs: usize) -> String {
@@ -76,10 +62,9 @@ fn fresh_root(base: &Path, name: &str, entries: usize, dirs: usize) -> PathBuf {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if !bench::start() {
         return;
     }
-    ns::enter_private_mount_namespace("the benchmark").unwrap_or_else(|e| fail(e));
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e.to_string()));
     let base = dir.path();
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
@@ -89,11 +74,13 @@ fn main() {
     std::fs::write(&big, config(10_000, 5_000)).unwrap_or_else(|e| fail(e.to_string()));
     let empty_root = base.join("empty");
     std::fs::create_dir(&empty_root).unwrap_or_else(|e| fail(e.to_string()));
-    let t_plan = run(Command::new(BIN)
-        .arg("--config")
-        .arg(&big)
-        .args(["plan", "--json", "--root"])
-        .arg(&empty_root));
+    let t_plan = timed(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&big)
+            .args(["plan", "--json", "--root"])
+            .arg(&empty_root),
+    );
     // SAFETY: getrusage writes into the zeroed struct we own; no other invariant.
     let peak_kb = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
@@ -116,20 +103,24 @@ fn main() {
     std::fs::write(&cfg, config(1_000, 500)).unwrap_or_else(|e| fail(e.to_string()));
     let root = fresh_root(base, "apply-darlings", 1_000, 500);
     let utab = base.join("utab");
-    let t_apply = run(Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .args(["apply", "--root"])
-        .arg(&root)
-        .arg("--utab")
-        .arg(&utab));
-    let t_again = run(Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .args(["apply", "--root"])
-        .arg(&root)
-        .arg("--utab")
-        .arg(&utab));
+    let t_apply = timed(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["apply", "--root"])
+            .arg(&root)
+            .arg("--utab")
+            .arg(&utab),
+    );
+    let t_again = timed(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["apply", "--root"])
+            .arg(&root)
+            .arg("--utab")
+            .arg(&utab),
+    );
     let shell_root = fresh_root(base, "apply-shell", 1_000, 500);
     let mut script = String::from("set -e\nR=\"$1\"\n");
     for i in 0..500 {
@@ -145,7 +136,7 @@ fn main() {
     }
     let script_path = base.join("binds.sh");
     std::fs::write(&script_path, script).unwrap_or_else(|e| fail(e.to_string()));
-    let t_shell = run(Command::new("bash").arg(&script_path).arg(&shell_root));
+    let t_shell = timed(Command::new("bash").arg(&script_path).arg(&shell_root));
     let ratio = t_shell.as_secs_f64() / t_apply.as_secs_f64();
     rows.push((
         "apply 1,000 entries, fresh tmpfs root".into(),
@@ -184,7 +175,8 @@ fn main() {
     let min_cfg = base.join("min.toml");
     std::fs::write(&min_cfg, "[root]\nbackend = \"tmpfs\"\n")
         .unwrap_or_else(|e| fail(e.to_string()));
-    let best = |mk: &dyn Fn() -> Command| (0..3).map(|_| run(&mut mk())).min().unwrap_or_default();
+    let best =
+        |mk: &dyn Fn() -> Command| (0..3).map(|_| timed(&mut mk())).min().unwrap_or_default();
     let t_diff = best(&|| {
         let mut c = Command::new(BIN);
         c.arg("--config")
