@@ -505,6 +505,46 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
     Ok(())
 }
 
+/// `--stage all` with nothing mounted at --root: darlings mounts the fresh root itself. Nothing
+/// mounts the store here, so apply refuses (the store is not its own mount) and the boot goes
+/// on under boot-old-root with the failure recorded.
+fn boot_all_mounts_the_new_root_when_the_initrd_has_not() -> TestResult {
+    let mut m = Machine::new("")?;
+    m.set_cmdline("darlings.diff=0")?;
+    // Unmounted first on drop, whatever happens below.
+    m.fs.mounts.push(m.sysroot.clone());
+    let out = m.boot("all")?;
+    check!(out.status.success(), "all: {}", crate::text(&out));
+    check!(
+        crate::is_mount_point(&m.sysroot),
+        "darlings did not mount the new root"
+    );
+    check!(
+        !m.sysroot.join("etc/darling").exists(),
+        "the mounted root is not the fresh one"
+    );
+    let rec = m.record()?;
+    check!(
+        phases(&rec)
+            == [
+                "early config ok",
+                "early preflight ok",
+                "early rollback ok",
+                "late config ok",
+                "late mount ok",
+                "late apply FAILED"
+            ],
+        "phases: {:?}",
+        phases(&rec)
+    );
+    let err = rec["error"].as_str().unwrap_or("");
+    check!(
+        err.contains("store") && err.contains("persist"),
+        "error: {err}"
+    );
+    Ok(())
+}
+
 struct Unmount(Vec<PathBuf>);
 
 impl Drop for Unmount {
@@ -528,6 +568,10 @@ pub fn cases() -> Vec<Case> {
         (
             "boot_with_darlings_skip_rolls_nothing_back_and_still_binds",
             boot_with_darlings_skip_rolls_nothing_back_and_still_binds,
+        ),
+        (
+            "boot_all_mounts_the_new_root_when_the_initrd_has_not",
+            boot_all_mounts_the_new_root_when_the_initrd_has_not,
         ),
         (
             "boot_dry_run_changes_nothing_and_writes_no_record",

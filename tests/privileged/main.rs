@@ -104,7 +104,7 @@ fn mount_tmpfs(at: &Path) -> TestResult {
         .map_err(|e| format!("mount tmpfs on {}: {e}", at.display()))
 }
 
-fn text(o: &Output) -> String {
+pub fn text(o: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
         o.status.code(),
@@ -122,7 +122,7 @@ fn mounts() -> Vec<String> {
         .collect()
 }
 
-fn is_mount_point(p: &Path) -> bool {
+pub fn is_mount_point(p: &Path) -> bool {
     let s = p.to_str().unwrap_or("");
     mounts().iter().any(|m| m == s)
 }
