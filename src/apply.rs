@@ -17,7 +17,7 @@ use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags, Statx, StatxFlags};
 use rustix::io::Errno;
 use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
 
-use crate::config::Kind;
+use crate::config::{Kind, Method};
 use crate::plan::{Bind, DirSpec, Plan, Step};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +54,20 @@ pub struct Outcome {
     pub bound: usize,
     pub already: usize,
     pub deferred: usize,
-    /// Mounts made with hide-mounts on, for the utab: (mount id, source, target), absolute in
-    /// this mount namespace.
-    pub hidden: Vec<(u64, Vec<u8>, Vec<u8>)>,
+    /// Mounts that carry userspace options (x-gvfs-hide, x-gvfs-trash), for the utab.
+    pub marked: Vec<Marked>,
+}
+
+/// A mount made by apply that libmount's utab must describe: the kernel's mountinfo cannot
+/// carry userspace options such as `x-gvfs-hide`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    pub id: u64,
+    /// Source and target, absolute in this mount namespace.
+    pub source: Vec<u8>,
+    pub target: Vec<u8>,
+    pub hide: bool,
+    pub trash: bool,
 }
 
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
@@ -311,6 +322,10 @@ enum Decision {
         create_source: bool,
         create_target: bool,
     },
+    /// `method = "symlink"`: make the link, first removing an empty file that stands there.
+    Link {
+        remove_empty: bool,
+    },
 }
 
 struct Applier {
@@ -399,6 +414,9 @@ impl Applier {
 
     /// Read-only: what this bind needs, or why it must be refused.
     fn check(&mut self, b: &Bind) -> Result<Decision, ApplyError> {
+        if b.method == Method::Symlink {
+            return self.check_link(b);
+        }
         let comps: Vec<&[u8]> = b.target.components().collect();
         let Some(&name) = comps.last() else {
             return Err(ApplyError::Step("empty target".into()));
@@ -518,7 +536,121 @@ impl Applier {
         })
     }
 
+    /// Read-only, for `method = "symlink"`: the target may be missing, an empty file, or the
+    /// link already; anything else would be lost or hidden and is refused. The store's file
+    /// need not exist yet (programs create it through the link), but must not be anything else.
+    fn check_link(&mut self, b: &Bind) -> Result<Decision, ApplyError> {
+        let comps: Vec<&[u8]> = b.target.components().collect();
+        let Some(&name) = comps.last() else {
+            return Err(ApplyError::Step("empty target".into()));
+        };
+        let want = b.source();
+        {
+            let store = self.store(&b.store)?;
+            let src_shown = store.shown(&comps);
+            if let Parent::Open(dir) = store.parent(&comps, &b.parents, false, &mut Vec::new())? {
+                if let Some(f) = look("store", dir, name, &src_shown)? {
+                    if f.kind() != Some(Kind::File) {
+                        return Err(ApplyError::Step(format!(
+                            "store path {} is not a file, but the config links a file to it; fix the store or the config",
+                            Show(&src_shown)
+                        )));
+                    }
+                }
+            }
+        }
+        let tgt_shown = self.root.shown(&comps);
+        let Parent::Open(tdir) = self
+            .root
+            .parent(&comps, &b.parents, false, &mut Vec::new())?
+        else {
+            return Ok(Decision::Link {
+                remove_empty: false,
+            });
+        };
+        let st = match fs::statx(
+            tdir,
+            name,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        ) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => {
+                return Ok(Decision::Link {
+                    remove_empty: false,
+                })
+            }
+            Err(e) => return Err(io(format!("cannot stat {}", Show(&tgt_shown)), e)),
+        };
+        match fs::FileType::from_raw_mode(u32::from(st.stx_mode)) {
+            fs::FileType::Symlink => {
+                let text = fs::readlinkat(tdir, name, Vec::new())
+                    .map_err(|e| io(format!("cannot read link {}", Show(&tgt_shown)), e))?;
+                if text.as_bytes() == want.as_bytes() {
+                    Ok(Decision::AlreadyBound)
+                } else {
+                    Err(ApplyError::Step(format!(
+                        "target {} is a symlink to {}, not to {want}; remove it and apply again",
+                        Show(&tgt_shown),
+                        Show(text.as_bytes())
+                    )))
+                }
+            }
+            fs::FileType::RegularFile if st.stx_size == 0 => Ok(Decision::Link { remove_empty: true }),
+            fs::FileType::RegularFile => Err(ApplyError::Step(format!(
+                "target file {} has content, and linking it into the store would lose it: move it to {} and apply again",
+                Show(&tgt_shown),
+                want
+            ))),
+            _ => Err(ApplyError::Step(format!(
+                "target {} exists and is not a file; move it away, the config links a file there",
+                Show(&tgt_shown)
+            ))),
+        }
+    }
+
+    fn execute_link(&mut self, b: &Bind, out: &mut Outcome) -> Result<(), ApplyError> {
+        let comps: Vec<&[u8]> = b.target.components().collect();
+        let Some(&name) = comps.last() else {
+            return Err(ApplyError::Step("empty target".into()));
+        };
+        let remove_empty = match self.check_link(b)? {
+            Decision::AlreadyBound => {
+                out.already += 1;
+                return Ok(());
+            }
+            Decision::Link { remove_empty } => remove_empty,
+            Decision::Bind { .. } => false,
+        };
+        let mut created = Vec::new();
+        // The store's directories, so that a program writing through the link lands in it.
+        let store = self.store(&b.store)?;
+        store.parent(&comps, &b.parents, true, &mut created)?;
+        let tgt_shown = self.root.shown(&comps);
+        let Parent::Open(tdir) = self.root.parent(&comps, &b.parents, true, &mut created)? else {
+            return Err(ApplyError::Step(format!(
+                "cannot create the parents of {}",
+                Show(&tgt_shown)
+            )));
+        };
+        if remove_empty {
+            fs::unlinkat(tdir, name, AtFlags::empty())
+                .map_err(|e| io(format!("cannot remove empty file {}", Show(&tgt_shown)), e))?;
+        }
+        let want = b.source();
+        fs::symlinkat(want.as_bytes(), tdir, name)
+            .map_err(|e| io(format!("cannot create symlink {}", Show(&tgt_shown)), e))?;
+        out.actions.extend(created);
+        out.actions
+            .push(format!("linked {} -> {want}", Show(&tgt_shown)));
+        out.bound += 1;
+        Ok(())
+    }
+
     fn execute(&mut self, b: &Bind, out: &mut Outcome) -> Result<(), ApplyError> {
+        if b.method == Method::Symlink {
+            return self.execute_link(b, out);
+        }
         let comps: Vec<&[u8]> = b.target.components().collect();
         let Some(&name) = comps.last() else {
             return Err(ApplyError::Step("empty target".into()));
@@ -529,7 +661,7 @@ impl Applier {
                 out.already += 1;
                 return Ok(());
             }
-            Decision::Bind { .. } => {}
+            Decision::Bind { .. } | Decision::Link { .. } => {}
         }
         let mut created = Vec::new();
         let store = self.store(&b.store)?;
@@ -591,8 +723,14 @@ impl Applier {
             Show(&tgt_shown)
         ));
         out.bound += 1;
-        if b.hide {
-            out.hidden.push((mnt_id, src_shown, tgt_shown));
+        if b.hide || b.trash {
+            out.marked.push(Marked {
+                id: mnt_id,
+                source: src_shown,
+                target: tgt_shown,
+                hide: b.hide,
+                trash: b.trash,
+            });
         }
         Ok(())
     }
@@ -772,6 +910,15 @@ pub fn apply(plan: &Plan, root_dir: &Path, opts: Options) -> Result<Outcome, App
                         .push(format!("would bind {} -> {}", b.source(), b.target));
                     out.bound += 1;
                 }
+                Decision::Link { remove_empty } => {
+                    if *remove_empty {
+                        out.actions
+                            .push(format!("would remove the empty file {}", b.target));
+                    }
+                    out.actions
+                        .push(format!("would link {} -> {}", b.target, b.source()));
+                    out.bound += 1;
+                }
             }
         }
         return Ok(out);
@@ -784,18 +931,15 @@ pub fn apply(plan: &Plan, root_dir: &Path, opts: Options) -> Result<Outcome, App
     Ok(out)
 }
 
-/// Records hide-mounts binds in libmount's utab (`x-gvfs-hide` is a userspace option that the
-/// kernel's mountinfo cannot carry), so findmnt, udisks and file managers see and honour it.
+/// Records the userspace options of apply's mounts (`x-gvfs-hide`, `x-gvfs-trash`) in
+/// libmount's utab, which the kernel's mountinfo cannot carry, so that findmnt, udisks and file
+/// managers see and honour them.
 ///
 /// libmount 2.38 (Debian 12) matches utab lines to mounts by ROOT and TARGET and ignores ID;
 /// newer versions match by ID: the line carries all three. ROOT and SRC come from mountinfo,
 /// read once here for all entries, never once per entry.
-pub fn record_hidden(
-    utab: &Path,
-    mountinfo: &Path,
-    hidden: &[(u64, Vec<u8>, Vec<u8>)],
-) -> Result<(), ApplyError> {
-    if hidden.is_empty() {
+pub fn record_marked(utab: &Path, mountinfo: &Path, marked: &[Marked]) -> Result<(), ApplyError> {
+    if marked.is_empty() {
         return Ok(());
     }
     let info = std::fs::read(mountinfo).map_err(|e| ApplyError::Io {
@@ -835,15 +979,21 @@ pub fn record_hidden(
             })
         }
     };
-    for (id, _, tgt) in hidden {
-        let Some((root, source)) = mounts.get(id) else {
+    for m in marked {
+        let Some((root, source)) = mounts.get(&m.id) else {
             return Err(ApplyError::Step(format!(
-                "mount {id} on {} is missing from {}; it vanished right after apply",
-                Show(tgt),
+                "mount {} on {} is missing from {}; it vanished right after apply",
+                m.id,
+                Show(&m.target),
                 mountinfo.display()
             )));
         };
-        let line = utab_line(*id, source, tgt, root);
+        let opts = match (m.hide, m.trash) {
+            (true, true) => "x-gvfs-hide,x-gvfs-trash",
+            (true, false) => "x-gvfs-hide",
+            _ => "x-gvfs-trash",
+        };
+        let line = utab_line(m.id, source, &m.target, root, opts);
         if !text
             .split(|&b| b == b'\n')
             .any(|l| l == &line[..line.len() - 1])
@@ -861,14 +1011,14 @@ pub fn record_hidden(
 }
 
 /// One utab line. libmount escapes space, tab, newline and backslash in its fields as octal.
-fn utab_line(id: u64, src: &[u8], tgt: &[u8], root: &[u8]) -> Vec<u8> {
+fn utab_line(id: u64, src: &[u8], tgt: &[u8], root: &[u8], opts: &str) -> Vec<u8> {
     let mut line = format!("ID={id} SRC=").into_bytes();
     mangle(&mut line, src);
     line.extend_from_slice(b" TARGET=");
     mangle(&mut line, tgt);
     line.extend_from_slice(b" ROOT=");
     mangle(&mut line, root);
-    line.extend_from_slice(b" OPTS=x-gvfs-hide\n");
+    line.extend_from_slice(format!(" OPTS={opts}\n").as_bytes());
     line
 }
 
@@ -888,7 +1038,7 @@ mod tests {
 
     #[test]
     fn utab_lines_escape_like_libmount() {
-        let l = utab_line(42, b"tmpfs", b"/sysroot/a b", b"/a b");
+        let l = utab_line(42, b"tmpfs", b"/sysroot/a b", b"/a b", "x-gvfs-hide");
         assert_eq!(
             l,
             b"ID=42 SRC=tmpfs TARGET=/sysroot/a\\040b ROOT=/a\\040b OPTS=x-gvfs-hide\n"

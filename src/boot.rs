@@ -407,21 +407,21 @@ impl Boot<'_> {
             let acc = owners::read_accounts(root)?;
             let p = plan::build(&config, &acc)?;
             let mut out = apply::apply(&p, root, apply::Options { dry_run: dry })?;
-            if !dry && !out.hidden.is_empty() {
+            if !dry && !out.marked.is_empty() {
                 // The booted system sees these mounts without the root prefix; the mount ids
                 // (what newer libmount matches on) survive the switch to the new root.
                 let prefix = root.as_os_str().as_encoded_bytes();
                 let prefix = prefix.strip_suffix(b"/").unwrap_or(prefix);
-                for h in &mut out.hidden {
-                    if let Some(rest) = h.2.strip_prefix(prefix) {
-                        h.2 = if rest.is_empty() {
+                for m in &mut out.marked {
+                    if let Some(rest) = m.target.strip_prefix(prefix) {
+                        m.target = if rest.is_empty() {
                             b"/".to_vec()
                         } else {
                             rest.to_vec()
                         };
                     }
                 }
-                apply::record_hidden(utab, Path::new("/proc/self/mountinfo"), &out.hidden)?;
+                apply::record_marked(utab, Path::new("/proc/self/mountinfo"), &out.marked)?;
             }
             let d = format!(
                 "{} bound, {} already in place, {} deferred",

@@ -47,6 +47,10 @@ enum Cmd {
         /// The root the config is checked against.
         #[arg(long, default_value = "/")]
         root: PathBuf,
+        /// Validate the config file alone, not the system it describes (for configs built
+        /// elsewhere, such as the NixOS module's /etc/darlings.toml).
+        #[arg(long)]
+        config_only: bool,
     },
     /// Print the bind-mount plan (steps in order).
     Plan {
@@ -156,7 +160,7 @@ fn run(cli: Cli) -> Result<()> {
                 .render(&mut stdout)
                 .context("cannot write the man page")?;
         }
-        Cmd::Check { root } => {
+        Cmd::Check { root, config_only } => {
             let config = load()?;
             writeln!(
                 stdout,
@@ -165,6 +169,9 @@ fn run(cli: Cli) -> Result<()> {
                 config.root.backend_name(),
                 config.stores.len()
             )?;
+            if config_only {
+                return Ok(());
+            }
             let pre = backends::backend(
                 &config,
                 &backends::Ctx {
@@ -211,7 +218,7 @@ fn run(cli: Cli) -> Result<()> {
                 writeln!(stdout, "{a}")?;
             }
             if !dry_run {
-                apply::record_hidden(&utab, Path::new("/proc/self/mountinfo"), &out.hidden)?;
+                apply::record_marked(&utab, Path::new("/proc/self/mountinfo"), &out.marked)?;
             }
             writeln!(
                 stdout,

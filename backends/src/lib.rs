@@ -11,6 +11,7 @@ pub mod bytes;
 pub mod clock;
 pub mod error;
 pub mod mountinfo;
+pub mod names;
 
 #[cfg(feature = "tmpfs")]
 pub mod tmpfs;

@@ -547,7 +547,9 @@ fn run_zfs_diff(
 ) -> Result<DiffOutput, BackendError> {
     let start = Instant::now();
     let mut child = Command::new("zfs")
-        .args(["diff", "-H", "-F", &n.blank, &n.ds])
+        // `--`: names are validated (crate::names), but a name must never be able to read as an
+        // option, whatever a later rule change lets through.
+        .args(["diff", "-H", "-F", "--", &n.blank, &n.ds])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
