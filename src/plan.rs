@@ -123,7 +123,7 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                     spec,
                     parents: vec![parent; e.path.ancestors().len()],
                     hide: e.hide,
-                    trash: store.allow_trash,
+                    trash: e.trash,
                     nosuid: store.nosuid,
                     nodev: store.nodev,
                     seed: (e.kind == Kind::File
@@ -245,7 +245,7 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                     },
                     parents,
                     hide: e.hide,
-                    trash: store.allow_trash,
+                    trash: e.trash,
                     nosuid: store.nosuid,
                     nodev: store.nodev,
                     seed: None,

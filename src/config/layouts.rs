@@ -78,6 +78,7 @@ fn entry(path: String, dir: bool, home: bool) -> impl Strategy<Value = Value> {
             if let Some(f) = flag {
                 if dir {
                     t.insert("hide-mount".into(), json!(f));
+                    t.insert("allow-trash".into(), json!(!f));
                 } else {
                     t.insert("method".into(), json!(if f { "symlink" } else { "auto" }));
                 }

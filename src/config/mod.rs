@@ -198,6 +198,8 @@ pub struct Entry {
     pub parent: ParentSpec,
     /// `x-gvfs-hide` for this entry's bind: its own `hide-mount`, else the store's.
     pub hide: bool,
+    /// `x-gvfs-trash` for this entry's bind: its own `allow-trash`, else the store's.
+    pub trash: bool,
     pub method: Method,
 }
 
@@ -223,6 +225,7 @@ pub struct UserEntry {
     pub group: Option<Who>,
     pub mode: u32,
     pub hide: bool,
+    pub trash: bool,
     pub method: Method,
 }
 

@@ -75,6 +75,7 @@ pub struct RawEntry {
     pub mode: Option<Sp<Scalar>>,
     pub parent: Option<RawParent>,
     pub hide_mount: Option<Sp<bool>>,
+    pub allow_trash: Option<Sp<bool>>,
     pub method: Option<Sp<String>>,
 }
 
@@ -304,7 +305,15 @@ const PERSIST: &[&str] = &[
     "users",
 ];
 const USER: &[&str] = &["home", "uid", "gid", "directories", "files"];
-const DIR_ENTRY: &[&str] = &["path", "user", "group", "mode", "parent", "hide-mount"];
+const DIR_ENTRY: &[&str] = &[
+    "path",
+    "user",
+    "group",
+    "mode",
+    "parent",
+    "hide-mount",
+    "allow-trash",
+];
 const FILE_ENTRY: &[&str] = &["path", "user", "group", "mode", "parent", "method"];
 const PARENT: &[&str] = &["user", "group", "mode"];
 
@@ -500,6 +509,10 @@ fn read_entry(
         hide_mount: allowed
             .contains(&"hide-mount")
             .then(|| k.bool("hide-mount", p))
+            .flatten(),
+        allow_trash: allowed
+            .contains(&"allow-trash")
+            .then(|| k.bool("allow-trash", p))
             .flatten(),
         method: allowed
             .contains(&"method")

@@ -439,10 +439,15 @@ fn validate_store(
         }
     }
     let hide_mounts = p.hide_mounts.as_ref().is_some_and(|v| v.v);
+    let allow_trash = p.allow_trash.as_ref().is_some_and(|v| v.v);
+    let flags = StoreFlags {
+        hide: hide_mounts,
+        trash: allow_trash,
+    };
     let mut entries = Vec::new();
     for (list, kind) in [(&p.directories, Kind::Dir), (&p.files, Kind::File)] {
         for e in list {
-            if let Some(entry) = validate_entry(e, kind, hide_mounts, c) {
+            if let Some(entry) = validate_entry(e, kind, flags, c) {
                 if let Some(store) = &path {
                     check_source_len(c, &e.span, store, &entry.path);
                     targets.push((
@@ -486,7 +491,7 @@ fn validate_store(
         let mut list = Vec::new();
         for (src, kind) in [(&u.directories, Kind::Dir), (&u.files, Kind::File)] {
             for e in src {
-                if let Some(ue) = validate_user_entry(name, e, kind, hide_mounts, c) {
+                if let Some(ue) = validate_user_entry(name, e, kind, flags, c) {
                     list.push((ue, e.span.clone()));
                 }
             }
@@ -531,7 +536,7 @@ fn validate_store(
     Some(Store {
         path: path?,
         hide_mounts,
-        allow_trash: p.allow_trash.as_ref().is_some_and(|v| v.v),
+        allow_trash,
         nosuid: p.nosuid.as_ref().is_none_or(|v| v.v),
         nodev: p.nodev.as_ref().is_none_or(|v| v.v),
         entries,
@@ -539,7 +544,14 @@ fn validate_store(
     })
 }
 
-fn validate_entry(e: &RawEntry, kind: Kind, store_hide: bool, c: &mut Problems) -> Option<Entry> {
+/// A store's defaults for its entries' userspace mount options.
+#[derive(Clone, Copy)]
+struct StoreFlags {
+    hide: bool,
+    trash: bool,
+}
+
+fn validate_entry(e: &RawEntry, kind: Kind, store: StoreFlags, c: &mut Problems) -> Option<Entry> {
     let what = kind.as_str();
     let path = match AbsPath::parse(&e.path.v) {
         Ok(p) => p,
@@ -584,7 +596,8 @@ fn validate_entry(e: &RawEntry, kind: Kind, store_hide: bool, c: &mut Problems) 
         group,
         mode,
         parent,
-        hide: e.hide_mount.as_ref().map_or(store_hide, |h| h.v),
+        hide: e.hide_mount.as_ref().map_or(store.hide, |h| h.v),
+        trash: e.allow_trash.as_ref().map_or(store.trash, |t| t.v),
         method: c.method(kind, &e.method),
     })
 }
@@ -593,7 +606,7 @@ fn validate_user_entry(
     name: &str,
     e: &RawEntry,
     kind: Kind,
-    store_hide: bool,
+    store: StoreFlags,
     c: &mut Problems,
 ) -> Option<UserEntry> {
     if e.parent.is_some() {
@@ -624,7 +637,8 @@ fn validate_user_entry(
         user,
         group,
         mode,
-        hide: e.hide_mount.as_ref().map_or(store_hide, |h| h.v),
+        hide: e.hide_mount.as_ref().map_or(store.hide, |h| h.v),
+        trash: e.allow_trash.as_ref().map_or(store.trash, |t| t.v),
         method: c.method(kind, &e.method),
     })
 }

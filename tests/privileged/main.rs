@@ -528,7 +528,7 @@ fn symlink_method_links_into_the_store_and_refuses_what_it_would_lose() -> TestR
 }
 
 fn allow_trash_and_per_directory_hide_mount_reach_the_utab() -> TestResult {
-    let cfg = "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\nallow-trash = true\ndirectories = [{ path = \"/srv/a\", hide-mount = true }, \"/srv/b\"]\n";
+    let cfg = "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\nallow-trash = true\ndirectories = [{ path = \"/srv/a\", hide-mount = true }, \"/srv/b\", { path = \"/srv/c\", allow-trash = false }]\n";
     let sb = Sandbox::new(cfg)?;
     let utab = sb.base.join("utab");
     let out = sb.apply();
@@ -546,6 +546,10 @@ fn allow_trash_and_per_directory_hide_mount_reach_the_utab() -> TestResult {
         "{text_utab}"
     );
     check!(line("/srv/b").ends_with("OPTS=x-gvfs-trash"), "{text_utab}");
+    check!(
+        line("/srv/c").is_empty(),
+        "a bind with neither option is in the utab: {text_utab}"
+    );
     Ok(())
 }
 
