@@ -8,7 +8,7 @@
 type die >/dev/null 2>&1 || . /lib/dracut-lib.sh
 
 darlings_status=0
-/usr/bin/darlings boot --stage early || darlings_status=$?
+/usr/bin/darlings --log kmsg boot --stage early || darlings_status=$?
 if [ "$darlings_status" -eq 1 ]; then
     die "darlings: the early stage failed and on-failure is \"halt\": the root is not mounted (the error is in the kernel log and /run/darlings/failed)"
 elif [ "$darlings_status" -ne 0 ]; then

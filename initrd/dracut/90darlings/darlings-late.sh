@@ -7,7 +7,7 @@
 type die >/dev/null 2>&1 || . /lib/dracut-lib.sh
 
 darlings_status=0
-/usr/bin/darlings boot --stage late --root "${NEWROOT:-/sysroot}" || darlings_status=$?
+/usr/bin/darlings --log kmsg boot --stage late --root "${NEWROOT:-/sysroot}" || darlings_status=$?
 if [ "$darlings_status" -eq 1 ]; then
     die "darlings: the late stage failed and on-failure is \"halt\": not switching to the new root (the error is in the kernel log and /run/darlings/failed)"
 elif [ "$darlings_status" -ne 0 ]; then

@@ -8,10 +8,25 @@
 # $moddir, $initdir, $systemdsystemunitdir and $SYSTEMCTL.
 # shellcheck disable=SC2154 # those variables are dracut's, set before it calls install()
 
+# dracut runs modules with a PATH that lacks /usr/local/bin, where the README's quick start
+# installs darlings: look where an install may have put it instead.
+darlings_dirs="/usr/local/bin /usr/local/sbin /usr/bin /usr/sbin"
+darlings_binary() {
+    local dir
+    for dir in $darlings_dirs; do
+        if [[ -x $dracutsysrootdir$dir/darlings ]]; then
+            echo "$dir/darlings"
+            return 0
+        fi
+    done
+    return 1
+}
+
 check() {
-    require_binaries darlings || return 1
     # 255: only when asked for by name. Merely having darlings installed must never make the next
-    # initramfs start erasing the root.
+    # initramfs start erasing the root. A missing binary is install()'s to report: dracut skips a
+    # module whose check fails with one line and builds the image anyway, and an image without
+    # darlings would boot a root the user expects to be erased.
     return 255
 }
 
@@ -24,8 +39,13 @@ install() {
         dfatal "darlings: /etc/darlings.toml is missing; write the config (see README.md) before building the initramfs"
         return 1
     fi
+    local darlings
+    if ! darlings=$(darlings_binary); then
+        dfatal "darlings: no darlings binary in $darlings_dirs; install it there (e.g. install -m 0755 target/release/darlings /usr/local/bin/)"
+        return 1
+    fi
     # /usr/bin/darlings is the path the units and hooks call, wherever the host keeps it.
-    inst_binary "$(command -v darlings)" /usr/bin/darlings
+    inst_binary "$darlings" /usr/bin/darlings
     inst_simple /etc/darlings.toml
 
     if dracut_module_included "systemd"; then
