@@ -29,6 +29,9 @@ const PENDING_JSON: &str = "report-pending.json";
 const PENDING_TXT: &str = "report-pending.txt";
 /// Lines of lost groups in the saved text report: more than a terminal's 40, still readable.
 const REPORT_LINES: usize = 100;
+/// The saved text reports' heading of the lost entries: read after the fact.
+const SAVED_AT_BOOT: &str = "lost at the rollback of the boot that saved this report";
+const SAVED_AT_SHUTDOWN: &str = "lost at the shutdown that saved this report (a tmpfs root)";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -187,7 +190,12 @@ impl Boot<'_> {
                 });
                 self.record.outcome = "failed".into();
                 if self.error.is_none() {
-                    self.record.error = Some(text);
+                    // The record keeps the boot's first failure: under boot-old-root the late
+                    // stage goes on after an early one failed, and its own failure is a
+                    // consequence (or a second problem), not the one to fix first.
+                    if self.record.error.is_none() {
+                        self.record.error = Some(text);
+                    }
                     self.error = Some(Box::new(err));
                 }
                 None
@@ -340,7 +348,9 @@ impl Boot<'_> {
                 write_private(&o.work_dir.join(PENDING_JSON), &json)?;
                 write_private(
                     &o.work_dir.join(PENDING_TXT),
-                    report.to_text(REPORT_LINES).as_bytes(),
+                    report
+                        .to_text_saved(REPORT_LINES, SAVED_AT_BOOT)
+                        .as_bytes(),
                 )?;
                 s.record.report = Some(info);
             }
@@ -520,7 +530,9 @@ pub fn save_report(config: &Config, root: &Path, report: &Report) -> Result<Stri
         root,
         &stamp,
         &json,
-        report.to_text(REPORT_LINES).as_bytes(),
+        report
+            .to_text_saved(REPORT_LINES, SAVED_AT_SHUTDOWN)
+            .as_bytes(),
     )?)
 }
 
@@ -638,7 +650,9 @@ pub fn run(o: &Options) -> Outcome {
         tracing::error!("boot: {text}");
         b.record.outcome = "failed".into();
         if b.error.is_none() {
-            b.record.error = Some(text.clone());
+            if b.record.error.is_none() {
+                b.record.error = Some(text.clone());
+            }
             b.error = Some(text.into());
         }
         b.save_record();
@@ -664,6 +678,17 @@ pub fn run(o: &Options) -> Outcome {
         halt,
         error: b.error,
         lines: b.lines,
+    }
+}
+
+/// What a boot that failed under boot-old-root goes on with, for the message printed then: the
+/// untouched root only when the failure came before any rollback (a failed late stage, say,
+/// comes after the root was already made blank).
+pub fn going_on_with(r: &Record) -> &'static str {
+    if r.phases.iter().any(|p| p.phase == "rollback" && p.ok) {
+        "the root was already rolled back, booting it without what failed"
+    } else {
+        "booting the untouched root"
     }
 }
 
@@ -801,6 +826,41 @@ mod tests {
     }
 
     #[test]
+    fn late_failure_keeps_the_early_failure_in_the_record() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = write(
+            d.path(),
+            "c.toml",
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/darlings-test-missing\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/keep\"]\n",
+        );
+        let work = d.path().join("work");
+        let root = d.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let early = run_with(&cfg, &work, &root, Stage::Early, "");
+        assert!(!early.halt);
+        let first = early.record.error.clone().unwrap();
+        assert!(first.starts_with("early preflight failed"), "{first}");
+        // No store is mounted beneath the root: the late apply fails too, after the early one.
+        let late = run_with(&cfg, &work, &root, Stage::Late, "");
+        assert!(!late.halt);
+        assert!(late.error.is_some(), "{:?}", late.record);
+        let apply = late
+            .record
+            .phases
+            .iter()
+            .find(|p| p.phase == "apply")
+            .unwrap();
+        assert!(!apply.ok, "{:?}", late.record);
+        assert_eq!(late.record.outcome, "failed");
+        assert_eq!(late.record.error.as_deref(), Some(first.as_str()));
+        let marker = std::fs::read_to_string(work.join(FAILED)).unwrap();
+        assert_eq!(marker, format!("{first}\n"));
+        let rec: Record =
+            serde_json::from_slice(&std::fs::read(work.join(RECORD)).unwrap()).unwrap();
+        assert_eq!(rec.error.as_deref(), Some(first.as_str()));
+    }
+
+    #[test]
     fn skip_touches_nothing_and_says_so() {
         let d = tempfile::tempdir().unwrap();
         let cfg = write(
@@ -816,6 +876,27 @@ mod tests {
         assert_eq!(phases, ["config", "skip"]);
         assert_eq!(out.record.cmdline, ["darlings.skip"]);
         assert!(!work.join(FAILED).exists());
+    }
+
+    #[test]
+    fn boot_old_root_message_says_untouched_only_before_a_rollback() {
+        let phase = |name: &str, ok| Phase {
+            stage: "early".into(),
+            phase: name.into(),
+            ms: 1.0,
+            ok,
+            detail: String::new(),
+        };
+        let mut r = Record::new(OnFailure::BootOldRoot, &cmdline::parse(b""));
+        r.phases = vec![phase("config", true), phase("preflight", false)];
+        assert_eq!(going_on_with(&r), "booting the untouched root");
+        r.phases = vec![phase("preflight", true), phase("rollback", false)];
+        assert_eq!(going_on_with(&r), "booting the untouched root");
+        r.phases = vec![phase("rollback", true), phase("apply", false)];
+        assert_eq!(
+            going_on_with(&r),
+            "the root was already rolled back, booting it without what failed"
+        );
     }
 
     #[test]

@@ -331,7 +331,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             if let Some(e) = out.error {
                 eprintln!(
-                    "darlings: boot failed, booting the untouched root (on-failure = \"boot-old-root\"): {}",
+                    "darlings: boot failed, {} (on-failure = \"boot-old-root\"): {}",
+                    darlings::boot::going_on_with(&out.record),
                     darlings::boot::chain(&*e)
                 );
             }

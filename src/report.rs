@@ -258,6 +258,21 @@ impl Report {
     /// Text for people: totals per class, then the lost entries grouped by directory so that at
     /// most `max_lines` groups are shown, the biggest groups broken down first.
     pub fn to_text(&self, max_lines: usize) -> String {
+        self.render_text(
+            max_lines,
+            "nothing would be lost.",
+            "would be lost at the next rollback:",
+        )
+    }
+
+    /// Text for a saved report (the store's `<stamp>.txt`): the same, told in the past, since
+    /// by the time anyone reads it the rollback (or the tmpfs root's shutdown) has happened.
+    /// `when` says which, e.g. "lost at the rollback of the boot that saved this report".
+    pub fn to_text_saved(&self, max_lines: usize, when: &str) -> String {
+        self.render_text(max_lines, "nothing was lost.", &format!("{when}:"))
+    }
+
+    fn render_text(&self, max_lines: usize, nothing: &str, heading: &str) -> String {
         let mut s = String::new();
         let lost = self.tally(Class::Lost);
         let kept = self.tally(Class::Persisted);
@@ -303,10 +318,10 @@ impl Report {
             None => {}
         }
         if lost.entries == 0 {
-            let _ = writeln!(s, "\nnothing would be lost.");
+            let _ = writeln!(s, "\n{nothing}");
             return s;
         }
-        let _ = writeln!(s, "\nwould be lost at the next rollback:");
+        let _ = writeln!(s, "\n{heading}");
         let lost_paths: Vec<&Entry> = self
             .entries
             .iter()
@@ -644,6 +659,41 @@ mod tests {
         assert!(text.contains("/etc/hostname"), "{text}");
         assert!(text.contains("/home/alice/cache/"), "{text}");
         assert!(text.contains("/root/.bash_history"), "{text}");
+    }
+
+    #[test]
+    fn saved_report_is_not_headed_would_be_lost_at_the_next_rollback() {
+        let out = || DiffOutput {
+            changes: vec![added(b"/etc/hostname", FileType::File, Some(6))],
+            truncated: None,
+        };
+        let r = Report::new("btrfs", b"/", out(), &Classifier::new(&cfg()));
+        let saved = r.to_text_saved(
+            20,
+            "lost at the rollback of the boot that saved this report",
+        );
+        assert!(
+            saved.contains("\nlost at the rollback of the boot that saved this report:\n"),
+            "{saved}"
+        );
+        assert!(!saved.contains("would be lost"), "{saved}");
+        assert!(saved.contains("/etc/hostname"), "{saved}");
+        // The live diff still speaks of the rollback to come.
+        assert!(r
+            .to_text(20)
+            .contains("would be lost at the next rollback:"));
+        let empty = Report::new(
+            "btrfs",
+            b"/",
+            DiffOutput {
+                changes: vec![],
+                truncated: None,
+            },
+            &Classifier::new(&cfg()),
+        );
+        assert!(empty
+            .to_text_saved(20, "lost")
+            .contains("nothing was lost."));
     }
 
     #[test]
