@@ -326,12 +326,19 @@ enum Decision {
     Link {
         remove_empty: bool,
     },
+    /// `seed-from-blank`, the store lacking the entry the root has: copy the root's content into
+    /// the store, then bind it over the root's.
+    Seed,
 }
 
 struct Applier {
     root: Tree,
     root_mnt: u64,
     stores: HashMap<Vec<u8>, Tree>,
+    /// The root's mount is read-only (`ro` on the kernel command line, dracut's pre-pivot):
+    /// mount points are then made through `writable`, a private clone of that mount.
+    root_ro: bool,
+    writable: Option<Tree>,
 }
 
 impl Applier {
@@ -353,6 +360,15 @@ impl Applier {
         })?;
         let st = fs::statx(&base, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
             .map_err(|e| io(format!("cannot stat root {}", Show(shown)), e))?;
+        let root_ro = fs::fstatvfs(&base)
+            .map_err(|e| {
+                io(
+                    format!("cannot stat the filesystem of root {}", Show(shown)),
+                    e,
+                )
+            })?
+            .f_flag
+            .contains(fs::StatVfsMountFlags::RDONLY);
         let top = std::fs::canonicalize(root_dir)
             .map(|p| p.as_os_str().as_bytes().to_vec())
             .unwrap_or_else(|_| shown.to_vec());
@@ -365,7 +381,72 @@ impl Applier {
             },
             root_mnt: st.stx_mnt_id,
             stores: HashMap::new(),
+            root_ro,
+            writable: None,
         })
+    }
+
+    /// `seed-from-blank`: the root's copy of the entry, opened read-only for the seed copy.
+    fn seed_source(&mut self, b: &Bind, comps: &[&[u8]]) -> Result<OwnedFd, ApplyError> {
+        let shown = self.root.shown(comps);
+        let Some(&name) = comps.last() else {
+            return Err(ApplyError::Step("empty target".into()));
+        };
+        let Parent::Open(dir) = self
+            .root
+            .parent(comps, &b.parents, false, &mut Vec::new())?
+        else {
+            return Err(ApplyError::Step(format!(
+                "target {} vanished",
+                Show(&shown)
+            )));
+        };
+        let flags = match b.kind {
+            Kind::Dir => OFlags::RDONLY | OFlags::DIRECTORY,
+            Kind::File => OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+        };
+        open_beneath(dir, name, flags).map_err(|e| io(format!("cannot open {}", Show(&shown)), e))
+    }
+
+    /// Makes the target of `b` and its missing parents, when the root's mount is read-only,
+    /// through a clone of that mount with the read-only flag cleared: detached, so nobody
+    /// else sees it, and gone when apply ends. The directories and files it makes are the
+    /// same inodes the real root shows, where the binds then go; the root's own mount stays
+    /// read-only. Only empty mount points are made this way: nothing of the store's.
+    fn make_mount_point(&mut self, b: &Bind, created: &mut Vec<String>) -> Result<(), ApplyError> {
+        let comps: Vec<&[u8]> = b.target.components().collect();
+        let Some(&name) = comps.last() else {
+            return Ok(());
+        };
+        if !self.root_ro {
+            return Ok(());
+        }
+        let tshown = self.root.shown(&comps);
+        if let Parent::Open(dir) = self.root.parent(&comps, &b.parents, false, created)? {
+            if look("root", dir, name, &tshown)?.is_some() {
+                return Ok(());
+            }
+        }
+        if self.writable.is_none() {
+            self.writable = Some(writable_clone(&self.root)?);
+        }
+        let Some(w) = self.writable.as_mut() else {
+            return Ok(());
+        };
+        let shown = w.shown(&comps);
+        let Parent::Open(dir) = w.parent(&comps, &b.parents, true, created)? else {
+            return Ok(());
+        };
+        if look("root", dir, name, &shown)?.is_none() {
+            create_entry(dir, name, b.kind, b.spec, None, &shown)?;
+            created.push(format!(
+                "created root {} {} ({}) through a writable clone of the read-only root mount",
+                b.kind.as_str(),
+                Show(&shown),
+                b.spec
+            ));
+        }
+        Ok(())
     }
 
     /// Opens a store beneath the root, once, and refuses a store that is not its own mount:
@@ -478,9 +559,24 @@ impl Applier {
                 b.kind.as_str()
             )));
         }
+        // seed-from-blank: the root's content is the blank's (README), never lost by binding
+        // over it; the store gets a copy first when it has none.
+        let seeded = || {
+            if source.is_some() {
+                Decision::Bind {
+                    create_source: false,
+                    create_target: false,
+                }
+            } else {
+                Decision::Seed
+            }
+        };
         match b.kind {
             Kind::Dir => {
                 if !dir_is_empty(tdir, name, &tgt_shown)? {
+                    if b.seed_from_blank {
+                        return Ok(seeded());
+                    }
                     return Err(ApplyError::Step(format!(
                         "target directory {} is not empty and binding over it would hide its content; move what is in it into {} (or delete it) and apply again",
                         Show(&tgt_shown),
@@ -515,6 +611,9 @@ impl Applier {
                         }
                         _ => false,
                     };
+                    if !same && b.seed_from_blank {
+                        return Ok(seeded());
+                    }
                     if !same {
                         let why = if source.is_some() {
                             "differs from the store's copy"
@@ -620,13 +719,14 @@ impl Applier {
                 return Ok(());
             }
             Decision::Link { remove_empty } => remove_empty,
-            Decision::Bind { .. } => false,
+            Decision::Bind { .. } | Decision::Seed => false,
         };
         let mut created = Vec::new();
         // The store's directories, so that a program writing through the link lands in it.
         let store = self.store(&b.store)?;
         store.parent(&comps, &b.parents, true, &mut created)?;
         let tgt_shown = self.root.shown(&comps);
+        self.make_mount_point(b, &mut created)?;
         let Parent::Open(tdir) = self.root.parent(&comps, &b.parents, true, &mut created)? else {
             return Err(ApplyError::Step(format!(
                 "cannot create the parents of {}",
@@ -656,13 +756,14 @@ impl Applier {
             return Err(ApplyError::Step("empty target".into()));
         };
         // Re-check at execution time: the state may have changed since the check pass.
-        match self.check(b)? {
+        let seed = match self.check(b)? {
             Decision::AlreadyBound => {
                 out.already += 1;
                 return Ok(());
             }
-            Decision::Bind { .. } | Decision::Link { .. } => {}
-        }
+            Decision::Seed => Some(self.seed_source(b, &comps)?),
+            Decision::Bind { .. } | Decision::Link { .. } => None,
+        };
         let mut created = Vec::new();
         let store = self.store(&b.store)?;
         let src_shown = store.shown(&comps);
@@ -675,13 +776,30 @@ impl Applier {
         let source = match look("store", sdir, name, &src_shown)? {
             Some(f) => f,
             None => {
-                create_entry(sdir, name, b.kind, b.spec, b.seed, &src_shown)?;
-                created.push(format!(
-                    "created store {} {} ({})",
-                    b.kind.as_str(),
-                    Show(&src_shown),
-                    b.spec
-                ));
+                if let Some(from) = &seed {
+                    let c =
+                        crate::seed::copy_into_store(from.as_fd(), b.kind, sdir, name, &src_shown)?;
+                    created.push(format!(
+                        "seeded store {} {} from the root's copy (seed-from-blank: {} entries, {} bytes{})",
+                        b.kind.as_str(),
+                        Show(&src_shown),
+                        c.entries,
+                        c.bytes,
+                        if c.skipped.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; left out: {}", c.skipped.join(", "))
+                        }
+                    ));
+                } else {
+                    create_entry(sdir, name, b.kind, b.spec, b.seed, &src_shown)?;
+                    created.push(format!(
+                        "created store {} {} ({})",
+                        b.kind.as_str(),
+                        Show(&src_shown),
+                        b.spec
+                    ));
+                }
                 look("store", sdir, name, &src_shown)?.ok_or_else(|| {
                     ApplyError::Step(format!(
                         "store path {} vanished after creation",
@@ -691,6 +809,7 @@ impl Applier {
             }
         };
         let tgt_shown = self.root.shown(&comps);
+        self.make_mount_point(b, &mut created)?;
         let Parent::Open(tdir) = self.root.parent(&comps, &b.parents, true, &mut created)? else {
             return Err(ApplyError::Step(format!(
                 "cannot create the parents of {}",
@@ -767,6 +886,76 @@ fn create_entry(
     }
 }
 
+/// A detached clone of the root's mount with `MOUNT_ATTR_RDONLY` cleared, as a tree to make
+/// mount points in (see `Applier::make_mount_point`).
+fn writable_clone(root: &Tree) -> Result<Tree, ApplyError> {
+    let shown = &root.top;
+    let clone = open_tree(
+        root.base.as_fd(),
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .map_err(|e| {
+        io(
+            format!(
+                "root {} is mounted read-only and a private clone of its mount to make the mount points in cannot be made",
+                Show(shown)
+            ),
+            e,
+        )
+    })?;
+    mount_setattr(&clone, 0, MOUNT_ATTR_RDONLY).map_err(|source| ApplyError::Io {
+        what: format!(
+            "root {} is mounted read-only and its private clone cannot be made writable",
+            Show(shown)
+        ),
+        source,
+    })?;
+    let ro = fs::fstatvfs(&clone)
+        .map(|v| v.f_flag.contains(fs::StatVfsMountFlags::RDONLY))
+        .unwrap_or(true);
+    if ro {
+        return Err(ApplyError::Step(format!(
+            "root {} is on a filesystem that is itself read-only, not only its mount, so the mount points its binds need cannot be made; mount the root's filesystem read-write in the initrd (a store mounted read-write from the same btrfs filesystem does that), or create the mount points in the blank",
+            Show(shown)
+        )));
+    }
+    Ok(Tree {
+        name: "root",
+        top: root.top.clone(),
+        base: clone,
+        chain: Vec::new(),
+    })
+}
+
+/// mount_setattr(2) on the mount `fd` is the root of; rustix has none (formats.md).
+fn mount_setattr(fd: &OwnedFd, set: u64, clr: u64) -> std::io::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the path is a valid NUL-terminated string, `attr` is a live, correctly sized
+    // `struct mount_attr`, and `fd` is open for the duration of the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[repr(C)]
 struct MountAttr {
     attr_set: u64,
@@ -775,6 +964,7 @@ struct MountAttr {
     userns_fd: u64,
 }
 
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 
@@ -803,34 +993,13 @@ fn bind(
         set |= MOUNT_ATTR_NODEV;
     }
     if set != 0 {
-        // rustix has no mount_setattr (formats.md); the raw syscall it is.
-        let attr = MountAttr {
-            attr_set: set,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
-        // SAFETY: the path is a valid NUL-terminated string, `attr` is a live, correctly sized
-        // `struct mount_attr`, and the fd is owned by `tree` for the duration of the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                tree.as_raw_fd(),
-                c"".as_ptr(),
-                libc::AT_EMPTY_PATH as libc::c_uint,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            )
-        };
-        if rc != 0 {
-            return Err(ApplyError::Io {
-                what: format!(
-                    "cannot set nosuid/nodev on the bind of {}; the bind was not made",
-                    Show(src)
-                ),
-                source: std::io::Error::last_os_error(),
-            });
-        }
+        mount_setattr(&tree, set, 0).map_err(|source| ApplyError::Io {
+            what: format!(
+                "cannot set nosuid/nodev on the bind of {}; the bind was not made",
+                Show(src)
+            ),
+            source,
+        })?;
     }
     move_mount(
         tree.as_fd(),
@@ -906,6 +1075,17 @@ pub fn apply(plan: &Plan, root_dir: &Path, opts: Options) -> Result<Outcome, App
                             b.target
                         ));
                     }
+                    out.actions
+                        .push(format!("would bind {} -> {}", b.source(), b.target));
+                    out.bound += 1;
+                }
+                Decision::Seed => {
+                    out.actions.push(format!(
+                        "would copy the root's {} {} into the store as {} (seed-from-blank)",
+                        b.kind.as_str(),
+                        b.target,
+                        b.source()
+                    ));
                     out.actions
                         .push(format!("would bind {} -> {}", b.source(), b.target));
                     out.bound += 1;

@@ -50,6 +50,9 @@ pub struct Bind {
     pub seed: Option<&'static [u8]>,
     /// A bind mount, or (files only) a symlink into the store.
     pub method: Method,
+    /// `seed-from-blank`: the root's content seeds a store that lacks it, and the store's copy
+    /// is then bound over the root's (apply).
+    pub seed_from_blank: bool,
 }
 
 impl Bind {
@@ -131,6 +134,7 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                         && e.path.as_bytes() == b"/etc/machine-id")
                         .then_some(MACHINE_ID_SEED),
                     method: e.method,
+                    seed_from_blank: e.seed_from_blank,
                 }),
                 Err(Unresolved(why)) => deferred.push(Deferred {
                     kind: e.kind,
@@ -250,6 +254,7 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                     nodev: store.nodev,
                     seed: None,
                     method: e.method,
+                    seed_from_blank: false,
                 });
             }
         }
@@ -329,6 +334,7 @@ fn step_json(s: &Step) -> Value {
                 "nosuid": b.nosuid,
                 "nodev": b.nodev,
                 "seed": b.seed.map(|s| String::from_utf8_lossy(s).trim_end().to_string()),
+                "seed_from_blank": b.seed_from_blank,
             });
             path_fields(&mut v, "target", b.target.as_bytes());
             path_fields(&mut v, "source", b.source().as_bytes());
@@ -367,6 +373,9 @@ impl fmt::Display for Plan {
                     }
                     if b.trash {
                         flags.push("x-gvfs-trash");
+                    }
+                    if b.seed_from_blank {
+                        flags.push("seed-from-blank");
                     }
                     let op = match b.method {
                         Method::Bind => "bind",

@@ -201,6 +201,9 @@ pub struct Entry {
     /// `x-gvfs-trash` for this entry's bind: its own `allow-trash`, else the store's.
     pub trash: bool,
     pub method: Method,
+    /// `seed-from-blank`: content the root (the blank) has there is copied into a store that
+    /// lacks it, and once the store has it, it is bound over the blank's copy (README).
+    pub seed_from_blank: bool,
 }
 
 /// `[persist.users.<name>]`: paths relative to that user's home, owned by the user.

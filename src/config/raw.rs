@@ -77,6 +77,7 @@ pub struct RawEntry {
     pub hide_mount: Option<Sp<bool>>,
     pub allow_trash: Option<Sp<bool>>,
     pub method: Option<Sp<String>>,
+    pub seed_from_blank: Option<Sp<bool>>,
 }
 
 impl Default for Sp<String> {
@@ -313,8 +314,17 @@ const DIR_ENTRY: &[&str] = &[
     "parent",
     "hide-mount",
     "allow-trash",
+    "seed-from-blank",
 ];
-const FILE_ENTRY: &[&str] = &["path", "user", "group", "mode", "parent", "method"];
+const FILE_ENTRY: &[&str] = &[
+    "path",
+    "user",
+    "group",
+    "mode",
+    "parent",
+    "method",
+    "seed-from-blank",
+];
 const PARENT: &[&str] = &["user", "group", "mode"];
 
 pub fn read(doc: &Table<'_>, p: &mut Problems) -> RawConfig {
@@ -517,6 +527,10 @@ fn read_entry(
         method: allowed
             .contains(&"method")
             .then(|| k.string("method", p))
+            .flatten(),
+        seed_from_blank: allowed
+            .contains(&"seed-from-blank")
+            .then(|| k.bool("seed-from-blank", p))
             .flatten(),
     })
 }

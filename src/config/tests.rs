@@ -12,6 +12,29 @@ fn problems(body: &str) -> String {
 }
 
 #[test]
+fn seed_from_blank_is_per_entry_and_off_by_default() {
+    let c = parse(
+        &format!("{HEAD}[[persist]]\nstore = \"/persist\"\ndirectories = [\"/srv\", {{ path = \"/var/log\", seed-from-blank = true }}, {{ path = \"/etc/ssh\", seed-from-blank = false }}]\nfiles = [{{ path = \"/etc/adjtime\", seed-from-blank = true }}]\n"),
+        "t.toml",
+    )
+    .unwrap();
+    let seeded: Vec<(String, bool)> = c.stores[0]
+        .entries
+        .iter()
+        .map(|e| (e.path.to_string(), e.seed_from_blank))
+        .collect();
+    assert_eq!(
+        seeded,
+        [
+            ("/srv".to_string(), false),
+            ("/var/log".to_string(), true),
+            ("/etc/ssh".to_string(), false),
+            ("/etc/adjtime".to_string(), true),
+        ]
+    );
+}
+
+#[test]
 fn a_full_config_validates() {
     let text = r#"
 [root]
@@ -163,6 +186,11 @@ fn rejections_table() {
         ("bad method", "[[persist]]\nstore = \"/persist\"\nfiles = [{ path = \"/x\", method = \"copy\" }]\n", &["method \"copy\" is not a way to persist a file"]),
         ("method on a directory", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", method = \"symlink\" }]\n", &["unknown key `method`"]),
         ("camelCase key", "[[persist]]\nstore = \"/persist\"\nhideMounts = true\n", &["unknown key `hideMounts`", "did you mean `hide-mounts`?"]),
+        ("seed-from-blank on the package database", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/var/lib/dpkg\", seed-from-blank = true }]\n", &["t.toml:5:60", "/var/lib/dpkg: seed-from-blank refuses /var/lib/dpkg, the package database of the OS the blank holds", "install packages into the blank instead"]),
+        ("seed-from-blank containing the package database", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/var/lib\", seed-from-blank = true }]\n", &["/var/lib: seed-from-blank refuses /var/lib/dpkg"]),
+        ("seed-from-blank inside the package database", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/var/lib/rpm/x\", seed-from-blank = true }]\n", &["seed-from-blank refuses /var/lib/rpm"]),
+        ("seed-from-blank with a symlink", "[[persist]]\nstore = \"/persist\"\nfiles = [{ path = \"/etc/x\", method = \"symlink\", seed-from-blank = true }]\n", &["/etc/x: seed-from-blank binds the store's copy over the blank's, which a symlink cannot do"]),
+        ("seed-from-blank in a home", "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\ndirectories = [{ path = \"x\", seed-from-blank = true }]\n", &["user alice: seed-from-blank is for system paths"]),
         ("impermanence spelling", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ directory = \"/x\" }]\n", &["unknown key `directory`", "darlings spells it `path`", "has no path"]),
         ("bad symbolic mode", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", mode = \"u=rwz\" }]\n", &["mode \"u=rwz\" is not a file mode", "not a permission"]),
         ("persist as a single table", "[persist]\nstore = \"/persist\"\n", &["t.toml:3:1", "write [[persist]]"]),

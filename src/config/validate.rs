@@ -589,6 +589,8 @@ fn validate_entry(e: &RawEntry, kind: Kind, store: StoreFlags, c: &mut Problems)
         .and_then(|m| c.mode("mode", m, default_mode, is_dir))
         .unwrap_or(default_mode);
     let parent = c.parent(&e.parent, &ParentSpec::default());
+    let method = c.method(kind, &e.method);
+    let seed_from_blank = seed_from_blank(e, &path, method, c);
     Some(Entry {
         path,
         kind,
@@ -598,8 +600,40 @@ fn validate_entry(e: &RawEntry, kind: Kind, store: StoreFlags, c: &mut Problems)
         parent,
         hide: e.hide_mount.as_ref().map_or(store.hide, |h| h.v),
         trash: e.allow_trash.as_ref().map_or(store.trash, |t| t.v),
-        method: c.method(kind, &e.method),
+        method,
+        seed_from_blank,
     })
+}
+
+/// Package databases: the record a whole-OS blank keeps of what it has installed. Persisted, a
+/// copy stops matching the files the next rollback brings back.
+const PACKAGE_DATABASES: &[&str] = &[
+    "/var/lib/dpkg",
+    "/var/lib/rpm",
+    "/usr/lib/sysimage/rpm",
+    "/var/lib/pacman",
+];
+
+/// `seed-from-blank`, refused where it cannot mean what it says.
+fn seed_from_blank(e: &RawEntry, path: &AbsPath, method: Method, c: &mut Problems) -> bool {
+    let Some(seed) = &e.seed_from_blank else {
+        return false;
+    };
+    if !seed.v {
+        return false;
+    }
+    if method == Method::Symlink {
+        c.at(seed.span.clone(), format!("{path}: seed-from-blank binds the store's copy over the blank's, which a symlink cannot do; remove seed-from-blank or method = \"symlink\""));
+        return false;
+    }
+    for db in PACKAGE_DATABASES {
+        let db = AbsPath::parse(db).unwrap_or_else(|_| path.clone());
+        if db.starts_with(path) || path.starts_with(&db) {
+            c.at(seed.span.clone(), format!("{path}: seed-from-blank refuses {db}, the package database of the OS the blank holds: a persisted copy would stop matching the packages the blank brings back at every rollback (listing what the root lacks, or missing what it has); install packages into the blank instead, and persist data rather than the system's record of itself"));
+            return false;
+        }
+    }
+    true
 }
 
 fn validate_user_entry(
@@ -609,6 +643,9 @@ fn validate_user_entry(
     store: StoreFlags,
     c: &mut Problems,
 ) -> Option<UserEntry> {
+    if let Some(seed) = &e.seed_from_blank {
+        c.at(seed.span.clone(), format!("user {name}: seed-from-blank is for system paths that a whole-OS blank fills (/var/log, /etc/ssh); copy what the home needs into the store instead, and remove it"));
+    }
     if e.parent.is_some() {
         c.at(e.span.clone(), format!("user {name}: parent has no meaning here (directories up to the home belong to {name}, mode 0700); remove it"));
     }

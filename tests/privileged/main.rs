@@ -30,6 +30,7 @@ mod btrfs_diff;
 mod btrfs_rollback;
 #[path = "../support/ns.rs"]
 mod ns;
+mod whole_os;
 
 struct Sandbox {
     _dir: tempfile::TempDir,
@@ -917,6 +918,7 @@ fn main() {
     all.extend(btrfs_rollback::cases());
     all.extend(btrfs_diff::cases());
     all.extend(boot::cases());
+    all.extend(whole_os::cases());
     let tests = all.as_slice();
     let start = Instant::now();
     let selected: Vec<_> = tests
