@@ -396,22 +396,6 @@ impl Boot<'_> {
         if self.cmd.skip && self.record.outcome != "failed" {
             self.record.outcome = "skipped".into();
         }
-        if self.record.report.as_ref().is_some_and(|r| !r.saved) && !dry {
-            let saved = self.phase("late", "report", |s| {
-                let path = save_pending(&config, s.o.root, s.o.work_dir, s.record.report.as_ref())?;
-                Ok((path.clone(), path))
-            });
-            match saved {
-                Some(path) => {
-                    if let Some(r) = self.record.report.as_mut() {
-                        r.path = path;
-                        r.saved = true;
-                    }
-                }
-                None if self.halting() => return,
-                None => {}
-            }
-        }
         let (root, utab) = (self.o.root, self.o.utab);
         let out = self.phase("late", "apply", |_| {
             let acc = owners::read_accounts(root)?;
@@ -442,6 +426,22 @@ impl Boot<'_> {
         if dry {
             if let Some(actions) = out {
                 self.lines.extend(actions);
+            }
+        }
+        // The report goes in after the binds, whatever apply did: its directory usually lies
+        // inside a persisted one (/persist/var/log/darlings under /var/log), and written first
+        // it would create that directory in the store, so that a seed-from-blank entry there
+        // found the store "already has it" and bound an empty copy over the blank's content.
+        if self.record.report.as_ref().is_some_and(|r| !r.saved) && !dry {
+            let saved = self.phase("late", "report", |s| {
+                let path = save_pending(&config, s.o.root, s.o.work_dir, s.record.report.as_ref())?;
+                Ok((path.clone(), path))
+            });
+            if let Some(path) = saved {
+                if let Some(r) = self.record.report.as_mut() {
+                    r.path = path;
+                    r.saved = true;
+                }
             }
         }
     }

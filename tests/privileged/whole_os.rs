@@ -5,8 +5,11 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::process::Command;
 
 use rustix::mount::{mount_remount, MountFlags};
+
+use crate::btrfs_rollback::{e2s, sh, Fs};
 
 use crate::{is_mount_point, mounts, text, Case, Sandbox, TestResult, BASIC};
 
@@ -277,8 +280,102 @@ fn without_seed_from_blank_a_blank_with_content_is_still_refused() -> TestResult
     Ok(())
 }
 
+/// Regression: the late stage saved the lost-state report (report-dir /persist/var/log/darlings)
+/// before it applied the binds; saving made /var/log in the store, so seed-from-blank found the
+/// store "already had" /var/log and bound that near-empty copy over the Debian blank's logs
+/// (found by the distribution tier: no dpkg.log, no journal of earlier boots).
+fn report_inside_a_seeded_directory_does_not_stop_the_seed() -> TestResult {
+    let mut fs = Fs::empty()?;
+    let t = fs.top.display().to_string();
+    // A whole-OS blank: /var/log has the installer's log, /persist is the store's mount point.
+    sh(&format!(
+        "set -e; cd {t}; btrfs -q subvolume create root; btrfs -q subvolume create persist; \
+         mkdir -p root/var/log root/persist root/etc; echo installed > root/var/log/dpkg.log; \
+         btrfs -q subvolume snapshot -r root root-blank; echo junk > root/etc/darling"
+    ))?;
+    let config = fs.base.join("darlings.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n[diff]\non-boot = true\nreport-dir = \"/persist/var/log/darlings\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [{{ path = \"/var/log\", seed-from-blank = true }}]\n",
+            fs.dev
+        ),
+    )
+    .map_err(e2s)?;
+    let work = fs.base.join("work");
+    let sysroot = fs.base.join("sysroot");
+    std::fs::create_dir(&sysroot).map_err(e2s)?;
+    let cmdline = fs.base.join("cmdline");
+    std::fs::write(&cmdline, "quiet\n").map_err(e2s)?;
+    let boot = |stage: &str| {
+        Command::new(crate::BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("--work-dir")
+            .arg(&work)
+            .args(["--log", "stderr", "boot", "--stage", stage, "--root"])
+            .arg(&sysroot)
+            .arg("--cmdline")
+            .arg(&cmdline)
+            .output()
+            .map_err(e2s)
+    };
+    let early = boot("early")?;
+    check!(early.status.success(), "early: {}", text(&early));
+    sh(&format!(
+        "mount -o subvol=root {} {}",
+        fs.dev,
+        sysroot.display()
+    ))?;
+    fs.mounts.push(sysroot.clone());
+    let store = sysroot.join("persist");
+    sh(&format!(
+        "mount -o subvol=persist {} {}",
+        fs.dev,
+        store.display()
+    ))?;
+    fs.mounts.push(store);
+    let late = boot("late")?;
+    check!(late.status.success(), "late: {}", text(&late));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("boot.json")).map_err(e2s)?)
+            .map_err(e2s)?;
+    check!(rec["outcome"] == "ok", "the boot did not go clean: {rec}");
+    check!(
+        rec["report"]["saved"] == true,
+        "the report was not saved: {rec}"
+    );
+    check!(
+        std::fs::read(fs.top.join("persist/var/log/dpkg.log"))
+            .ok()
+            .as_deref()
+            == Some(&b"installed\n"[..]),
+        "the blank's /var/log did not seed the store: {}",
+        text(&late)
+    );
+    check!(
+        sysroot.join("var/log/dpkg.log").exists(),
+        "the bound /var/log lacks the blank's log"
+    );
+    let reports: Vec<_> = std::fs::read_dir(fs.top.join("persist/var/log/darlings"))
+        .map_err(e2s)?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("Z.json"))
+        .collect();
+    check!(
+        reports.len() == 1,
+        "expected one saved report in the store, found {}",
+        reports.len()
+    );
+    Ok(())
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
+        (
+            "report_inside_a_seeded_directory_does_not_stop_the_seed",
+            report_inside_a_seeded_directory_does_not_stop_the_seed,
+        ),
         (
             "seed_from_blank_copies_the_blanks_content_into_an_empty_store_then_binds",
             seed_from_blank_copies_the_blanks_content_into_an_empty_store_then_binds,
