@@ -146,8 +146,8 @@ impl Glob {
                             next.insert(t, i + 1);
                         }
                     }
-                    Token::Star if c != b'/' => next.insert(t, i),
-                    Token::DeepStar => next.insert(t, i),
+                    Token::Star if c != b'/' => next.stay(t, i),
+                    Token::DeepStar => next.stay(t, i),
                     _ => {}
                 }
             }
@@ -163,8 +163,8 @@ impl Glob {
 }
 
 /// The set of pattern positions a match can be at, as a bit set, closed under the moves that
-/// read no byte: a star may match nothing, and `**/` may stand for no directory at all (so
-/// `/**/x` matches `/x`).
+/// read no byte: a star may match nothing, and a `**/` just reached may stand for no directory
+/// at all (so `/**/x` matches `/x`).
 struct States {
     bits: Vec<u64>,
 }
@@ -190,26 +190,28 @@ impl States {
             .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
-    /// Adds `i` and every position reachable from it without reading a byte. Each position is
-    /// added once, so a whole step costs O(pattern length).
-    fn insert(&mut self, t: &[Token], mut i: usize) {
-        loop {
-            if self.contains(i) {
-                return;
-            }
-            if let Some(w) = self.bits.get_mut(i / 64) {
-                *w |= 1 << (i % 64);
-            }
-            match t.get(i) {
-                Some(Token::Star) => i += 1,
-                Some(Token::DeepStar) => {
-                    if let Some(Token::Byte(b'/')) = t.get(i + 1) {
-                        self.insert(t, i + 2);
-                    }
-                    i += 1;
-                }
-                _ => return,
-            }
+    /// Position `i` is reached by reading a byte (or at the start): adds it and what follows
+    /// from it without reading one. Only here may `**/` stand for no directory: once the deep
+    /// star has read a byte, its `/` must be a real one.
+    fn insert(&mut self, t: &[Token], i: usize) {
+        if let (Some(Token::DeepStar), Some(Token::Byte(b'/'))) = (t.get(i), t.get(i + 1)) {
+            self.insert(t, i + 2);
+        }
+        self.stay(t, i);
+    }
+
+    /// Position `i` is reachable (a star that read a byte stays where it is): adds it, and the
+    /// position after a star, which may stop matching here. Each position is added once, so a
+    /// whole step costs O(pattern length).
+    fn stay(&mut self, t: &[Token], i: usize) {
+        if self.contains(i) {
+            return;
+        }
+        if let Some(w) = self.bits.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+        if let Some(Token::Star | Token::DeepStar) = t.get(i) {
+            self.insert(t, i + 1);
         }
     }
 
@@ -348,6 +350,7 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(4000))]
         #[test]
         fn state_set_matcher_agrees_with_backtracking(
             pattern in proptest::collection::vec(

@@ -644,6 +644,7 @@ fn run_zfs_diff(
     Ok(DiffOutput {
         changes: parser.finish(),
         truncated,
+        ..DiffOutput::default()
     })
 }
 
