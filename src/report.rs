@@ -574,7 +574,7 @@ impl Report {
                     s,
                     "  {:<9}  {}: {}",
                     u.class.as_str(),
-                    Show(&u.unlisted.path),
+                    Long(&u.unlisted.path),
                     u.unlisted.reason
                 );
             }
@@ -597,7 +597,7 @@ impl Report {
             if let (Class::Lost, Some(why)) = (e.class, &e.why) {
                 let key = match why {
                     Why::UnderPersisted(_) => why.to_string(),
-                    Why::WrongType { at, .. } => format!("{}: {why}", Show(at)),
+                    Why::WrongType { at, .. } => format!("{}: {why}", Long(at)),
                 };
                 groups.entry(key).or_default().add(&e.change);
             }
@@ -777,13 +777,13 @@ fn render(
         let mut shown = d.path.clone();
         shown.push(b'/');
         if d.subdirs.is_empty() && d.files.is_empty() {
-            out.push(format!("  {:>17} {:>10}  {}", "(dir)", "", Show(&shown)));
+            out.push(format!("  {:>17} {:>10}  {}", "(dir)", "", Long(&shown)));
         } else {
             out.push(format!(
                 "  {:>9} entries {:>10}  {}",
                 d.tally.entries,
                 human(d.tally.bytes),
-                Show(&shown)
+                Long(&shown)
             ));
         }
         return;
@@ -791,7 +791,7 @@ fn render(
     if d.own.is_some() {
         let mut shown = d.path.clone();
         shown.push(b'/');
-        out.push(format!("  {:>17} {:>10}  {}", "(dir)", "", Show(&shown)));
+        out.push(format!("  {:>17} {:>10}  {}", "(dir)", "", Long(&shown)));
     }
     // Subdirectories and files, merged in name order.
     let mut items: Vec<(&[u8], Result<usize, usize>)> = d
@@ -827,7 +827,7 @@ fn render(
             Err(f) => {
                 let c = &entries[f].change;
                 let size = c.size.map(human).unwrap_or_default();
-                out.push(format!("  {:>17} {:>10}  {}", "", size, Show(&c.path)));
+                out.push(format!("  {:>17} {:>10}  {}", "", size, Long(&c.path)));
             }
         }
     }
@@ -837,6 +837,29 @@ fn render(
             folded.entries,
             human(folded.bytes)
         ));
+    }
+}
+
+/// A path for a terminal: one past `LONG` bytes (a user can make them up to PATH_MAX and past)
+/// keeps its start and its end around a count; `--json` has every byte.
+struct Long<'a>(&'a [u8]);
+
+const LONG: usize = 160;
+
+impl std::fmt::Display for Long<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.0;
+        if p.len() <= LONG {
+            return write!(f, "{}", Show(p));
+        }
+        let keep = LONG / 2 - 16;
+        write!(
+            f,
+            "{}…[{} bytes in all]…{}",
+            Show(&p[..keep]),
+            p.len(),
+            Show(&p[p.len() - keep..])
+        )
     }
 }
 

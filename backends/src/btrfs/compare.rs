@@ -10,9 +10,9 @@
 //! It compares by path, the way the report reads. A snapshot keeps its source's inode numbers,
 //! so an entry with the same inode number at the same path is the blank's entry, changed or
 //! not, and one whose change time (which nobody can set) is the blank's is unchanged. For the
-//! others it compares what a user would call a change: type, content (size, modification time,
-//! then the bytes, in bounded memory), symlink target, device number, mode, owner and extended
-//! attributes. A renamed entry shows as removed at its old path and added at its new one.
+//! others it compares what a user would call a change: type, content (the size, then the bytes,
+//! in bounded memory), symlink target, device number, mode, owner and extended attributes; not
+//! times. A renamed entry shows as removed at its old path and added at its new one.
 
 use std::collections::HashSet;
 use std::ffi::CStr;
@@ -81,8 +81,14 @@ pub(crate) fn compare(
             }
             continue;
         }
+        let mut item = item;
         if w.skip.contains(&path) {
-            continue;
+            // A nested subvolume, reported whole on its own. What the blank had at its path
+            // is gone all the same: walk that side alone.
+            item.in_root = false;
+            if !item.in_blank {
+                continue;
+            }
         }
         let (r_dir, b_dir) = (
             frame.root.as_ref().map(|f| f.as_fd()),
@@ -405,11 +411,10 @@ impl Walk<'_> {
         b: &Statx,
     ) -> bool {
         match type_of(r) {
+            // Not the modification time: a time alone is not a change (it is settable, and
+            // the send stream's diff does not report it either).
             FileType::File => {
-                if r.stx_size != b.stx_size || !same_time(&r.stx_mtime, &b.stx_mtime) {
-                    return true;
-                }
-                self.bytes_differ(rd, bd, name).unwrap_or(true)
+                r.stx_size != b.stx_size || self.bytes_differ(rd, bd, name).unwrap_or(true)
             }
             FileType::Symlink => {
                 let target = |d| fs::readlinkat(d, name, Vec::new());

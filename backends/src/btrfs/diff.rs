@@ -112,8 +112,14 @@ pub(crate) fn diff(b: &Btrfs, limits: &DiffLimits) -> Result<DiffOutput, Backend
         Err(e) => {
             // Whatever the root holds must not keep it from being erased, nor its report from
             // being made: a path past PATH_MAX fails the whole send ("File name too long").
+            let mut why = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                why.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
             tracing::warn!(
-                "diff: btrfs send of {root_name} against {blank_name} failed ({e}); comparing the two trees instead"
+                "diff: btrfs send of {root_name} against {blank_name} failed ({why}); comparing the two trees instead"
             );
             let skip: HashSet<Vec<u8>> = nested.iter().cloned().collect();
             let limits = DiffLimits {
@@ -197,6 +203,7 @@ fn other_names(
                 continue;
             }
         };
+        tracing::debug!(path = %Show(&t.path), links = st.st_nlink, names = names.len(), "diff: the names of a changed inode");
         let file_type = match t.file_type {
             FileType::Unknown => type_of(st.st_mode),
             ft => ft,

@@ -3,7 +3,7 @@
 //!
 //! `BTRFS_IOC_INO_PATHS` answers in one call, but into at most 4096 bytes: an inode with many
 //! names, or long ones, overflows it ("elem_missed"). Then the inode's back references are read
-//! with `BTRFS_IOC_TREE_SEARCH` (INODE_REF and INODE_EXTREF items: the parent directory and the
+//! with `BTRFS_IOC_TREE_SEARCH_V2` (INODE_REF and INODE_EXTREF items: the parent directory and the
 //! name) and each parent directory's path is built the same way, up to the subvolume's root
 //! directory. Both need CAP_SYS_ADMIN, which a diff has (it mounts the top level).
 
@@ -54,17 +54,22 @@ struct SearchKey {
 }
 const _: () = assert!(std::mem::size_of::<SearchKey>() == 104);
 
-/// `struct btrfs_ioctl_search_args`: the key, then results in the rest of 4096 bytes.
+/// `struct btrfs_ioctl_search_args_v2`'s head: the key and the size of the results buffer that
+/// follows it. Version 2, because version 1's 3,992 bytes cannot hold one INODE_REF item of an
+/// inode with a few hundred names in one directory (it returns the item empty).
 #[repr(C)]
-struct SearchArgs {
+struct SearchHeadV2 {
     key: SearchKey,
-    buf: [u8; 4096 - 104],
+    buf_size: u64,
 }
-const _: () = assert!(std::mem::size_of::<SearchArgs>() == 4096);
+const _: () = assert!(std::mem::size_of::<SearchHeadV2>() == 112);
 
-/// `_IOWR(BTRFS_IOCTL_MAGIC, 17, struct btrfs_ioctl_search_args)`.
-const IOC_TREE_SEARCH: u32 =
-    (3 << 30) | ((std::mem::size_of::<SearchArgs>() as u32) << 16) | (0x94 << 8) | 17;
+/// `_IOWR(BTRFS_IOCTL_MAGIC, 17, struct btrfs_ioctl_search_args_v2)`.
+const IOC_TREE_SEARCH_V2: u32 =
+    (3 << 30) | ((std::mem::size_of::<SearchHeadV2>() as u32) << 16) | (0x94 << 8) | 17;
+
+/// Results per call: more than the largest item (a node is at most 64 KiB).
+const SEARCH_BUF: usize = 1 << 17;
 
 /// `struct btrfs_ioctl_search_header`: transid, objectid, offset, type, len.
 const SEARCH_HEADER: usize = 32;
@@ -158,23 +163,36 @@ fn refs(subvol: BorrowedFd<'_>, ino: u64) -> io::Result<Vec<(u64, Vec<u8>)>> {
         unused3: 0,
         unused4: 0,
     };
+    let head = std::mem::size_of::<SearchHeadV2>();
+    // u64 words: the head's alignment, and the kernel writes 8-byte fields into the results.
+    let mut words = vec![0u64; (head + SEARCH_BUF) / 8];
     loop {
-        key.nr_items = 4096;
-        let mut args = SearchArgs {
+        key.nr_items = u32::MAX;
+        let args = SearchHeadV2 {
             key,
-            buf: [0; 4096 - 104],
+            buf_size: SEARCH_BUF as u64,
         };
-        // SAFETY: `args` is the kernel's 4096-byte struct (size asserted above), owned here and
-        // alive across the call, which writes results into its `buf` only.
-        let rc = unsafe { libc::ioctl(subvol.as_raw_fd(), IOC_TREE_SEARCH as _, &mut args) };
+        // SAFETY: `words` is 8-byte aligned and longer than the head, which is plain data; the
+        // kernel reads the head and writes at most `buf_size` bytes of results right after it,
+        // all inside `words`, which lives across the call.
+        let rc = unsafe {
+            std::ptr::write(words.as_mut_ptr().cast::<SearchHeadV2>(), args);
+            libc::ioctl(
+                subvol.as_raw_fd(),
+                IOC_TREE_SEARCH_V2 as _,
+                words.as_mut_ptr(),
+            )
+        };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        let n = args.key.nr_items;
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        // The kernel writes back how many items it returned into the key.
+        let n = u32::from_ne_bytes(bytes[7 * 8 + 8..7 * 8 + 12].try_into().unwrap_or([0; 4]));
         if n == 0 {
             return Ok(out);
         }
-        let buf = &args.buf;
+        let buf = &bytes[head..];
         let mut pos = 0usize;
         let mut last: Option<(u32, u64)> = None;
         for _ in 0..n {
