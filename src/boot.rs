@@ -690,7 +690,7 @@ fn unlisted_note(report: &Report) -> String {
     format!(
         "; {} subtree(s) not listed, first {} ({})",
         report.unlisted.len(),
-        darlings_backends::bytes::Show(&first.unlisted.path),
+        report::Long(&first.unlisted.path),
         first.unlisted.reason
     )
 }

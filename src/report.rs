@@ -842,7 +842,7 @@ fn render(
 
 /// A path for a terminal: one past `LONG` bytes (a user can make them up to PATH_MAX and past)
 /// keeps its start and its end around a count; `--json` has every byte.
-struct Long<'a>(&'a [u8]);
+pub(crate) struct Long<'a>(pub(crate) &'a [u8]);
 
 const LONG: usize = 160;
 
