@@ -304,8 +304,7 @@ impl Boot<'_> {
             // The root is not mounted yet: owner names do not matter for classifying paths,
             // and homes come from the config here.
             let p = plan::build(config, &Accounts::default())?;
-            let classifier = Classifier::new(config)
-                .with_targets(p.binds().map(|b| (b.target.clone(), b.kind)));
+            let classifier = Classifier::of_plan(config, &p);
             // Preflight has checked the device and the blank: what fails now comes from what
             // the root holds (or a passing fault), and no content of the root may keep it from
             // being erased. The report says the diff failed; the rollback goes on.

@@ -245,8 +245,7 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             // Homes named only in passwd are persisted too: resolve them as the plan does.
             let plan = plan::build(&config, &accounts(&root)?)?;
-            let classifier = Classifier::new(&config)
-                .with_targets(plan.binds().map(|b| (b.target.clone(), b.kind)));
+            let classifier = Classifier::of_plan(&config, &plan);
             let t = Instant::now();
             // The same diff and classification as a boot's report.
             let report = lost_state(

@@ -174,6 +174,12 @@ impl Classifier {
         node.mount.get_or_insert((kind, bytes));
     }
 
+    /// The config's persisted paths and the plan's targets (homes named only in passwd
+    /// included): what `darlings diff` and `darlings boot` classify against.
+    pub fn of_plan(config: &Config, plan: &crate::plan::Plan) -> Classifier {
+        Classifier::new(config).with_targets(plan.binds().map(|b| (b.target.clone(), b.kind)))
+    }
+
     pub fn with_targets(
         mut self,
         targets: impl IntoIterator<Item = (AbsPath, Kind)>,
@@ -182,11 +188,6 @@ impl Classifier {
             self.add(&path, kind);
         }
         self
-    }
-
-    /// The class of a path alone (a directory when the type matters); see `classify_entry`.
-    pub fn classify(&self, path: &[u8]) -> Class {
-        self.classify_entry(path, FileType::Dir).0
     }
 
     /// The class of an entry of type `file_type` at `path`, and why it is lost when a
@@ -1192,7 +1193,12 @@ mod tests {
         let c = Classifier::new(&cfg());
         assert_eq!(c.classify_entry(b"/", FileType::Dir).0, Class::Persisted);
         let nothing_kept = crate::config::parse("[root]\nbackend = \"tmpfs\"\n", "t.toml").unwrap();
-        assert_eq!(Classifier::new(&nothing_kept).classify(b"/"), Class::Lost);
+        assert_eq!(
+            Classifier::new(&nothing_kept)
+                .classify_entry(b"/", FileType::Dir)
+                .0,
+            Class::Lost
+        );
     }
 
     #[test]
