@@ -133,7 +133,14 @@ pub(crate) fn diff(b: &Btrfs, limits: &DiffLimits) -> Result<DiffOutput, Backend
         }
     };
     merge_nested(&mut changes, nested);
-    fill_types(&mut changes, &snap_fd, &blank_fd);
+    fill_types(
+        &mut changes,
+        &snap_fd,
+        &blank_fd,
+        limits,
+        start,
+        &mut truncated,
+    );
     other_names(
         &mut changes,
         &mut unlisted,
@@ -478,8 +485,24 @@ fn merge_nested(changes: &mut Vec<Change>, nested: Vec<Vec<u8>>) {
 /// Completes what the stream leaves unknown (the type of an entry it only renamed or chmodded,
 /// the size of an old file it changed) from the snapshot, or the blank for removed entries:
 /// one stat per incomplete change.
-fn fill_types(changes: &mut [Change], snapshot: &OwnedFd, blank: &OwnedFd) {
-    for c in changes.iter_mut() {
+///
+/// Within the time budget: past it, the rest keep what the stream said (an unknown type is
+/// classed lost at a persisted path, never persisted).
+fn fill_types(
+    changes: &mut [Change],
+    snapshot: &OwnedFd,
+    blank: &OwnedFd,
+    limits: &DiffLimits,
+    start: Instant,
+    truncated: &mut Option<Truncation>,
+) {
+    for (i, c) in changes.iter_mut().enumerate() {
+        if i % 256 == 0 {
+            if let Some(budget) = limits.time_budget.filter(|b| start.elapsed() > *b) {
+                truncated.get_or_insert(Truncation::TimeBudget(budget));
+                return;
+            }
+        }
         let removed = c.kind == ChangeKind::Removed;
         let need_size = !removed && matches!(c.file_type, FileType::File | FileType::Unknown);
         if c.file_type != FileType::Unknown && !(need_size && c.size.is_none()) {
