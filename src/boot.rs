@@ -681,7 +681,7 @@ pub fn run(o: &Options) -> Outcome {
     }
 }
 
-/// "; 2 subtree(s) not listed: /tmp/deep (path too long)", or nothing.
+/// "; 2 subtree(s) not listed, first /tmp/deep/… (path too long …)", or nothing.
 fn unlisted_note(report: &Report) -> String {
     let Some(first) = report.unlisted.first() else {
         return String::new();

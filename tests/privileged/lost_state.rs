@@ -37,6 +37,10 @@ pub fn cases() -> Vec<Case> {
             a_directory_chain_past_path_max_stopped_the_rollback_with_a_populated_blank,
         ),
         (
+            "a_diff_that_failed_outright_stopped_the_rollback",
+            a_diff_that_failed_outright_stopped_the_rollback,
+        ),
+        (
             "a_pathological_name_for_the_globs_hung_the_boot",
             a_pathological_name_for_the_globs_hung_the_boot,
         ),
@@ -279,6 +283,74 @@ fn a_directory_chain_past_path_max_stopped_the_rollback_with_a_populated_blank()
     let pending = boot_rolls_back_past_the_chain(&m, "etc/darling2")?;
     let base = entry(&pending, "/usr/share/base").ok_or(format!("no base in {pending}"))?;
     check!(base["kind"] == "modified", "base: {base}");
+    Ok(())
+}
+
+/// Regression (issue 10): a diff that failed (the kernel's send, here a failpoint past
+/// preflight) failed the boot's diff phase, and the failure policy booted the old root. Now the
+/// rollback goes on and the saved report says nothing could be listed, and why.
+fn a_diff_that_failed_outright_stopped_the_rollback() -> TestResult {
+    let m = Machine::new("")?;
+    // A blank that holds a file: the failpoint sits on the send path.
+    let t = m.fs.top.display().to_string();
+    sh(&format!(
+        "set -e; cd {t}; btrfs -q subvolume delete root-blank; mkdir -p root/usr; echo b > root/usr/base; \
+         btrfs -q subvolume snapshot -r root root-blank; echo x > root/etc/darling2"
+    ))?;
+    let out = std::process::Command::new(crate::BIN)
+        .env("DARLINGS_FAILPOINT", "diff")
+        .arg("--config")
+        .arg(&m.config)
+        .arg("--work-dir")
+        .arg(&m.work)
+        .args(["--log", "stderr", "boot", "--stage", "early", "--root"])
+        .arg(&m.sysroot)
+        .arg("--cmdline")
+        .arg(&m.cmdline)
+        .output()
+        .map_err(e2s)?;
+    check!(out.status.success(), "early: {}", crate::text(&out));
+    let rec = m.record()?;
+    check!(
+        phases(&rec)
+            == [
+                "early config ok",
+                "early preflight ok",
+                "early diff ok",
+                "early rollback ok"
+            ],
+        "phases: {:?}",
+        phases(&rec)
+    );
+    check!(
+        !m.top("root/etc/darling2").exists(),
+        "the root was not erased"
+    );
+    let pending: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(m.work.join("report-pending.json")).map_err(e2s)?)
+            .map_err(e2s)?;
+    let u = &pending["unlisted"][0];
+    check!(
+        u["path"] == "/"
+            && u["class"] == "lost"
+            && u["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("the diff failed") && r.contains("failpoint diff hit")),
+        "unlisted: {}",
+        pending["unlisted"]
+    );
+    check!(
+        String::from_utf8_lossy(&out.stderr).contains("the rollback goes on"),
+        "{}",
+        crate::text(&out)
+    );
+    check!(
+        !std::fs::read_dir(&m.fs.top)
+            .map_err(e2s)?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains("darlings-diff")),
+        "the diff's temporary snapshot was left behind"
+    );
     Ok(())
 }
 
