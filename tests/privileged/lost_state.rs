@@ -63,6 +63,12 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
+/// The report `darlings boot --stage early` left in the work dir for the late stage.
+fn pending_report(m: &Machine) -> Result<serde_json::Value, String> {
+    let bytes = std::fs::read(m.work.join("report-pending.json")).map_err(e2s)?;
+    serde_json::from_slice(&bytes).map_err(e2s)
+}
+
 fn json(out: &std::process::Output) -> Result<serde_json::Value, String> {
     check!(out.status.success(), "{}", crate::text(out));
     serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", crate::text(out)))
@@ -220,9 +226,7 @@ fn boot_rolls_back_past_the_chain(m: &Machine, darling: &str) -> Result<serde_js
         "record: {}",
         rec["report"]
     );
-    let pending: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(m.work.join("report-pending.json")).map_err(e2s)?)
-            .map_err(e2s)?;
+    let pending = pending_report(m)?;
     let unlisted = pending["unlisted"].as_array().cloned().unwrap_or_default();
     check!(
         unlisted.iter().any(|u| u["path"]
@@ -326,9 +330,7 @@ fn a_diff_that_failed_outright_stopped_the_rollback() -> TestResult {
         !m.top("root/etc/darling2").exists(),
         "the root was not erased"
     );
-    let pending: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(m.work.join("report-pending.json")).map_err(e2s)?)
-            .map_err(e2s)?;
+    let pending = pending_report(&m)?;
     let u = &pending["unlisted"][0];
     check!(
         u["path"] == "/"
@@ -381,9 +383,7 @@ fn a_pathological_name_for_the_globs_hung_the_boot() -> TestResult {
     let rec = m.record()?;
     check!(rec["outcome"] == "ok", "record: {rec}");
     check!(!root.join("srv").exists(), "not rolled back");
-    let pending: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(m.work.join("report-pending.json")).map_err(e2s)?)
-            .map_err(e2s)?;
+    let pending = pending_report(&m)?;
     let a40 = format!("/{}", "a".repeat(40));
     check!(
         entry(&pending, &a40).is_some_and(|e| e["class"] == "lost"),

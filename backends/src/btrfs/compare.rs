@@ -217,16 +217,7 @@ fn same_time(a: &fs::StatxTimestamp, b: &fs::StatxTimestamp) -> bool {
 }
 
 fn type_of(st: &Statx) -> FileType {
-    match u32::from(st.stx_mode) & libc::S_IFMT {
-        libc::S_IFREG => FileType::File,
-        libc::S_IFDIR => FileType::Dir,
-        libc::S_IFLNK => FileType::Symlink,
-        libc::S_IFIFO => FileType::Fifo,
-        libc::S_IFSOCK => FileType::Socket,
-        libc::S_IFBLK => FileType::BlockDevice,
-        libc::S_IFCHR => FileType::CharDevice,
-        _ => FileType::Unknown,
-    }
+    super::diff::type_of(u32::from(st.stx_mode))
 }
 
 fn open_path(dir: BorrowedFd<'_>, name: &CStr) -> rustix::io::Result<OwnedFd> {

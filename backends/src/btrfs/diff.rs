@@ -546,7 +546,7 @@ fn stat_beneath(base: rustix::fd::BorrowedFd<'_>, path: &[u8]) -> io::Result<rus
     Ok(rustix::fs::fstat(&fd)?)
 }
 
-fn type_of(mode: u32) -> FileType {
+pub(super) fn type_of(mode: u32) -> FileType {
     match mode & libc::S_IFMT {
         libc::S_IFREG => FileType::File,
         libc::S_IFDIR => FileType::Dir,
