@@ -1,0 +1,56 @@
+# Mount options of the binds: hideMounts for the store with a directory that is not hidden
+# (hideMount = false), a store with allowTrash, and darlings' own nosuid/nodev.
+{
+  about = "hideMounts, per-directory hideMount, allowTrash, nosuid/nodev";
+  forms = [
+    "store:hideMounts"
+    "entry:hideMount"
+    "store:allowTrash"
+  ];
+  module =
+    { ... }:
+    {
+      fileSystems."/" = {
+        device = "none";
+        fsType = "tmpfs";
+      };
+      fileSystems."/persist" = {
+        device = "/dev/disk/by-label/persist";
+        fsType = "ext4";
+        neededForBoot = true;
+      };
+      fileSystems."/media-store" = {
+        device = "/dev/disk/by-label/media";
+        fsType = "ext4";
+        neededForBoot = true;
+      };
+      darlings.enable = true;
+      darlings.root.backend = "tmpfs";
+      darlings.persistence."/persist" = {
+        hideMounts = true;
+        nodev = false;
+        directories = [
+          "/var/log"
+          "/var/lib/nixos"
+          {
+            directory = "/srv/shared";
+            hideMount = false;
+          }
+        ];
+      };
+      darlings.persistence."/media-store" = {
+        allowTrash = true;
+        directories = [ "/srv/media" ];
+      };
+    };
+  expect = {
+    settings = [
+      ''.persist[1] | ."hide-mounts" == false and .nodev == false and .directories == [{path: "/var/log", "hide-mount": true}, {path: "/var/lib/nixos", "hide-mount": true}, {path: "/srv/shared"}]''
+      ''.persist[0] | .store == "/media-store" and ."allow-trash" == true and ."hide-mounts" == false''
+    ];
+    plan = [
+      ''any(.steps[]; .target == "/var/log" and .hide and (.nodev | not))''
+      ''any(.steps[]; .target == "/srv/shared" and (.hide | not))''
+    ];
+  };
+}
