@@ -21,7 +21,7 @@ let
   # Octal ("0750", "750", "0o750") or chmod-style symbolic ("u=rwx,g=rx,o="), as darlings reads
   # them (toml-schema.md); anything else fails here rather than in the initrd.
   modeType =
-    types.strMatching "(0o)?[0-7]{3,4}|[ugoa]*[-+=][rwxXst]*(,[ugoa]*[-+=][rwxXst]*)*"
+    types.strMatching "(0o)?[0-7]{1,4}|[ugoa]*([-+=][rwxXst]*)+(,[ugoa]*([-+=][rwxXst]*)+)*"
     // {
       description = "file mode, octal (\"0750\") or symbolic (\"u=rwx,g=rx,o=\")";
     };

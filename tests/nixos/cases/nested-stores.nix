@@ -2,7 +2,10 @@
 # configurations keep backed-up state apart from caches; no entry of one lies in the other's.
 {
   about = "nested stores";
-  forms = [ "store:nested" ];
+  forms = [
+    "store:nested"
+    "mode:symbolic-several-actions"
+  ];
   module =
     { ... }:
     {
@@ -20,7 +23,11 @@
       darlings.persistence."/persist".directories = [
         "/var/log"
         "/var/lib/nixos"
-        "/srv/data"
+        # chmod's form with two actions in a clause: rwx for the owner, search only for others.
+        {
+          directory = "/srv/data";
+          mode = "u=rwx,go-rwx+X";
+        }
       ];
       darlings.persistence."/persist/cache" = {
         directories = [
@@ -34,7 +41,7 @@
     settings = [ ''.persist | map(.store) == ["/persist", "/persist/cache"]'' ];
     plan = [
       ''any(.steps[]; .target == "/var/cache" and .source == "/persist/cache/var/cache")''
-      ''any(.steps[]; .target == "/srv/data" and .source == "/persist/srv/data")''
+      ''any(.steps[]; .target == "/srv/data" and .source == "/persist/srv/data" and .mode == "0711")''
     ];
   };
 }
