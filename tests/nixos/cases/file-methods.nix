@@ -9,21 +9,11 @@
   module =
     { ... }:
     {
-      fileSystems."/" = {
-        device = "none";
-        fsType = "tmpfs";
-      };
-      fileSystems."/persist" = {
-        device = "/dev/disk/by-label/persist";
-        fsType = "ext4";
-        neededForBoot = true;
-      };
+      imports = [ ../tmpfs-persist.nix ];
       users.users.gina = {
         isNormalUser = true;
         uid = 1005;
       };
-      darlings.enable = true;
-      darlings.root.backend = "tmpfs";
       darlings.persistence."/persist" = {
         directories = [ "/var/lib/nixos" ];
         files = [

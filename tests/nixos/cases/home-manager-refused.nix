@@ -9,22 +9,14 @@
   module =
     { ... }:
     {
-      imports = [ ../home-manager-stand-in.nix ];
-      fileSystems."/" = {
-        device = "none";
-        fsType = "tmpfs";
-      };
-      fileSystems."/persist" = {
-        device = "/dev/disk/by-label/persist";
-        fsType = "ext4";
-        neededForBoot = true;
-      };
+      imports = [
+        ../tmpfs-persist.nix
+        ../home-manager-stand-in.nix
+      ];
       users.users.bird = {
         isNormalUser = true;
         uid = 1000;
       };
-      darlings.enable = true;
-      darlings.root.backend = "tmpfs";
       darlings.persistence."/persist".directories = [ "/var/lib/nixos" ];
       home-manager.users.bird.home.persistence."/persist/home/bird" = {
         allowOther = true;

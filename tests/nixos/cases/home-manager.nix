@@ -15,16 +15,10 @@
   module =
     { ... }:
     {
-      imports = [ ../home-manager-stand-in.nix ];
-      fileSystems."/" = {
-        device = "none";
-        fsType = "tmpfs";
-      };
-      fileSystems."/persist" = {
-        device = "/dev/disk/by-label/persist";
-        fsType = "ext4";
-        neededForBoot = true;
-      };
+      imports = [
+        ../tmpfs-persist.nix
+        ../home-manager-stand-in.nix
+      ];
       users.users.bird = {
         isNormalUser = true;
         uid = 1000;
@@ -33,8 +27,6 @@
         isNormalUser = true;
         uid = 1001;
       };
-      darlings.enable = true;
-      darlings.root.backend = "tmpfs";
       darlings.persistence."/persist" = {
         hideMounts = true;
         directories = [ "/var/lib/nixos" ];

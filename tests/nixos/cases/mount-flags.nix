@@ -10,22 +10,12 @@
   module =
     { ... }:
     {
-      fileSystems."/" = {
-        device = "none";
-        fsType = "tmpfs";
-      };
-      fileSystems."/persist" = {
-        device = "/dev/disk/by-label/persist";
-        fsType = "ext4";
-        neededForBoot = true;
-      };
+      imports = [ ../tmpfs-persist.nix ];
       fileSystems."/media-store" = {
         device = "/dev/disk/by-label/media";
         fsType = "ext4";
         neededForBoot = true;
       };
-      darlings.enable = true;
-      darlings.root.backend = "tmpfs";
       darlings.persistence."/persist" = {
         hideMounts = true;
         nodev = false;

@@ -9,17 +9,7 @@
   module =
     { ... }:
     {
-      fileSystems."/" = {
-        device = "none";
-        fsType = "tmpfs";
-      };
-      fileSystems."/persist" = {
-        device = "/dev/disk/by-label/persist";
-        fsType = "ext4";
-        neededForBoot = true;
-      };
-      darlings.enable = true;
-      darlings.root.backend = "tmpfs";
+      imports = [ ../tmpfs-persist.nix ];
       darlings.persistence."/persist".directories = [
         "/var/log"
         "/var/lib/nixos"

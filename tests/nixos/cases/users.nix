@@ -14,15 +14,7 @@
   module =
     { ... }:
     {
-      fileSystems."/" = {
-        device = "none";
-        fsType = "tmpfs";
-      };
-      fileSystems."/persist" = {
-        device = "/dev/disk/by-label/persist";
-        fsType = "ext4";
-        neededForBoot = true;
-      };
+      imports = [ ../tmpfs-persist.nix ];
       users.groups.staff.gid = 2000;
       users.users.ivy = {
         isNormalUser = true;
@@ -34,8 +26,6 @@
         isNormalUser = true;
         uid = 1007;
       };
-      darlings.enable = true;
-      darlings.root.backend = "tmpfs";
       darlings.persistence."/persist" = {
         directories = [ "/var/lib/nixos" ];
         users.ivy.directories = [

@@ -10,18 +10,8 @@
   module =
     { ... }:
     {
-      fileSystems."/" = {
-        device = "none";
-        fsType = "tmpfs";
-      };
-      fileSystems."/persist" = {
-        device = "/dev/disk/by-label/persist";
-        fsType = "ext4";
-        neededForBoot = true;
-      };
+      imports = [ ../tmpfs-persist.nix ];
       users.users.hank.isNormalUser = true;
-      darlings.enable = true;
-      darlings.root.backend = "tmpfs";
       darlings.persistence."/persist" = {
         directories = [ "/var/log" ];
         users.hank.files = [
