@@ -186,12 +186,16 @@ let
       # itself (hide-mount). Files follow the table: impermanence hides no file bind at all.
       dirs = filter (e: e.kind == "directory") es;
       hide = if dirs == [ ] then lib.all (e: e.hideMounts) es else lib.all (e: e.hide) dirs;
-      trash = agreed (map (e: e.trash) dirs);
+      # allowTrash is a directory's option in impermanence (files have none): likewise.
+      trash = dirs != [ ] && lib.all (e: e.trash) dirs;
       nosuid = agreed (map (e: e.nosuid) es);
       nodev = agreed (map (e: e.nodev) es);
-      withHide =
-        e: e.table // lib.optionalAttrs (e.kind == "directory" && e.hide != hide) { hide-mount = e.hide; };
-      tablesOf = kind: xs: nonEmpty (map withHide (filter (e: e.kind == kind) xs));
+      withFlags =
+        e:
+        e.table
+        // lib.optionalAttrs (e.kind == "directory" && e.hide != hide) { hide-mount = e.hide; }
+        // lib.optionalAttrs (e.kind == "directory" && e.trash != trash) { allow-trash = e.trash; };
+      tablesOf = kind: xs: nonEmpty (map withFlags (filter (e: e.kind == kind) xs));
       system = filter (e: e.user == null) es;
       users = lib.groupBy (e: e.user) (filter (e: e.user != null) es);
       userTable =
@@ -212,9 +216,7 @@ let
       settings = compact {
         inherit store;
         hide-mounts = hide;
-        # Written only when set: it is all a store takes of impermanence's per-directory
-        # allowTrash (the module refuses a store whose directories disagree).
-        allow-trash = if trash == [ true ] then true else null;
+        allow-trash = if trash then true else null;
         nosuid = if nosuid == [ ] then null else lib.head nosuid;
         nodev = if nodev == [ ] then null else lib.head nodev;
         directories = tablesOf "directory" system;
@@ -222,8 +224,7 @@ let
         users = if users == { } then null else mapAttrs userTable users;
       };
       problems =
-        lib.optional (lib.length trash > 1) "darlings: store ${store} has directories with allowTrash = true and others with false; darlings sets x-gvfs-trash per store, so make them agree (or split the store)"
-        ++ lib.optional (lib.length nosuid > 1) "darlings: the darlings.persistence attributes that make store ${store} disagree on nosuid; set it the same in each"
+        lib.optional (lib.length nosuid > 1) "darlings: the darlings.persistence attributes that make store ${store} disagree on nosuid; set it the same in each"
         ++ lib.optional (lib.length nodev > 1) "darlings: the darlings.persistence attributes that make store ${store} disagree on nodev; set it the same in each"
         ++ concatLists (
           mapAttrsToList (

@@ -66,6 +66,7 @@
           home.persistence.main = {
             persistentStoragePath = "/persist";
             hideMounts = true;
+            allowTrash = true;
             directories = [ "Music" ];
           };
         };
@@ -75,7 +76,7 @@
       ''.persist | length == 1''
       ''.persist[0].users.bird.directories == [{path: "Downloads"}, {path: ".local/share/subdir"}, {path: ".gnupg", mode: "0700"}, {path: "owned/by/other/user", user: "fish"}]''
       ''.persist[0].users.bird.files == [{path: ".screenrc"}, {path: ".config/persistence_test"}, {path: ".config/mimeapps.list", method: "symlink"}]''
-      ''.persist[0].users.fish.directories == [{path: "Music", "hide-mount": true}]''
+      ''.persist[0].users.fish.directories == [{path: "Music", "hide-mount": true, "allow-trash": true}]''
       ''.persist[0] | ."hide-mounts" == false and .directories == [{path: "/var/lib/nixos", "hide-mount": true}]''
     ];
     plan = [ ''any(.steps[]; .target == "/home/bird/Downloads" and .op == "bind" and .uid == 1000)'' ];

@@ -1,11 +1,10 @@
 # Entries darlings would refuse at boot (where refusing means binding nothing), refused at
-# evaluation: a path given twice, directories of one store disagreeing on allowTrash, an entry
-# with both `directory` and `path`, and root options of another backend.
+# evaluation: a path given twice, an entry with both `directory` and `path`, and root options of
+# another backend.
 {
-  about = "assertions: duplicates, mixed allowTrash, directory and path, stray root keys";
+  about = "assertions: duplicates, directory and path, stray root keys";
   forms = [
     "refused:duplicate"
-    "refused:mixed-allowTrash"
     "refused:directory-and-path"
     "refused:root-keys"
   ];
@@ -32,10 +31,6 @@
       darlings.persistence."/persist".directories = [
         "/var/log"
         {
-          directory = "/srv/a";
-          allowTrash = true;
-        }
-        {
           directory = "/srv/b";
           path = "/srv/b";
         }
@@ -47,7 +42,6 @@
     };
   expect.failures = [
     "darlings: /var/log is persisted twice"
-    "darlings: store /persist has directories with allowTrash = true and others with false"
     "darlings.persistence.\"/persist\": an entry must set exactly one of `directory` and `path` (it sets both)"
     "darlings.root.size has no meaning for backend \"zfs\""
     "darlings.root.dataset is \"rpool/other\" but fileSystems.\"/\" mounts \"rpool/local/root\""
