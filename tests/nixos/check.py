@@ -345,6 +345,7 @@ def main():
     drvs = [("packages.x86_64-linux.default", flake["package"]),
             ("packages.aarch64-linux.default", flake["packageAarch64"]),
             ("overlays.default's darlings", flake["overlayPackage"]),
+            ("default.nix", flake["defaultNix"]),
             ("a NixOS system with nixosModules.default", flake["systemToplevel"])]
     drvs += [(f"checks.x86_64-linux.{k}", v) for k, v in sorted(flake["checks"].items())]
     for label, drv in drvs:
@@ -352,6 +353,8 @@ def main():
             print(f"  ok   {label} instantiates: {drv}")
         else:
             problem(f"{label}: {drv} was not instantiated")
+    if len({flake["package"], flake["overlayPackage"], flake["defaultNix"]}) != 1:
+        problem("packages.default, the overlay's darlings and default.nix are not one derivation")
     if flake["moduleDefaultPackage"] != flake["package"]:
         problem("nixosModules.default's darlings.package is not packages.default")
     else:

@@ -3,7 +3,7 @@
 # `outputs` the way Nix would, with the vendored nixpkgs 24.05's own flake outputs as the
 # `nixpkgs` input (its legacyPackages given the one overlay a whole system needs from this tree:
 # see common.nix). Reports the drvPaths CI instantiates: the package, the overlay's package, a
-# NixOS system built with nixosModules.default, and each NixOS test in `checks`.
+# NixOS system built with nixosModules.default, each NixOS test in `checks`, and default.nix.
 { nixpkgs }:
 let
   # nixpkgs as a flake input: the tree's flake.nix outputs, with the facts about the tree that
@@ -80,6 +80,7 @@ in
   packageName = self.packages.x86_64-linux.default.name;
   packageAarch64 = self.packages.aarch64-linux.default.drvPath;
   overlayPackage = overlaid.darlings.drvPath;
+  defaultNix = (import ../../default.nix { pkgs = overlaid; }).drvPath;
   moduleDefaultPackage = system.config.darlings.package.drvPath;
   systemToplevel = system.config.system.build.toplevel.drvPath;
   homeManagerModule = toString self.homeManagerModules.default;
