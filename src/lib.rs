@@ -13,3 +13,4 @@ pub mod paths;
 pub mod plan;
 pub mod report;
 pub mod reports;
+pub mod stores;

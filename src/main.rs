@@ -185,6 +185,11 @@ fn run(cli: Cli) -> Result<()> {
             for c in pre.checks {
                 writeln!(stdout, "ok: {c}")?;
             }
+            for c in darlings::stores::check(&config, &root)
+                .context("a store is where the rollback would erase it")?
+            {
+                writeln!(stdout, "ok: {c}")?;
+            }
             let plan = plan::build(&config, &accounts(&root)?)?;
             let out = apply::apply(&plan, &root, apply::Options { dry_run: true })
                 .context("the plan would not apply")?;
