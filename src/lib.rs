@@ -7,6 +7,7 @@ pub mod boot;
 pub mod cmdline;
 pub mod config;
 pub mod glob;
+pub mod lock;
 pub mod logging;
 pub mod owners;
 pub mod paths;
