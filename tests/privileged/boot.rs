@@ -506,7 +506,7 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
 }
 
 /// `--stage all` with nothing mounted at --root: darlings mounts the fresh root itself. Nothing
-/// mounts the store here, so apply refuses (the store is not its own mount) and the boot goes
+/// mounts the store here, so apply refuses (the store is missing) and the boot goes
 /// on under boot-old-root with the failure recorded.
 fn boot_all_mounts_the_new_root_when_the_initrd_has_not() -> TestResult {
     let mut m = Machine::new("")?;
