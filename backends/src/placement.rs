@@ -290,6 +290,16 @@ impl Placement {
     }
 }
 
+/// The ZFS half of the rule, for a store whose mount's source is `source`: what the zfs
+/// backend's preflight asks of the stores' live mount points before a rollback, with the same
+/// refusal as everywhere else.
+pub fn zfs_refusal(store: &[u8], source: &[u8], root_dataset: &[u8]) -> Option<PlacementError> {
+    zfs_why(source, None, Some(root_dataset)).map(|why| PlacementError::OnRoot {
+        store: Show(store).to_string(),
+        why,
+    })
+}
+
 /// `ds` is `parent`, one of its snapshots, or below it.
 fn zfs_below(ds: &[u8], parent: &[u8]) -> bool {
     ds == parent
@@ -388,6 +398,13 @@ mod tests {
             Some("zfs dataset rpool/local/root/p is below the root dataset rpool/local/root")
         );
         assert_eq!(zfs_why(b"rpool/local/root", None, None), None);
+        assert!(zfs_refusal(b"/persist", b"/dev/vda1", b"rpool/local/root").is_none());
+        assert_eq!(
+            zfs_refusal(b"/mnt/store", b"tank/root/store", b"tank/root")
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            "store /mnt/store is on the root's filesystem (zfs dataset tank/root/store is below the root dataset tank/root): what it holds would be erased with the root at the next rollback; mount a filesystem the rollback does not touch there (another partition, a btrfs subvolume beside the root subvolume, a zfs dataset outside the root dataset), or point the store at a directory on one"
+        );
     }
 
     #[cfg(feature = "btrfs")]
