@@ -845,11 +845,20 @@ impl Applier {
         let want = b.source();
         fs::symlinkat(want.as_bytes(), tdir, name)
             .map_err(|e| io(format!("cannot create symlink {}", Show(&tgt_shown)), e))?;
+        // Its inode, so that an undo removes this link and nothing put in its place.
+        let id = fs::statx(
+            tdir,
+            name,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        )
+        .ok()
+        .map(|st| (st.stx_dev_major, st.stx_dev_minor, st.stx_ino));
         self.journal.push(Done::Created {
             tree: TreeId::Root,
             rel: join(&comps),
             dir: false,
-            id: None,
+            id,
             line: format!("linked {} -> {want}", Show(&tgt_shown)),
             shown: tgt_shown,
         });
