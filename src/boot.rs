@@ -591,6 +591,16 @@ pub fn run(o: &Options) -> Outcome {
         tracing::warn!("boot: {w}");
     }
     let policy = cmd.on_failure.unwrap_or_default();
+    // A second darlings on this work dir (another boot unit, a manual rollback) must not act
+    // beside this one, nor write over its record.
+    let _lock = if o.dry_run {
+        None
+    } else {
+        match crate::lock::acquire(o.work_dir, "boot") {
+            Ok(l) => Some(l),
+            Err(e) => return locked_out(o, &cmd, e),
+        }
+    };
     let mut record = Record::new(policy, &cmd);
     if o.stage == Stage::Late && !o.dry_run {
         // Carry on the record `early` left in this boot's work dir.
@@ -664,6 +674,34 @@ pub fn run(o: &Options) -> Outcome {
         halt,
         error: b.error,
         lines: b.lines,
+    }
+}
+
+/// The boot when another darlings holds the work dir's lock: nothing is done or written, and
+/// the failure follows the policy (the command line's, else the config's).
+fn locked_out(o: &Options, cmd: &Cmdline, e: crate::lock::LockError) -> Outcome {
+    let policy = cmd.on_failure.unwrap_or_else(|| {
+        config::load(o.config)
+            .map(|c| c.boot.on_failure)
+            .unwrap_or_default()
+    });
+    let mut record = Record::new(policy, cmd);
+    let text = chain(&e);
+    tracing::error!("boot: {text}; this boot changes nothing");
+    record.outcome = "failed".into();
+    record.phases.push(Phase {
+        stage: "boot".into(),
+        phase: "lock".into(),
+        ms: 0.0,
+        ok: false,
+        detail: text.clone(),
+    });
+    record.error = Some(text);
+    Outcome {
+        record,
+        halt: policy == OnFailure::Halt,
+        error: Some(Box::new(e)),
+        lines: Vec::new(),
     }
 }
 

@@ -185,6 +185,11 @@ fn run(cli: Cli) -> Result<()> {
             for c in pre.checks {
                 writeln!(stdout, "ok: {c}")?;
             }
+            for c in darlings::stores::check(&config, &root)
+                .context("a store is where the rollback would erase it")?
+            {
+                writeln!(stdout, "ok: {c}")?;
+            }
             let plan = plan::build(&config, &accounts(&root)?)?;
             let out = apply::apply(&plan, &root, apply::Options { dry_run: true })
                 .context("the plan would not apply")?;
@@ -212,6 +217,9 @@ fn run(cli: Cli) -> Result<()> {
             utab,
         } => {
             let config = load()?;
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "apply"))
+                .transpose()?;
             let plan = plan::build(&config, &accounts(&root)?)?;
             let out = apply::apply(&plan, &root, apply::Options { dry_run })?;
             for a in &out.actions {
@@ -371,6 +379,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Init { dry_run } => {
             let config = load()?;
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "init"))
+                .transpose()?;
             let ctx = backends::Ctx {
                 root: Path::new("/"),
                 sizes: false,
@@ -392,6 +403,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Rollback { root, dry_run } => {
             let config = load()?;
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "rollback"))
+                .transpose()?;
             let b = backends::backend(
                 &config,
                 &backends::Ctx {

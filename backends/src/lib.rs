@@ -12,6 +12,7 @@ pub mod clock;
 pub mod error;
 pub mod mountinfo;
 pub mod names;
+pub mod placement;
 
 #[cfg(feature = "tmpfs")]
 pub mod tmpfs;

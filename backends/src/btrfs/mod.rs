@@ -1,6 +1,7 @@
 //! The Btrfs backend: rollback by the exchange protocol on the top-level subvolume, old-root
 //! retention, `init`, and a diff from the send stream (`NO_FILE_DATA`, parent = the blank).
 
+pub mod ancestry;
 pub mod diff;
 pub mod resolve;
 pub mod rollback;
