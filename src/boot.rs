@@ -421,21 +421,21 @@ impl Boot<'_> {
             let acc = owners::read_accounts(root)?;
             let p = plan::build(&config, &acc)?;
             let mut out = apply::apply(&p, root, apply::Options { dry_run: dry })?;
-            if !dry && !out.hidden.is_empty() {
+            if !dry && !out.marked.is_empty() {
                 // The booted system sees these mounts without the root prefix; the mount ids
                 // (what newer libmount matches on) survive the switch to the new root.
                 let prefix = root.as_os_str().as_encoded_bytes();
                 let prefix = prefix.strip_suffix(b"/").unwrap_or(prefix);
-                for h in &mut out.hidden {
-                    if let Some(rest) = h.2.strip_prefix(prefix) {
-                        h.2 = if rest.is_empty() {
+                for m in &mut out.marked {
+                    if let Some(rest) = m.target.strip_prefix(prefix) {
+                        m.target = if rest.is_empty() {
                             b"/".to_vec()
                         } else {
                             rest.to_vec()
                         };
                     }
                 }
-                apply::record_hidden(utab, Path::new("/proc/self/mountinfo"), &out.hidden)?;
+                apply::record_marked(utab, Path::new("/proc/self/mountinfo"), &out.marked)?;
             }
             let d = format!(
                 "{} bound, {} already in place, {} deferred",
@@ -605,6 +605,16 @@ pub fn run(o: &Options) -> Outcome {
         tracing::warn!("boot: {w}");
     }
     let policy = cmd.on_failure.unwrap_or_default();
+    // A second darlings on this work dir (another boot unit, a manual rollback) must not act
+    // beside this one, nor write over its record.
+    let _lock = if o.dry_run {
+        None
+    } else {
+        match crate::lock::acquire(o.work_dir, "boot") {
+            Ok(l) => Some(l),
+            Err(e) => return locked_out(o, &cmd, e),
+        }
+    };
     let mut record = Record::new(policy, &cmd);
     if o.stage == Stage::Late && !o.dry_run {
         // Carry on the record `early` left in this boot's work dir.
@@ -692,6 +702,34 @@ fn unlisted_note(report: &Report) -> String {
         report::Long(&first.unlisted.path),
         first.unlisted.reason
     )
+}
+
+/// The boot when another darlings holds the work dir's lock: nothing is done or written, and
+/// the failure follows the policy (the command line's, else the config's).
+fn locked_out(o: &Options, cmd: &Cmdline, e: crate::lock::LockError) -> Outcome {
+    let policy = cmd.on_failure.unwrap_or_else(|| {
+        config::load(o.config)
+            .map(|c| c.boot.on_failure)
+            .unwrap_or_default()
+    });
+    let mut record = Record::new(policy, cmd);
+    let text = chain(&e);
+    tracing::error!("boot: {text}; this boot changes nothing");
+    record.outcome = "failed".into();
+    record.phases.push(Phase {
+        stage: "boot".into(),
+        phase: "lock".into(),
+        ms: 0.0,
+        ok: false,
+        detail: text.clone(),
+    });
+    record.error = Some(text);
+    Outcome {
+        record,
+        halt: policy == OnFailure::Halt,
+        error: Some(Box::new(e)),
+        lines: Vec::new(),
+    }
 }
 
 /// " (12 MiB)", or nothing when no size is known (a walk without sizes reports none).

@@ -47,6 +47,10 @@ enum Cmd {
         /// The root the config is checked against.
         #[arg(long, default_value = "/")]
         root: PathBuf,
+        /// Validate the config file alone, not the system it describes (for configs built
+        /// elsewhere, such as the NixOS module's /etc/darlings.toml).
+        #[arg(long)]
+        config_only: bool,
     },
     /// Print the bind-mount plan (steps in order).
     Plan {
@@ -156,7 +160,7 @@ fn run(cli: Cli) -> Result<()> {
                 .render(&mut stdout)
                 .context("cannot write the man page")?;
         }
-        Cmd::Check { root } => {
+        Cmd::Check { root, config_only } => {
             let config = load()?;
             writeln!(
                 stdout,
@@ -165,6 +169,9 @@ fn run(cli: Cli) -> Result<()> {
                 config.root.backend_name(),
                 config.stores.len()
             )?;
+            if config_only {
+                return Ok(());
+            }
             let pre = backends::backend(
                 &config,
                 &backends::Ctx {
@@ -176,6 +183,11 @@ fn run(cli: Cli) -> Result<()> {
             .preflight()
             .context("backend preflight failed")?;
             for c in pre.checks {
+                writeln!(stdout, "ok: {c}")?;
+            }
+            for c in darlings::stores::check(&config, &root)
+                .context("a store is where the rollback would erase it")?
+            {
                 writeln!(stdout, "ok: {c}")?;
             }
             let plan = plan::build(&config, &accounts(&root)?)?;
@@ -205,13 +217,16 @@ fn run(cli: Cli) -> Result<()> {
             utab,
         } => {
             let config = load()?;
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "apply"))
+                .transpose()?;
             let plan = plan::build(&config, &accounts(&root)?)?;
             let out = apply::apply(&plan, &root, apply::Options { dry_run })?;
             for a in &out.actions {
                 writeln!(stdout, "{a}")?;
             }
             if !dry_run {
-                apply::record_hidden(&utab, Path::new("/proc/self/mountinfo"), &out.hidden)?;
+                apply::record_marked(&utab, Path::new("/proc/self/mountinfo"), &out.marked)?;
             }
             writeln!(
                 stdout,
@@ -360,6 +375,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Init { dry_run } => {
             let config = load()?;
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "init"))
+                .transpose()?;
             let ctx = backends::Ctx {
                 root: Path::new("/"),
                 sizes: false,
@@ -381,6 +399,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Rollback { root, dry_run } => {
             let config = load()?;
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "rollback"))
+                .transpose()?;
             let b = backends::backend(
                 &config,
                 &backends::Ctx {

@@ -23,7 +23,20 @@ pub enum PathProblem {
     },
     Nul,
     Newline,
+    /// A component longer than NAME_MAX (255 bytes): no Linux filesystem can hold it.
+    NameTooLong {
+        len: usize,
+    },
+    /// Longer than PATH_MAX less its NUL (4095 bytes): the booted system could not open it.
+    PathTooLong {
+        len: usize,
+    },
 }
+
+/// Linux's NAME_MAX: the longest name one directory entry can have.
+pub const NAME_MAX: usize = 255;
+/// Linux's PATH_MAX counts the terminating NUL; a path string may have one byte less.
+pub const PATH_MAX: usize = 4095;
 
 impl fmt::Display for PathProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -46,11 +59,20 @@ impl fmt::Display for PathProblem {
             PathProblem::Newline => f.write_str(
                 "contains a newline; darlings refuses those in config paths: rename the file",
             ),
+            PathProblem::NameTooLong { len } => write!(
+                f,
+                "has a component of {len} bytes, longer than any Linux filesystem allows ({NAME_MAX}); shorten it"
+            ),
+            PathProblem::PathTooLong { len } => write!(
+                f,
+                "is {len} bytes long, longer than Linux paths may be ({PATH_MAX}); shorten it"
+            ),
         }
     }
 }
 
-fn normal_form(s: &str) -> String {
+fn normal_form(s: &[u8]) -> String {
+    let s = String::from_utf8_lossy(s);
     let mut parts: Vec<&str> = Vec::new();
     for c in s.split('/') {
         match c {
@@ -67,28 +89,34 @@ fn normal_form(s: &str) -> String {
 impl AbsPath {
     /// Accepts only the normal form; anything else is a `PathProblem` that says how to write it.
     pub fn parse(s: &str) -> Result<AbsPath, PathProblem> {
+        AbsPath::parse_bytes(s.as_bytes())
+    }
+
+    /// The same rules for bytes that need not be UTF-8 (a home directory read from passwd).
+    pub fn parse_bytes(s: &[u8]) -> Result<AbsPath, PathProblem> {
         if s.is_empty() {
             return Err(PathProblem::Empty);
         }
-        if s.contains('\0') {
+        if s.contains(&0) {
             return Err(PathProblem::Nul);
         }
-        if s.contains('\n') {
+        if s.contains(&b'\n') {
             return Err(PathProblem::Newline);
         }
-        if !s.starts_with('/') {
+        if s[0] != b'/' {
             return Err(PathProblem::Relative {
                 suggest: normal_form(s),
             });
         }
-        if s == "/" {
+        if s == b"/" {
             return Ok(AbsPath(b"/".to_vec()));
         }
-        for c in s[1..].split('/') {
+        for c in s[1..].split(|&b| b == b'/') {
             let component = match c {
-                "" => "an empty component (\"//\" or a trailing \"/\")",
-                "." => "a \".\" component",
-                ".." => "a \"..\" component",
+                b"" => "an empty component (\"//\" or a trailing \"/\")",
+                b"." => "a \".\" component",
+                b".." => "a \"..\" component",
+                c if c.len() > NAME_MAX => return Err(PathProblem::NameTooLong { len: c.len() }),
                 _ => continue,
             };
             return Err(PathProblem::NotNormal {
@@ -96,7 +124,10 @@ impl AbsPath {
                 suggest: normal_form(s),
             });
         }
-        Ok(AbsPath(s.as_bytes().to_vec()))
+        if s.len() > PATH_MAX {
+            return Err(PathProblem::PathTooLong { len: s.len() });
+        }
+        Ok(AbsPath(s.to_vec()))
     }
 
     /// The root directory, `/`.
@@ -232,6 +263,9 @@ mod tests {
             ("/var/\0log", Err("contains a NUL byte")),
             ("/var/\nlog", Err("contains a newline")),
             ("", Err("is empty")),
+            (&format!("/{}", "n".repeat(256)), Err("a component of 256 bytes")),
+            (&format!("/{}", "n".repeat(255)), Ok(&format!("/{}", "n".repeat(255)))),
+            (&"/n".repeat(2048), Err("4096 bytes long")),
         ];
         for (input, want) in cases {
             let got = AbsPath::parse(input)

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::{json, Value};
 
-use crate::config::{self, Config, Kind, ParentSpec, Target};
+use crate::config::{self, Config, Kind, Method, ParentSpec, Target};
 use crate::owners::{Accounts, Unresolved};
 use crate::paths::AbsPath;
 use crate::report::path_fields;
@@ -40,11 +40,16 @@ pub struct Bind {
     /// One spec per ancestor of `target`, top down, used only for directories darlings creates
     /// (in the root, and mirrored in the store).
     pub parents: Vec<DirSpec>,
+    /// `x-gvfs-hide` in the utab: file managers do not list the mount.
     pub hide: bool,
+    /// `x-gvfs-trash` in the utab: file managers may keep a trash can on the mount.
+    pub trash: bool,
     pub nosuid: bool,
     pub nodev: bool,
     /// Content for a file created in the store when it has none.
     pub seed: Option<&'static [u8]>,
+    /// A bind mount, or (files only) a symlink into the store.
+    pub method: Method,
 }
 
 impl Bind {
@@ -72,12 +77,18 @@ pub enum Step {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub steps: Vec<Step>,
+    /// What the rollback erases, for the store rule apply checks every store against.
+    pub erased: darlings_backends::placement::Erased,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("user {user}'s home {home:?} in the root's etc/passwd is not an absolute, normal path; set home = \"/home/{user}\" in [persist.users.{user}]")]
-    BadHome { user: String, home: String },
+    #[error("user {user}'s home {home} in the root's etc/passwd {why}; set home = \"/home/{user}\" in [persist.users.{user}]")]
+    BadHome {
+        user: String,
+        home: String,
+        why: String,
+    },
     #[error("the plan has conflicting entries:\n{}", .0.join("\n"))]
     Conflicts(Vec<String>),
 }
@@ -113,11 +124,15 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                     target: e.path.clone(),
                     spec,
                     parents: vec![parent; e.path.ancestors().len()],
-                    hide: store.hide_mounts,
+                    hide: e.hide,
+                    trash: e.trash,
                     nosuid: store.nosuid,
                     nodev: store.nodev,
-                    seed: (e.kind == Kind::File && e.path.as_bytes() == b"/etc/machine-id")
+                    seed: (e.kind == Kind::File
+                        && e.method == Method::Bind
+                        && e.path.as_bytes() == b"/etc/machine-id")
                         .then_some(MACHINE_ID_SEED),
+                    method: e.method,
                 }),
                 Err(Unresolved(why)) => deferred.push(Deferred {
                     kind: e.kind,
@@ -128,31 +143,48 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
             }
         }
         for u in &store.users {
-            let who = acc
-                .user(&u.name)
-                .map(|pw| (pw.uid, pw.gid, pw.home.clone()));
-            let (uid, gid, home) = match who {
-                Ok((uid, gid, pw_home)) => {
-                    let home = match &u.home {
-                        Some(h) => h.clone(),
-                        None => {
-                            let text = String::from_utf8_lossy(&pw_home).into_owned();
-                            AbsPath::parse(&text).map_err(|_| PlanError::BadHome {
-                                user: u.name.clone(),
-                                home: text,
-                            })?
-                        }
-                    };
-                    (uid, gid, home)
+            // What the config declares wins; passwd fills in the rest. With the uid, the gid
+            // and the home all declared (the NixOS module does when the system fixes them),
+            // nothing waits for the accounts.
+            let pw = acc.user(&u.name);
+            let pw_home = match (&u.home, &pw) {
+                (Some(_), _) | (None, Err(_)) => None,
+                (None, Ok(p)) => {
+                    let shown = darlings_backends::bytes::Show(&p.home).to_string();
+                    let home = AbsPath::parse_bytes(&p.home).map_err(|e| PlanError::BadHome {
+                        user: u.name.clone(),
+                        home: shown.clone(),
+                        why: e.to_string(),
+                    })?;
+                    if let Some(why) = config::home_problem(&home) {
+                        return Err(PlanError::BadHome {
+                            user: u.name.clone(),
+                            home: shown,
+                            why,
+                        });
+                    }
+                    Some(home)
                 }
-                Err(Unresolved(why)) => {
+            };
+            let known = (
+                u.uid.or(pw.as_ref().ok().map(|p| p.uid)),
+                u.gid.or(pw.as_ref().ok().map(|p| p.gid)),
+                u.home.clone().or(pw_home),
+            );
+            let (uid, gid, home) = match known {
+                (Some(uid), Some(gid), Some(home)) => (uid, gid, home),
+                _ => {
+                    let why = match &pw {
+                        Err(Unresolved(why)) => why.clone(),
+                        Ok(_) => format!("user {}: no primary group id", u.name),
+                    };
                     for e in &u.entries {
                         let shown = match &u.home {
                             Some(h) => h.join(&e.path).to_string(),
                             None => format!(
                                 "~{}/{}",
                                 u.name,
-                                String::from_utf8_lossy(e.path.as_bytes())
+                                darlings_backends::bytes::Show(e.path.as_bytes())
                             ),
                         };
                         deferred.push(Deferred {
@@ -214,10 +246,12 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                         mode: e.mode,
                     },
                     parents,
-                    hide: store.hide_mounts,
+                    hide: e.hide,
+                    trash: e.trash,
                     nosuid: store.nosuid,
                     nodev: store.nodev,
                     seed: None,
+                    method: e.method,
                 });
             }
         }
@@ -242,7 +276,10 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
     binds.sort_by(|a, b| a.target.cmp(&b.target));
     let mut steps: Vec<Step> = binds.into_iter().map(Step::Bind).collect();
     steps.extend(deferred.into_iter().map(Step::Deferred));
-    Ok(Plan { steps })
+    Ok(Plan {
+        steps,
+        erased: crate::stores::erased(&config.root),
+    })
 }
 
 impl Plan {
@@ -292,6 +329,8 @@ fn step_json(s: &Step) -> Value {
                 "mode": format!("{:04o}", b.spec.mode),
                 "parents": b.parents.iter().map(|p| json!({"uid": p.uid, "gid": p.gid, "mode": format!("{:04o}", p.mode)})).collect::<Vec<_>>(),
                 "hide": b.hide,
+                "trash": b.trash,
+                "method": match b.method { Method::Bind => "bind", Method::Symlink => "symlink" },
                 "nosuid": b.nosuid,
                 "nodev": b.nodev,
                 "seed": b.seed.map(|s| String::from_utf8_lossy(s).trim_end().to_string()),
@@ -331,7 +370,14 @@ impl fmt::Display for Plan {
                     if b.hide {
                         flags.push("x-gvfs-hide");
                     }
-                    write!(f, "{:>4}. bind {} {} <- {}  [{}; created as {}", i + 1, b.kind.as_str(), b.target, b.source(), flags.join(","), b.spec)?;
+                    if b.trash {
+                        flags.push("x-gvfs-trash");
+                    }
+                    let op = match b.method {
+                        Method::Bind => "bind",
+                        Method::Symlink => "symlink",
+                    };
+                    write!(f, "{:>4}. {op} {} {} <- {}  [{}; created as {}", i + 1, b.kind.as_str(), b.target, b.source(), flags.join(","), b.spec)?;
                     if let Some(p) = b.parents.last() {
                         write!(f, ", parents {p}")?;
                     }
@@ -486,5 +532,56 @@ mod tests {
         assert_eq!(v["steps"][0]["seed"], "uninitialized");
         assert_eq!(v["steps"][1]["op"], "deferred");
         assert_eq!(v["steps"][1]["target"], "~bob/x");
+    }
+
+    #[test]
+    fn regression_passwd_homes_obey_the_denied_path_rules() {
+        let c = cfg(
+            "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\nfiles = [\".bashrc\"]\n",
+        );
+        for home in ["/run/sshd", "/", "/proc/self", "/nix/store/x"] {
+            let acc = Accounts {
+                users: Some(parse_passwd(
+                    format!("alice:x:1000:100::{home}:/bin/sh\n").as_bytes(),
+                )),
+                groups: Some(Default::default()),
+            };
+            let err = build(&c, &acc).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!(
+                    "user alice's home {home} in the root's etc/passwd"
+                )),
+                "{home}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn regression_non_utf8_passwd_home_is_used_as_bytes_not_made_up() {
+        let c = cfg(
+            "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\nfiles = [\".bashrc\"]\n",
+        );
+        let acc = Accounts {
+            users: Some(parse_passwd(b"alice:x:1000:100::/home/al\xffice:/bin/sh\n")),
+            groups: Some(Default::default()),
+        };
+        let plan = build(&c, &acc).unwrap();
+        let b = plan.binds().next().unwrap();
+        assert_eq!(b.target.as_bytes(), b"/home/al\xffice/.bashrc");
+    }
+
+    #[test]
+    fn declared_uid_gid_and_home_need_no_accounts() {
+        let c = cfg("[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\nhome = \"/home/alice\"\nuid = 1000\ngid = 100\ndirectories = [\"Documents\"]\n");
+        let plan = build(&c, &Accounts::default()).unwrap();
+        assert_eq!(plan.deferred().count(), 0);
+        let b = plan.binds().next().unwrap();
+        assert_eq!((b.spec.uid, b.spec.gid), (1000, 100));
+        // Without the gid, the blank root's missing passwd still defers the entry.
+        let c = cfg("[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\nhome = \"/home/alice\"\nuid = 1000\ndirectories = [\"Documents\"]\n");
+        assert_eq!(
+            build(&c, &Accounts::default()).unwrap().deferred().count(),
+            1
+        );
     }
 }

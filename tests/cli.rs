@@ -128,11 +128,16 @@ fn bad_config_error_texts() {
         ),
         (
             "[root]\nbackend = \"tmpfs\"\ncolour = 1\n",
-            "darlings: error: config CFG is invalid (1 problem):\n  CFG:3:1: unknown field `colour`, expected one of `backend`, `size`, `device`, `subvolume`, `blank`, `keep`, `old-roots`, `dataset`, `destroy-newer-snapshots`; see the config reference in README.md\n",
+            "darlings: error: config CFG is invalid (1 problem):\n  CFG:3:1: unknown key `colour` in [root]; the keys here are `backend`, `size`, `device`, `subvolume`, `blank`, `keep`, `old-roots`, `dataset`, `destroy-newer-snapshots`\n",
         ),
         (
             "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/srv\", mode = 750 }]\n",
-            "darlings: error: config CFG is invalid (1 problem):\n  CFG:5:40: mode 750 is a number, which TOML reads as decimal; write it as an octal string such as \"0750\"\n",
+            "darlings: error: config CFG is invalid (1 problem):\n  CFG:5:40: mode 750 is a number, which TOML reads as decimal; write it as an octal string such as \"0750\" or as symbols such as \"u=rwx,g=rx,o=\"\n",
+        ),
+        (
+            // What nixpkgs' pkgs.formats.toml writes: implicit tables, no [persist.users.alice].
+            "root.backend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\n[[persist.users.alice.directories]]\npath = \"Documents\"\nmode = \"u=rwx\"\nuser = \"a b\"\n",
+            "darlings: error: config CFG is invalid (1 problem):\n  CFG:7:8: user \"a b\" is not a valid user or group name; use letters, digits, '_', '-' or '.', or a numeric id\n",
         ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {

@@ -11,6 +11,8 @@ pub mod bytes;
 pub mod clock;
 pub mod error;
 pub mod mountinfo;
+pub mod names;
+pub mod placement;
 pub(crate) mod xattr;
 
 #[cfg(feature = "tmpfs")]

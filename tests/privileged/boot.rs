@@ -506,7 +506,7 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
 }
 
 /// `--stage all` with nothing mounted at --root: darlings mounts the fresh root itself. Nothing
-/// mounts the store here, so apply refuses (the store is not its own mount) and the boot goes
+/// mounts the store here, so apply refuses (the store is missing) and the boot goes
 /// on under boot-old-root with the failure recorded.
 fn boot_all_mounts_the_new_root_when_the_initrd_has_not() -> TestResult {
     let mut m = Machine::new("")?;
@@ -555,8 +555,48 @@ impl Drop for Unmount {
     }
 }
 
+/// A foreign entry in report-dir (a directory named like an old report) made pruning, and with
+/// it the late report phase, fail: under on-failure = "halt" that stopped the boot.
+fn foreign_entry_in_report_dir_does_not_halt_the_boot() -> TestResult {
+    let mut m = Machine::new("[boot]\non-failure = \"halt\"\n")?;
+    let text = std::fs::read_to_string(&m.config).map_err(e2s)?;
+    std::fs::write(
+        &m.config,
+        text.replace("report-dir = ", "keep-reports = 1\nreport-dir = "),
+    )
+    .map_err(e2s)?;
+    let foreign = m.top("persist/var/log/darlings/20000101T000000Z.json");
+    std::fs::create_dir_all(&foreign).map_err(e2s)?;
+    let early = m.boot("early")?;
+    check!(early.status.success(), "early: {}", crate::text(&early));
+    m.mount_root_and_store()?;
+    let late = m.boot("late")?;
+    check!(
+        late.status.success(),
+        "a foreign entry halted the boot: {}",
+        crate::text(&late)
+    );
+    let rec = m.record()?;
+    check!(
+        rec["outcome"] == "ok" && rec["report"]["saved"] == true,
+        "record: {rec}"
+    );
+    check!(
+        String::from_utf8_lossy(&late.stderr)
+            .contains("darlings did not write, left alone by pruning: 20000101T000000Z.json (a directory, owner uid 0)"),
+        "no warning: {}",
+        crate::text(&late)
+    );
+    check!(foreign.is_dir(), "the foreign directory was removed");
+    Ok(())
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
+        (
+            "foreign_entry_in_report_dir_does_not_halt_the_boot",
+            foreign_entry_in_report_dir_does_not_halt_the_boot,
+        ),
         (
             "boot_btrfs_erases_darlings_saves_the_report_and_binds_the_store",
             boot_btrfs_erases_darlings_saves_the_report_and_binds_the_store,

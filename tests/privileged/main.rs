@@ -32,6 +32,7 @@ mod btrfs_rollback;
 mod lost_state;
 #[path = "../support/ns.rs"]
 mod ns;
+mod safety;
 
 struct Sandbox {
     _dir: tempfile::TempDir,
@@ -70,9 +71,12 @@ impl Sandbox {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        // A work dir of its own: the lock in the default /run/darlings is the machine's.
         Command::new(BIN)
             .arg("--config")
             .arg(&self.config)
+            .arg("--work-dir")
+            .arg(self.base.join("run"))
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
@@ -460,9 +464,98 @@ fn unmounted_store_is_refused() -> TestResult {
     let out = sb.apply();
     check!(!out.status.success(), "{}", text(&out));
     check!(
-        String::from_utf8_lossy(&out.stderr).contains("is on the same mount as the root"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("is on the root's filesystem (a directory of the root's own filesystem"),
         "{}",
         text(&out)
+    );
+    Ok(())
+}
+
+fn symlink_method_links_into_the_store_and_refuses_what_it_would_lose() -> TestResult {
+    let cfg = "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\nfiles = [{ path = \"/etc/app/state.json\", method = \"symlink\" }, { path = \"/etc/empty\", method = \"symlink\" }]\n";
+    let sb = Sandbox::new(cfg)?;
+    // An empty file where a link belongs is replaced; the store's parents are made so that a
+    // program writing through the link lands in the store.
+    std::fs::create_dir_all(sb.root.join("etc")).map_err(|e| e.to_string())?;
+    std::fs::write(sb.root.join("etc/empty"), "").map_err(|e| e.to_string())?;
+    let out = sb.apply();
+    check!(out.status.success(), "{}", text(&out));
+    for (target, want) in [
+        ("etc/app/state.json", "/persist/etc/app/state.json"),
+        ("etc/empty", "/persist/etc/empty"),
+    ] {
+        let link =
+            std::fs::read_link(sb.root.join(target)).map_err(|e| format!("{target}: {e}"))?;
+        check!(link == Path::new(want), "{target} -> {}", link.display());
+    }
+    check!(
+        sb.store.join("etc/app").is_dir(),
+        "store parent not created"
+    );
+    check!(
+        !mounts().iter().any(|m| m.ends_with("state.json")),
+        "a link entry was bind-mounted"
+    );
+    // Written through the link, the data is in the store.
+    std::fs::write(sb.store.join("etc/app/state.json"), "{}").map_err(|e| e.to_string())?;
+    let again = sb.apply();
+    check!(again.status.success(), "{}", text(&again));
+    check!(
+        String::from_utf8_lossy(&again.stdout).contains("0 bound, 2 already in place"),
+        "{}",
+        text(&again)
+    );
+    // What a link would lose or hide is refused, and nothing changes.
+    std::fs::remove_file(sb.root.join("etc/empty")).map_err(|e| e.to_string())?;
+    std::fs::write(sb.root.join("etc/empty"), "data").map_err(|e| e.to_string())?;
+    let out = sb.apply();
+    check!(!out.status.success(), "{}", text(&out));
+    check!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("has content, and linking it into the store would lose it"),
+        "{}",
+        text(&out)
+    );
+    check!(
+        std::fs::read(sb.root.join("etc/empty")).unwrap_or_default() == b"data",
+        "content touched"
+    );
+    std::fs::remove_file(sb.root.join("etc/empty")).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink("/elsewhere", sb.root.join("etc/empty"))
+        .map_err(|e| e.to_string())?;
+    let out = sb.apply();
+    check!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("is a symlink to /elsewhere, not to /persist/etc/empty"),
+        "{}",
+        text(&out)
+    );
+    Ok(())
+}
+
+fn allow_trash_and_per_directory_hide_mount_reach_the_utab() -> TestResult {
+    let cfg = "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\nallow-trash = true\ndirectories = [{ path = \"/srv/a\", hide-mount = true }, \"/srv/b\", { path = \"/srv/c\", allow-trash = false }]\n";
+    let sb = Sandbox::new(cfg)?;
+    let utab = sb.base.join("utab");
+    let out = sb.apply();
+    check!(out.status.success(), "{}", text(&out));
+    let text_utab = std::fs::read_to_string(&utab).map_err(|e| e.to_string())?;
+    let line = |t: &str| {
+        text_utab
+            .lines()
+            .find(|l| l.contains(&format!("{t} ROOT=")))
+            .unwrap_or("")
+            .to_string()
+    };
+    check!(
+        line("/srv/a").ends_with("OPTS=x-gvfs-hide,x-gvfs-trash"),
+        "{text_utab}"
+    );
+    check!(line("/srv/b").ends_with("OPTS=x-gvfs-trash"), "{text_utab}");
+    check!(
+        line("/srv/c").is_empty(),
+        "a bind with neither option is in the utab: {text_utab}"
     );
     Ok(())
 }
@@ -616,6 +709,8 @@ fn tmpfs_rollback_mounts_verifies_and_refuses() -> TestResult {
         Command::new(BIN)
             .arg("--config")
             .arg(&cfg)
+            .arg("--work-dir")
+            .arg(dir.path().join("run"))
             .args(args)
             .arg("--root")
             .arg(&root)
@@ -664,6 +759,8 @@ fn tmpfs_rollback_mounts_verifies_and_refuses() -> TestResult {
     let o = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
+        .arg("--work-dir")
+        .arg(dir.path().join("run"))
         .args(["rollback", "--root"])
         .arg(&plain)
         .output()
@@ -803,6 +900,14 @@ fn main() {
             hide_mounts_shows_x_gvfs_hide,
         ),
         (
+            "symlink_method_links_into_the_store_and_refuses_what_it_would_lose",
+            symlink_method_links_into_the_store_and_refuses_what_it_would_lose,
+        ),
+        (
+            "allow_trash_and_per_directory_hide_mount_reach_the_utab",
+            allow_trash_and_per_directory_hide_mount_reach_the_utab,
+        ),
+        (
             "deferred_ownership_is_finished_by_a_later_apply",
             deferred_ownership_is_finished_by_a_later_apply,
         ),
@@ -823,6 +928,7 @@ fn main() {
     all.extend(btrfs_rollback::cases());
     all.extend(btrfs_diff::cases());
     all.extend(boot::cases());
+    all.extend(safety::cases());
     all.extend(lost_state::cases());
     all.extend(btrfs_differential::cases());
     let tests = all.as_slice();

@@ -1,6 +1,7 @@
 //! The Btrfs backend: rollback by the exchange protocol on the top-level subvolume, old-root
 //! retention, `init`, and a diff from the send stream (`NO_FILE_DATA`, parent = the blank).
 
+pub mod ancestry;
 mod compare;
 pub mod diff;
 mod inode;

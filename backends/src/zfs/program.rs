@@ -7,22 +7,15 @@
 
 use crate::BackendError;
 
-/// ZFS's dataset-name characters: alphanumerics and `_ - . :` (plus `/` between components).
-/// Spaces are legal in ZFS but refused here so names never need quoting in messages or scripts.
+/// One component of a ZFS name, by the rule the config validates with (crate::names).
 pub fn valid_component(c: &str) -> bool {
-    !c.is_empty()
-        && c.len() <= 255
-        && c.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
-        && c != "."
-        && c != ".."
+    crate::names::zfs_component_ok(c)
 }
 
 /// `pool/a/b` with valid components; the pool alone is refused (its root dataset holds every
 /// other dataset, so it can never be the root).
 pub fn valid_dataset(name: &str) -> Result<(), BackendError> {
-    let parts: Vec<&str> = name.split('/').collect();
-    if parts.len() < 2 || !parts.iter().all(|c| valid_component(c)) {
+    if !crate::names::zfs_dataset_ok(name) {
         return Err(BackendError::Refused(format!(
             "dataset name {name:?} is not valid for darlings; use pool/path/to/root with letters, \
              digits and _-.: only ([root] dataset in the config)"

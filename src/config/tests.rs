@@ -123,9 +123,9 @@ fn minimal_config_has_safe_defaults() {
 fn rejections_table() {
     let cases: &[(&str, &str, &[&str])] = &[
         ("malformed toml", "[[persist]\nstore = 1", &["t.toml:3:", "see the config reference"]),
-        ("unknown top-level key", "colour = \"red\"\n", &["t.toml:3:1", "unknown field `colour`"]),
-        ("unknown persist key", "[[persist]]\nstore = \"/persist\"\ndirectorys = []\n", &["t.toml:5:1", "unknown field `directorys`", "`directories`"]),
-        ("unknown entry key", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", owner = \"a\" }]\n", &["t.toml:5:", "unknown field `owner`", "`user`"]),
+        ("unknown top-level key", "colour = \"red\"\n", &["t.toml:3:1", "unknown key `colour`"]),
+        ("unknown persist key", "[[persist]]\nstore = \"/persist\"\ndirectorys = []\n", &["t.toml:5:1", "unknown key `directorys`", "`directories`"]),
+        ("unknown entry key", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", owner = \"a\" }]\n", &["t.toml:5:", "unknown key `owner`", "`user`"]),
         ("relative path", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"var/log\"]\n", &["t.toml:5:16", "\"var/log\" is relative", "\"/var/log\""]),
         ("dotdot component", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/../etc\"]\n", &["t.toml:5:16", "\"..\" component", "\"/etc\""]),
         ("dot component", "[[persist]]\nstore = \"/persist\"\nfiles = [\"/etc/./x\"]\n", &["t.toml:5:10", "\".\" component", "\"/etc/x\""]),
@@ -152,8 +152,22 @@ fn rejections_table() {
         ("store denied", "[[persist]]\nstore = \"/run/persist\"\n", &["store /run/persist is inside /run"]),
         ("store relative", "[[persist]]\nstore = \"persist\"\n", &["store \"persist\" is relative", "\"/persist\""]),
         ("store twice", "[[persist]]\nstore = \"/persist\"\n[[persist]]\nstore = \"/persist\"\n", &["t.toml:6:9", "listed twice; merge"]),
-        ("store in store", "[[persist]]\nstore = \"/persist\"\n[[persist]]\nstore = \"/persist/inner\"\n", &["store /persist/inner is inside store /persist"]),
-        ("missing store", "[[persist]]\ndirectories = [\"/var/log\"]\n", &["missing field `store`"]),
+        ("nested store holds an outer entry", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/inner/x\"]\n[[persist]]\nstore = \"/persist/inner\"\n", &["t.toml:5:16", "directory /inner/x of store /persist would be kept at /persist/inner/x, which overlaps store /persist/inner"]),
+        ("nested store is an outer entry's copy", "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/cache\"]\n[[persist]]\nstore = \"/persist/cache/x\"\n", &["kept at /persist/cache, which overlaps store /persist/cache/x"]),
+        ("string id out of range", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", user = \"4294967295\" }]\n", &["t.toml:5:38", "user \"4294967295\" is out of range"]),
+        ("zero time budget", "[diff]\ntime-budget = \"0s\"\n", &["t.toml:4:15", "leaves the diff no time"]),
+        ("name longer than NAME_MAX", &format!("[[persist]]\nstore = \"/persist\"\ndirectories = [\"/{}\"]\n", "n".repeat(256)), &["a component of 256 bytes"]),
+        ("entry longer than PATH_MAX in its store", &format!("[[persist]]\nstore = \"/persist\"\ndirectories = [\"{}\"]\n", "/n".repeat(2046)), &["4100 bytes long in store /persist"]),
+        ("home is denied", "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\nhome = \"/run/user/1000\"\nfiles = [\"x\"]\n", &["t.toml:6:8", "home of user alice /run/user/1000 is inside /run"]),
+        ("home is the root", "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\nhome = \"/\"\nfiles = [\"x\"]\n", &["home of user alice / is the whole root"]),
+        ("bad method", "[[persist]]\nstore = \"/persist\"\nfiles = [{ path = \"/x\", method = \"copy\" }]\n", &["method \"copy\" is not a way to persist a file"]),
+        ("method on a directory", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", method = \"symlink\" }]\n", &["unknown key `method`"]),
+        ("camelCase key", "[[persist]]\nstore = \"/persist\"\nhideMounts = true\n", &["unknown key `hideMounts`", "did you mean `hide-mounts`?"]),
+        ("impermanence spelling", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ directory = \"/x\" }]\n", &["unknown key `directory`", "darlings spells it `path`", "has no path"]),
+        ("bad symbolic mode", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", mode = \"u=rwz\" }]\n", &["mode \"u=rwz\" is not a file mode", "not a permission"]),
+        ("persist as a single table", "[persist]\nstore = \"/persist\"\n", &["t.toml:3:1", "write [[persist]]"]),
+        ("zfs dataset with dotdot", "", &[]),
+        ("missing store", "[[persist]]\ndirectories = [\"/var/log\"]\n", &["has no store"]),
         ("mode not octal", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", mode = \"0789\" }]\n", &["t.toml:5:38", "mode \"0789\" is not a file mode", "\"0750\""]),
         ("mode too big", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", mode = \"17777\" }]\n", &["not a file mode"]),
         ("mode as integer", "[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/x\", mode = 750 }]\n", &["mode 750 is a number, which TOML reads as decimal", "octal string"]),
@@ -169,7 +183,7 @@ fn rejections_table() {
         ("relative ignore glob", "[diff]\nignore = [\"var/**\"]\n", &["must be absolute"]),
         ("bad time budget", "[diff]\ntime-budget = \"ten\"\n", &["time-budget \"ten\" is not a duration"]),
         ("bad on-failure", "[boot]\non-failure = \"reboot\"\n", &["t.toml:4:14", "on-failure \"reboot\" is not a policy", "\"boot-old-root\"", "\"halt\""]),
-        ("unknown boot key", "[boot]\nstrict = true\n", &["t.toml:4:1", "unknown field `strict`", "`on-failure`"]),
+        ("unknown boot key", "[boot]\nstrict = true\n", &["t.toml:4:1", "unknown key `strict`", "`on-failure`"]),
         ("zero keep-reports", "[diff]\nkeep-reports = 0\n", &["t.toml:4:16", "keep-reports 0 must be a positive number"]),
         ("zero max entries", "[diff]\nmax-entries = 0\n", &["max-entries 0 must be a positive number"]),
         ("user path absolute", "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\ndirectories = [\"/Documents\"]\n", &["user alice: directory \"/Documents\"", "relative to the home", "\"Documents\""]),
@@ -185,6 +199,21 @@ fn rejections_table() {
                 Err(e) => e.to_string(),
                 Ok(_) => panic!("{name}: accepted"),
             },
+            "zfs dataset with dotdot" => {
+                for ds in ["rpool/../root", "-o/x", "rpool/-x"] {
+                    let e = parse(
+                        &format!("[root]\nbackend = \"zfs\"\ndataset = \"{ds}\"\n"),
+                        "t.toml",
+                    )
+                    .unwrap_err()
+                    .to_string();
+                    assert!(
+                        e.contains("t.toml:3:11") && e.contains("is not a ZFS dataset name"),
+                        "{ds}: {e}"
+                    );
+                }
+                continue;
+            }
             "unknown backend" => match parse("[root]\nbackend = \"ext4\"\n", "t.toml") {
                 Err(e) => {
                     let s = e.to_string();
@@ -272,7 +301,7 @@ fn btrfs_root() {
         ),
         (
             "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nkeep = { weeks = 2 }\n",
-            &["unknown field `weeks`"],
+            &["unknown key `weeks`"],
         ),
         (
             "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nsize = \"2G\"\n",
@@ -360,4 +389,123 @@ fn on_failure_defaults_to_boot_old_root_and_reads_halt() {
     assert_eq!(c.boot.on_failure, OnFailure::BootOldRoot);
     let c = parse(&format!("{HEAD}[boot]\non-failure = \"halt\"\n"), "t.toml").unwrap();
     assert_eq!(c.boot.on_failure, OnFailure::Halt);
+}
+
+// ---- regressions, named after the reports that found them ----------------------------------
+
+#[test]
+fn regression_plainest_dotted_toml_root_backend_alone_parses() {
+    let c = parse("root.backend = \"tmpfs\"\n", "t.toml").unwrap();
+    assert_eq!(c.root, RootConfig::Tmpfs { size: None });
+}
+
+#[test]
+fn regression_implicit_user_table_as_pkgs_formats_toml_writes_it_parses() {
+    // Both directories and files, one entry a set: no [persist.users.alice] header.
+    let text = "[root]\nbackend = \"tmpfs\"\n\n[[persist]]\nstore = \"/persist\"\n\n[[persist.users.alice.directories]]\npath = \"Documents\"\n\n[[persist.users.alice.directories]]\nmode = \"u=rwx,g=,o=\"\npath = \".ssh\"\n";
+    let c = parse(text, "t.toml").unwrap();
+    let alice = &c.stores[0].users[0];
+    assert_eq!(alice.name, "alice");
+    assert_eq!(alice.entries.len(), 2);
+    assert_eq!(alice.entries[1].mode, 0o700);
+}
+
+#[test]
+fn regression_user_id_4294967295_as_a_string_is_refused_like_the_number() {
+    for v in ["\"4294967295\"", "4294967295", "\"99999999999999999999\""] {
+        let e = problems(&format!(
+            "[[persist]]\nstore = \"/persist\"\ndirectories = [{{ path = \"/x\", user = {v} }}]\n"
+        ));
+        assert!(
+            e.contains("is out of range; ids are 0 to 4294967294"),
+            "{v}: {e}"
+        );
+    }
+}
+
+#[test]
+fn regression_zero_time_budget_is_refused() {
+    assert!(problems("[diff]\ntime-budget = \"0s\"\n").contains("leaves the diff no time"));
+    assert!(problems("[diff]\ntime-budget = \"0ms\"\n").contains("leaves the diff no time"));
+}
+
+#[test]
+fn regression_names_over_name_max_and_paths_over_path_max_are_refused() {
+    let long_name = format!("/{}", "n".repeat(256));
+    assert!(problems(&format!(
+        "[[persist]]\nstore = \"/persist\"\nfiles = [\"{long_name}\"]\n"
+    ))
+    .contains("a component of 256 bytes"));
+    let long_path = "/n".repeat(2100);
+    assert!(problems(&format!(
+        "[[persist]]\nstore = \"/persist\"\nfiles = [\"{long_path}\"]\n"
+    ))
+    .contains("4200 bytes long"));
+    let e = problems(&format!(
+        "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\nhome = \"/home/alice\"\nfiles = [\"{}\"]\n",
+        "n/".repeat(2040) + "n"
+    ));
+    assert!(e.contains("bytes long in store /persist"), "{e}");
+}
+
+#[test]
+fn regression_zfs_dataset_names_with_dotdot_or_a_leading_dash_are_refused() {
+    for ds in ["rpool/../root", "-o/x", "rpool/./root", "rpool/-r"] {
+        let e = parse(
+            &format!("[root]\nbackend = \"zfs\"\ndataset = \"{ds}\"\n"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is not a ZFS dataset name"), "{ds}: {e}");
+    }
+    let e = parse(
+        "[root]\nbackend = \"zfs\"\ndataset = \"rpool/root\"\nblank = \"-blank\"\n",
+        "t.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("is not a snapshot name"), "{e}");
+}
+
+#[test]
+fn regression_per_user_homes_obey_the_denied_path_rules() {
+    for home in [
+        "/proc",
+        "/sys/kernel",
+        "/dev/shm",
+        "/run/user/1000",
+        "/nix/store",
+        "/",
+    ] {
+        let e = problems(&format!(
+            "[[persist]]\nstore = \"/persist\"\n[persist.users.alice]\nhome = \"{home}\"\nfiles = [\"x\"]\n"
+        ));
+        assert!(
+            e.contains(&format!("home of user alice {home} ")),
+            "{home}: {e}"
+        );
+    }
+}
+
+#[test]
+fn symbolic_modes_from_impermanence_configs() {
+    let c = parse(
+        &format!("{HEAD}[[persist]]\nstore = \"/nix/persist/system\"\ndirectories = [{{ path = \"/var/lib/colord\", user = \"colord\", group = \"colord\", mode = \"u=rwx,g=rx,o=\" }}]\nfiles = [{{ path = \"/etc/nix/id_rsa\", parent = {{ mode = \"u=rwx,g=,o=\" }} }}]\n"),
+        "t.toml",
+    )
+    .unwrap();
+    let s = &c.stores[0];
+    assert_eq!(s.entries[0].mode, 0o750);
+    assert_eq!(s.entries[1].parent.mode, 0o700);
+}
+
+#[test]
+fn nested_stores_are_accepted_when_their_entries_do_not_overlap() {
+    let c = parse(
+        &format!("{HEAD}[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib\"]\n[[persist]]\nstore = \"/persist/cache\"\ndirectories = [\"/var/cache\"]\n"),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.stores.len(), 2);
 }
