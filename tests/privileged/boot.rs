@@ -12,13 +12,13 @@ use crate::{Case, TestResult};
 
 /// A btrfs "disk": `root` (its blank made by `darlings init`), `persist` holding the store's data, and a root
 /// that has been used: darlings written since the blank, persisted data in the store.
-struct Machine {
-    fs: Fs,
-    config: PathBuf,
-    work: PathBuf,
-    cmdline: PathBuf,
+pub(crate) struct Machine {
+    pub(crate) fs: Fs,
+    pub(crate) config: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) cmdline: PathBuf,
     /// Where the "initrd" mounts the new root.
-    sysroot: PathBuf,
+    pub(crate) sysroot: PathBuf,
 }
 
 const CONFIG_TAIL: &str = r#"
@@ -33,7 +33,7 @@ files = ["/etc/machine-id"]
 "#;
 
 impl Machine {
-    fn new(extra_root: &str) -> Result<Machine, String> {
+    pub(crate) fn new(extra_root: &str) -> Result<Machine, String> {
         let fs = Fs::empty()?;
         let t = fs.top.display().to_string();
         sh(&format!(
@@ -72,11 +72,11 @@ impl Machine {
         Ok(m)
     }
 
-    fn set_cmdline(&self, text: &str) -> TestResult {
+    pub(crate) fn set_cmdline(&self, text: &str) -> TestResult {
         std::fs::write(&self.cmdline, format!("{text}\n")).map_err(e2s)
     }
 
-    fn run(&self, args: &[&str]) -> Result<Output, String> {
+    pub(crate) fn run(&self, args: &[&str]) -> Result<Output, String> {
         Command::new(crate::BIN)
             .arg("--config")
             .arg(&self.config)
@@ -89,7 +89,7 @@ impl Machine {
             .map_err(e2s)
     }
 
-    fn boot(&self, stage: &str) -> Result<Output, String> {
+    pub(crate) fn boot(&self, stage: &str) -> Result<Output, String> {
         let root = self.sysroot.display().to_string();
         let cmdline = self.cmdline.display().to_string();
         self.run(&[
@@ -105,7 +105,7 @@ impl Machine {
 
     /// What the initrd does between the stages: the root subvolume at the sysroot, the store
     /// beneath it.
-    fn mount_root_and_store(&mut self) -> TestResult {
+    pub(crate) fn mount_root_and_store(&mut self) -> TestResult {
         sh(&format!(
             "mount -o subvol=root {} {}",
             self.fs.dev,
@@ -124,17 +124,17 @@ impl Machine {
         Ok(())
     }
 
-    fn record(&self) -> Result<serde_json::Value, String> {
+    pub(crate) fn record(&self) -> Result<serde_json::Value, String> {
         let bytes = std::fs::read(self.work.join("boot.json")).map_err(e2s)?;
         serde_json::from_slice(&bytes).map_err(e2s)
     }
 
-    fn top(&self, rel: &str) -> PathBuf {
+    pub(crate) fn top(&self, rel: &str) -> PathBuf {
         self.fs.top.join(rel)
     }
 }
 
-fn phases(rec: &serde_json::Value) -> Vec<String> {
+pub(crate) fn phases(rec: &serde_json::Value) -> Vec<String> {
     rec["phases"]
         .as_array()
         .map(|a| {
@@ -156,7 +156,7 @@ fn phases(rec: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn lost_paths(report: &serde_json::Value) -> Vec<String> {
+pub(crate) fn lost_paths(report: &serde_json::Value) -> Vec<String> {
     let mut v: Vec<String> = report["entries"]
         .as_array()
         .map(|a| {

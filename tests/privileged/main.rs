@@ -27,7 +27,9 @@ macro_rules! check {
 
 mod boot;
 mod btrfs_diff;
+mod btrfs_differential;
 mod btrfs_rollback;
+mod lost_state;
 #[path = "../support/ns.rs"]
 mod ns;
 mod safety;
@@ -927,6 +929,8 @@ fn main() {
     all.extend(btrfs_diff::cases());
     all.extend(boot::cases());
     all.extend(safety::cases());
+    all.extend(lost_state::cases());
+    all.extend(btrfs_differential::cases());
     let tests = all.as_slice();
     let start = Instant::now();
     let selected: Vec<_> = tests

@@ -2,7 +2,9 @@
 //! retention, `init`, and a diff from the send stream (`NO_FILE_DATA`, parent = the blank).
 
 pub mod ancestry;
+mod compare;
 pub mod diff;
+mod inode;
 pub mod resolve;
 pub mod rollback;
 mod send;

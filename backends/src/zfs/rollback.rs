@@ -634,9 +634,11 @@ fn run_zfs_diff(
             String::from_utf8_lossy(&stderr).trim()
         ));
     }
+    let (changes, unlisted) = super::diff_parse::past_path_max(parser.finish());
     Ok(DiffOutput {
-        changes: parser.finish(),
+        changes,
         truncated,
+        unlisted,
     })
 }
 
