@@ -15,7 +15,7 @@ use darlings_backends::{
 };
 use serde_json::{json, Map, Value};
 
-use crate::config::{Config, Kind};
+use crate::config::{Config, Kind, Method};
 use crate::glob::Glob;
 use crate::paths::AbsPath;
 
@@ -108,6 +108,9 @@ struct Node {
     children: HashMap<Box<[u8]>, u32>,
     /// A mount point darlings binds here: its kind and its path.
     mount: Option<(Kind, Arc<[u8]>)>,
+    /// A file persisted with `method = "symlink"`: what belongs here on the root is the link
+    /// apply makes into the store, which it makes again at every boot.
+    link: bool,
     /// A persisted path at or below this node, for messages.
     example: Option<Arc<[u8]>>,
 }
@@ -138,14 +141,14 @@ impl Classifier {
         for s in &config.stores {
             // The store's mount point lives in the root too (the initrd makes it each boot);
             // what the diff sees beneath it is on the root, hidden under the store.
-            c.add(&s.path, Kind::Dir);
+            c.add(&s.path, Kind::Dir, Method::Bind);
             for e in &s.entries {
-                c.add(&e.path, e.kind);
+                c.add(&e.path, e.kind, e.method);
             }
             for u in &s.users {
                 if let Some(home) = &u.home {
                     for e in &u.entries {
-                        c.add(&home.join(&e.path), e.kind);
+                        c.add(&home.join(&e.path), e.kind, e.method);
                     }
                 }
             }
@@ -153,7 +156,7 @@ impl Classifier {
         c
     }
 
-    fn add(&mut self, path: &AbsPath, kind: Kind) {
+    fn add(&mut self, path: &AbsPath, kind: Kind, method: Method) {
         let bytes: Arc<[u8]> = Arc::from(path.as_bytes());
         let mut at = 0usize;
         for name in components(&bytes) {
@@ -171,21 +174,25 @@ impl Classifier {
         let node = &mut self.nodes[at];
         node.example.get_or_insert_with(|| bytes.clone());
         // Config validation refuses duplicates; the first one stands.
+        if node.mount.is_none() {
+            node.link = method == Method::Symlink;
+        }
         node.mount.get_or_insert((kind, bytes));
     }
 
     /// The config's persisted paths and the plan's targets (homes named only in passwd
     /// included): what `darlings diff` and `darlings boot` classify against.
     pub fn of_plan(config: &Config, plan: &crate::plan::Plan) -> Classifier {
-        Classifier::new(config).with_targets(plan.binds().map(|b| (b.target.clone(), b.kind)))
+        Classifier::new(config)
+            .with_targets(plan.binds().map(|b| (b.target.clone(), b.kind, b.method)))
     }
 
     pub fn with_targets(
         mut self,
-        targets: impl IntoIterator<Item = (AbsPath, Kind)>,
+        targets: impl IntoIterator<Item = (AbsPath, Kind, Method)>,
     ) -> Classifier {
-        for (path, kind) in targets {
-            self.add(&path, kind);
+        for (path, kind, method) in targets {
+            self.add(&path, kind, method);
         }
         self
     }
@@ -206,6 +213,11 @@ impl Classifier {
         let node = &self.nodes[at];
         let (want, ok) = match &node.mount {
             Some((Kind::Dir, _)) => ("directory", file_type == FileType::Dir),
+            // A regular file there means a program replaced the link by rename: its data is on
+            // the root, not in the store (impermanence#175).
+            Some((Kind::File, _)) if node.link => {
+                ("symlink into the store", file_type == FileType::Symlink)
+            }
             Some((Kind::File, _)) => ("regular file", file_type == FileType::File),
             // On the way to a persisted path (`/` is on the way to every one of them).
             None if !node.children.is_empty() => ("directory", file_type == FileType::Dir),
@@ -900,6 +912,25 @@ mod tests {
             file_type: ft,
             size,
         }
+    }
+
+    #[test]
+    fn a_symlinked_file_is_persisted_as_the_link_and_lost_as_a_file() {
+        let c = Classifier::new(
+            &crate::config::parse(
+                "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\nfiles = [{ path = \"/etc/app.json\", method = \"symlink\" }]\n",
+                "t.toml",
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            c.classify_entry(b"/etc/app.json", FileType::Symlink).0,
+            Class::Persisted
+        );
+        // A program replaced the link by rename: its data is on the root.
+        let (class, why) = c.classify_entry(b"/etc/app.json", FileType::File);
+        assert_eq!(class, Class::Lost);
+        assert!(why.is_some());
     }
 
     #[test]
