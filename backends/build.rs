@@ -7,21 +7,44 @@
 //! system directory such as /usr/lib, whatever `LIBBTRFSUTIL_STATIC` says; so the static
 //! archive is named here. This crate's link arguments come before the -sys crate's dynamic
 //! `-lbtrfsutil`, and with `--as-needed` the shared library is then not recorded at all.
+//!
+//! `DARLINGS_LINK=dynamic` links the shared libraries instead, for package.nix: nixpkgs builds
+//! zfs without static archives, and NixOS copies a binary's shared libraries into the initrd
+//! itself (copy_bin_and_libs, the systemd initrd's store paths).
 
 use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DARLINGS_ZFS_LIB_DIR");
-    if std::env::var_os("CARGO_FEATURE_BTRFS").is_some() {
+    println!("cargo:rerun-if-env-changed=DARLINGS_LINK");
+    let dynamic = std::env::var("DARLINGS_LINK").is_ok_and(|v| v == "dynamic");
+    if std::env::var_os("CARGO_FEATURE_BTRFS").is_some() && !dynamic {
         link_static(&["btrfsutil"], "libbtrfsutil-dev");
     }
     println!("cargo:rerun-if-env-changed=CARGO_FEATURE_ZFS");
     if std::env::var_os("CARGO_FEATURE_ZFS").is_some() {
-        link_static(
-            &["zfs_core", "nvpair", "tirpc"],
-            "libzfslinux-dev (apt-get install --no-install-recommends libzfslinux-dev, from Debian's contrib component)",
+        if dynamic {
+            link_dynamic(&["zfs_core", "nvpair"]);
+        } else {
+            link_static(
+                &["zfs_core", "nvpair", "tirpc"],
+                "libzfslinux-dev (apt-get install --no-install-recommends libzfslinux-dev, from Debian's contrib component)",
+            );
+            println!("cargo:rustc-link-lib=pthread");
+        }
+    }
+}
+
+/// Links each `lib<name>.so`, from `DARLINGS_ZFS_LIB_DIR` when it is set.
+fn link_dynamic(libs: &[&str]) {
+    if let Some(dir) = std::env::var_os("DARLINGS_ZFS_LIB_DIR") {
+        println!(
+            "cargo:rustc-link-search=native={}",
+            Path::new(&dir).display()
         );
-        println!("cargo:rustc-link-lib=pthread");
+    }
+    for lib in libs {
+        println!("cargo:rustc-link-lib=dylib={lib}");
     }
 }
 

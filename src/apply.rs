@@ -3,8 +3,11 @@
 //! created with explicit owner and mode, binds made fd to fd (`open_tree` + `move_mount`).
 //!
 //! Two passes: a read-only check of every step (symlinks, non-empty targets, differing files,
-//! an unmounted store) that refuses the whole plan before anything changes, then execution, in
-//! which each step detects work already done, so a second apply is a no-op.
+//! a store the rollback would erase) that refuses the whole plan before anything changes, then
+//! execution, in which each step detects work already done, so a second apply is a no-op. The
+//! execution pass resolves every path again from the root's descriptor (nothing opened by the
+//! check pass is trusted), journals what it changes, and undoes this run's changes, deepest
+//! first, when a step fails, naming anything it could not undo.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -13,6 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use darlings_backends::bytes::Show;
+use darlings_backends::placement::{Placement, PlacementError};
 use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags, Statx, StatxFlags};
 use rustix::io::Errno;
 use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
@@ -32,6 +36,44 @@ pub enum ApplyError {
     Refused(Vec<String>),
     #[error("{0}")]
     Step(String),
+    #[error(transparent)]
+    Backend(#[from] darlings_backends::BackendError),
+    /// The execution pass failed at `entry`, after this run had changed things: what was undone,
+    /// and what could not be.
+    #[error("{}", partial_text(.entry, .undone, .left))]
+    Partial {
+        entry: String,
+        undone: Vec<String>,
+        left: Vec<String>,
+        #[source]
+        cause: Box<ApplyError>,
+    },
+}
+
+fn partial_text(entry: &str, undone: &[String], left: &[String]) -> String {
+    let list = |v: &[String]| v.iter().map(|l| format!("\n  {l}")).collect::<String>();
+    if left.is_empty() {
+        format!(
+            "apply failed at {entry}; it undid all this run had changed ({} change(s)), so the root and the stores are as they were:{}\nfix the cause below and apply again",
+            undone.len(),
+            if undone.is_empty() { "\n  (nothing had changed yet)".to_string() } else { list(undone) }
+        )
+    } else {
+        format!(
+            "apply failed at {entry} and could not undo all this run had changed; left in place:{}\nundone:{}\nremove or unmount what is left by hand (or leave it: a later apply takes it as done), fix the cause below and apply again",
+            list(left),
+            if undone.is_empty() { "\n  (nothing)".to_string() } else { list(undone) }
+        )
+    }
+}
+
+impl From<PlacementError> for ApplyError {
+    fn from(e: PlacementError) -> Self {
+        match e {
+            PlacementError::OnRoot { .. } => ApplyError::Step(e.to_string()),
+            PlacementError::Io(e) => ApplyError::Backend(e),
+        }
+    }
 }
 
 fn io(what: String, e: Errno) -> ApplyError {
@@ -86,13 +128,63 @@ fn symlink_refusal(tree: &str, shown: &[u8]) -> String {
     )
 }
 
+/// Which tree a journal entry is in: the root, or the store with this path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TreeId {
+    Root,
+    Store(Vec<u8>),
+}
+
+/// One change the execution pass made, with what undoing it needs: paths relative to the
+/// tree's top, resolved again beneath it (no descriptor is kept: a run binds thousands of
+/// entries, more than the default descriptor limit).
+#[derive(Debug)]
+enum Done {
+    /// A directory or file darlings created; `id` (device, inode), when known, is checked
+    /// before it is removed.
+    Created {
+        tree: TreeId,
+        rel: Vec<u8>,
+        dir: bool,
+        id: Option<(u32, u32, u64)>,
+        line: String,
+        shown: Vec<u8>,
+    },
+    /// A bind mount, by its mount id, on `rel` in the root.
+    Mounted {
+        mnt_id: u64,
+        rel: Vec<u8>,
+        line: String,
+        shown: Vec<u8>,
+    },
+    /// Not undoable (an empty file removed to make way for a symlink).
+    Removed { line: String },
+}
+
+impl Done {
+    fn line(&self) -> &str {
+        match self {
+            Done::Created { line, .. } | Done::Mounted { line, .. } | Done::Removed { line } => {
+                line
+            }
+        }
+    }
+}
+
+fn join(comps: &[&[u8]]) -> Vec<u8> {
+    comps.join(&b'/')
+}
+
 /// A directory tree (the root, or one store) with a cache of the directories opened on the way
 /// to the last entry: entries are sorted, so neighbours share most of their parents.
 struct Tree {
     name: &'static str,
+    id: TreeId,
     /// Absolute path of the tree's top in this namespace, for messages and the utab.
     top: Vec<u8>,
     base: OwnedFd,
+    /// The device of `base` (stores: a source on another device is checked on its own).
+    dev: (u32, u32),
     chain: Vec<(Vec<u8>, OwnedFd)>,
 }
 
@@ -114,14 +206,22 @@ impl Tree {
         p
     }
 
+    /// The deepest directory opened by the last walk (the top when none was).
+    fn deepest(&self) -> BorrowedFd<'_> {
+        self.chain
+            .last()
+            .map_or(self.base.as_fd(), |(_, fd)| fd.as_fd())
+    }
+
     /// Walks to the parent directory of `comps` (all but the last component), creating what is
-    /// missing when `create` is set, with owner and mode from `specs` (one per component).
+    /// missing when `create` is set, with owner and mode from `specs` (one per component), and
+    /// journalling each directory it creates.
     fn parent(
         &mut self,
         comps: &[&[u8]],
         specs: &[DirSpec],
         create: bool,
-        created: &mut Vec<String>,
+        journal: &mut Vec<Done>,
     ) -> Result<Parent<'_>, ApplyError> {
         let parents = &comps[..comps.len().saturating_sub(1)];
         let common = self
@@ -133,10 +233,7 @@ impl Tree {
         self.chain.truncate(common);
         for depth in common..parents.len() {
             let comp = parents[depth];
-            let dir = self
-                .chain
-                .last()
-                .map_or(self.base.as_fd(), |(_, fd)| fd.as_fd());
+            let dir = self.deepest();
             let shown = self.shown(&parents[..=depth]);
             let fd = match open_beneath(dir, comp, OFlags::RDONLY | OFlags::DIRECTORY) {
                 Ok(fd) => fd,
@@ -157,12 +254,23 @@ impl Tree {
                         gid: 0,
                         mode: 0o755,
                     });
-                    make_dir(dir, comp, spec, &shown)?;
-                    created.push(format!(
-                        "created {} directory {} ({spec})",
-                        self.name,
-                        Show(&shown)
-                    ));
+                    let mut made = false;
+                    let r = make_dir(dir, comp, spec, &shown, &mut made);
+                    if made {
+                        journal.push(Done::Created {
+                            tree: self.id.clone(),
+                            rel: join(&parents[..=depth]),
+                            dir: true,
+                            id: None,
+                            line: format!(
+                                "created {} directory {} ({spec})",
+                                self.name,
+                                Show(&shown)
+                            ),
+                            shown: shown.clone(),
+                        });
+                    }
+                    r?;
                     open_beneath(dir, comp, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| {
                         io(
                             format!("cannot open {} directory {}", self.name, Show(&shown)),
@@ -179,24 +287,22 @@ impl Tree {
             };
             self.chain.push((comp.to_vec(), fd));
         }
-        Ok(Parent::Open(
-            self.chain
-                .last()
-                .map_or(self.base.as_fd(), |(_, fd)| fd.as_fd()),
-        ))
+        Ok(Parent::Open(self.deepest()))
     }
 }
 
 /// Creates a directory with exactly `spec`: made 0700 first so that nobody can use it before it
 /// has its owner, then chowned and chmodded on the fd (the umask does not apply to fchmod).
+/// `made` is set once the directory exists, also when giving it its owner then fails.
 fn make_dir(
     parent: BorrowedFd<'_>,
     name: &[u8],
     spec: DirSpec,
     shown: &[u8],
+    made: &mut bool,
 ) -> Result<(), ApplyError> {
     match fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
-        Ok(()) => {}
+        Ok(()) => *made = true,
         Err(e) => return Err(io(format!("cannot create directory {}", Show(shown)), e)),
     }
     let fd = open_beneath(parent, name, OFlags::RDONLY | OFlags::DIRECTORY)
@@ -298,20 +404,54 @@ fn dir_is_empty(dir: BorrowedFd<'_>, name: &[u8], shown: &[u8]) -> Result<bool, 
     Ok(true)
 }
 
-fn read_file(dir: BorrowedFd<'_>, name: &[u8], shown: &[u8]) -> Result<Vec<u8>, ApplyError> {
-    let fd = open_beneath(
+fn open_read(dir: BorrowedFd<'_>, name: &[u8], shown: &[u8]) -> Result<std::fs::File, ApplyError> {
+    open_beneath(
         dir,
         name,
         OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
     )
-    .map_err(|e| io(format!("cannot open {}", Show(shown)), e))?;
-    let mut f = std::fs::File::from(fd);
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).map_err(|e| ApplyError::Io {
-        what: format!("cannot read {}", Show(shown)),
-        source: e,
-    })?;
-    Ok(buf)
+    .map(std::fs::File::from)
+    .map_err(|e| io(format!("cannot open {}", Show(shown)), e))
+}
+
+/// Reads until `buf` is full or the file ends.
+fn fill(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Compares two files' content in bounded memory (two 64 KiB buffers), whatever their size:
+/// an initrd has little memory, and persisted files can be large.
+fn same_content(
+    a: (BorrowedFd<'_>, &[u8], &[u8]),
+    b: (BorrowedFd<'_>, &[u8], &[u8]),
+) -> Result<bool, ApplyError> {
+    const CHUNK: usize = 64 * 1024;
+    let mut fa = open_read(a.0, a.1, a.2)?;
+    let mut fb = open_read(b.0, b.1, b.2)?;
+    let (mut ba, mut bb) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    let err = |shown: &[u8]| {
+        let what = format!("cannot read {}", Show(shown));
+        move |e| ApplyError::Io { what, source: e }
+    };
+    loop {
+        let na = fill(&mut fa, &mut ba).map_err(err(a.2))?;
+        let nb = fill(&mut fb, &mut bb).map_err(err(b.2))?;
+        if na != nb || ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na < CHUNK {
+            return Ok(true);
+        }
+    }
 }
 
 /// What the check pass decided for one bind.
@@ -333,16 +473,28 @@ enum Decision {
 
 struct Applier {
     root: Tree,
-    root_mnt: u64,
     stores: HashMap<Vec<u8>, Tree>,
     /// The root's mount is read-only (`ro` on the kernel command line, dracut's pre-pivot):
     /// mount points are then made through `writable`, a private clone of that mount.
     root_ro: bool,
     writable: Option<Tree>,
+    placement: Placement,
+    /// What this run's execution pass changed, in order.
+    journal: Vec<Done>,
+}
+
+fn dev_of(fd: BorrowedFd<'_>, shown: &[u8]) -> Result<(u32, u32), ApplyError> {
+    let st = fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
+        .map_err(|e| io(format!("cannot stat {}", Show(shown)), e))?;
+    Ok((st.stx_dev_major, st.stx_dev_minor))
 }
 
 impl Applier {
-    fn open(root_dir: &Path) -> Result<Applier, ApplyError> {
+    fn open(
+        root_dir: &Path,
+        erased: darlings_backends::placement::Erased,
+        dry_run: bool,
+    ) -> Result<Applier, ApplyError> {
         let shown = root_dir.as_os_str().as_bytes();
         let base = fs::open(
             root_dir,
@@ -358,8 +510,6 @@ impl Applier {
                 e,
             )
         })?;
-        let st = fs::statx(&base, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
-            .map_err(|e| io(format!("cannot stat root {}", Show(shown)), e))?;
         let root_ro = fs::fstatvfs(&base)
             .map_err(|e| {
                 io(
@@ -372,17 +522,31 @@ impl Applier {
         let top = std::fs::canonicalize(root_dir)
             .map(|p| p.as_os_str().as_bytes().to_vec())
             .unwrap_or_else(|_| shown.to_vec());
+        let mut placement = Placement::new(base.as_fd(), &top, erased)?;
+        // Checked pass or not, a directory renamed out of a plain-directory root between the
+        // passes (or between opening a parent and creating in it) would take the execution
+        // pass outside the root; on the top of a mounted filesystem no rename can.
+        if !dry_run && !placement.root_is_filesystem_top()? {
+            return Err(ApplyError::Refused(vec![format!(
+                "  root {} is not the top of a mounted filesystem (it is a plain directory, or a bind of one): a directory renamed out of it while apply works would take binds and new directories outside it; mount the new root there (a filesystem, or a btrfs subvolume) and apply again (--dry-run only looks, and takes any directory)",
+                Show(&top)
+            )]));
+        }
+        let dev = dev_of(base.as_fd(), &top)?;
         Ok(Applier {
             root: Tree {
                 name: "root",
+                id: TreeId::Root,
                 top,
                 base,
+                dev,
                 chain: Vec::new(),
             },
-            root_mnt: st.stx_mnt_id,
             stores: HashMap::new(),
             root_ro,
             writable: None,
+            placement,
+            journal: Vec::new(),
         })
     }
 
@@ -413,7 +577,7 @@ impl Applier {
     /// else sees it, and gone when apply ends. The directories and files it makes are the
     /// same inodes the real root shows, where the binds then go; the root's own mount stays
     /// read-only. Only empty mount points are made this way: nothing of the store's.
-    fn make_mount_point(&mut self, b: &Bind, created: &mut Vec<String>) -> Result<(), ApplyError> {
+    fn make_mount_point(&mut self, b: &Bind) -> Result<(), ApplyError> {
         let comps: Vec<&[u8]> = b.target.components().collect();
         let Some(&name) = comps.last() else {
             return Ok(());
@@ -422,7 +586,10 @@ impl Applier {
             return Ok(());
         }
         let tshown = self.root.shown(&comps);
-        if let Parent::Open(dir) = self.root.parent(&comps, &b.parents, false, created)? {
+        if let Parent::Open(dir) = self
+            .root
+            .parent(&comps, &b.parents, false, &mut Vec::new())?
+        {
             if look("root", dir, name, &tshown)?.is_some() {
                 return Ok(());
             }
@@ -434,24 +601,39 @@ impl Applier {
             return Ok(());
         };
         let shown = w.shown(&comps);
-        let Parent::Open(dir) = w.parent(&comps, &b.parents, true, created)? else {
+        let Parent::Open(dir) = w.parent(&comps, &b.parents, true, &mut self.journal)? else {
             return Ok(());
         };
         if look("root", dir, name, &shown)?.is_none() {
-            create_entry(dir, name, b.kind, b.spec, None, &shown)?;
-            created.push(format!(
-                "created root {} {} ({}) through a writable clone of the read-only root mount",
-                b.kind.as_str(),
-                Show(&shown),
-                b.spec
-            ));
+            Self::create_journalled(
+                &mut self.journal,
+                TreeId::Root,
+                dir,
+                &comps,
+                b,
+                None,
+                &shown,
+            )?;
+            if let Some(Done::Created { line, .. }) = self.journal.last_mut() {
+                line.push_str(" through a writable clone of the read-only root mount");
+            }
         }
         Ok(())
     }
 
-    /// Opens a store beneath the root, once, and refuses a store that is not its own mount:
-    /// anything bound from the root's own filesystem would be erased with it.
-    fn store(&mut self, store: &crate::paths::AbsPath) -> Result<&mut Tree, ApplyError> {
+    /// Forgets every descriptor opened so far but the root's: the execution pass resolves
+    /// everything again from the root rather than trust what the check pass opened.
+    fn forget_opened(&mut self) {
+        self.root.chain.clear();
+        if let Some(w) = self.writable.as_mut() {
+            w.chain.clear();
+        }
+        self.stores.clear();
+    }
+
+    /// Opens a store beneath the root, once, and refuses it when the rollback would erase it
+    /// (the store rule, `darlings_backends::placement`). Returns its key in `stores`.
+    fn open_store(&mut self, store: &crate::paths::AbsPath) -> Result<Vec<u8>, ApplyError> {
         let key = store.as_bytes().to_vec();
         if !self.stores.contains_key(&key) {
             let shown = self.root.shown(&[store.relative()]);
@@ -470,24 +652,25 @@ impl Applier {
                 Err(Errno::LOOP) => return Err(ApplyError::Step(symlink_refusal("store", &shown))),
                 Err(e) => return Err(io(format!("cannot open store {}", Show(&shown)), e)),
             };
-            let st = fs::statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
-                .map_err(|e| io(format!("cannot stat store {}", Show(&shown)), e))?;
-            if st.stx_mnt_id == self.root_mnt {
-                return Err(ApplyError::Step(format!(
-                    "store {} is on the same mount as the root, so what it holds is erased at the next rollback; mount the persistent filesystem on it first",
-                    Show(&shown)
-                )));
-            }
+            self.placement.check(fd.as_fd(), &shown)?;
+            let dev = dev_of(fd.as_fd(), &shown)?;
             self.stores.insert(
                 key.clone(),
                 Tree {
                     name: "store",
+                    id: TreeId::Store(key.clone()),
                     top: shown,
                     base: fd,
+                    dev,
                     chain: Vec::new(),
                 },
             );
         }
+        Ok(key)
+    }
+
+    fn store(&mut self, store: &crate::paths::AbsPath) -> Result<&mut Tree, ApplyError> {
+        let key = self.open_store(store)?;
         self.stores
             .get_mut(&key)
             .ok_or_else(|| ApplyError::Step("store vanished from the cache".into()))
@@ -502,27 +685,48 @@ impl Applier {
         let Some(&name) = comps.last() else {
             return Err(ApplyError::Step("empty target".into()));
         };
-        let src_shown;
-        let source = {
-            let store = self.store(&b.store)?;
-            src_shown = store.shown(&comps);
-            match store.parent(&comps, &b.parents, false, &mut Vec::new())? {
-                Parent::Missing => None,
-                Parent::Open(dir) => {
-                    look("store", dir, name, &src_shown)?.map(|f| (f, dir.as_raw_fd()))
-                }
-            }
+        let key = self.open_store(&b.store)?;
+        let Some(store) = self.stores.get_mut(&key) else {
+            return Err(ApplyError::Step("store vanished from the cache".into()));
         };
-        if let Some((f, _)) = &source {
-            if f.kind() != Some(b.kind) {
-                return Err(ApplyError::Step(format!(
-                    "store path {} is not a {}, but the config persists a {} there; fix the store or the config",
-                    Show(&src_shown),
-                    b.kind.as_str(),
-                    b.kind.as_str()
-                )));
+        let src_shown = store.shown(&comps);
+        let store_dev = store.dev;
+        let kind_refusal = || {
+            ApplyError::Step(format!(
+                "store path {} is not a {}, but the config persists a {} there; fix the store or the config",
+                Show(&src_shown),
+                b.kind.as_str(),
+                b.kind.as_str()
+            ))
+        };
+        // A source on another device than its store (a mount inside the store) goes through
+        // the store rule on its own; for a missing source, the directory it would be made in.
+        let source = match store.parent(&comps, &b.parents, false, &mut Vec::new())? {
+            Parent::Missing => {
+                let d = store.deepest();
+                if dev_of(d, &src_shown)? != store_dev {
+                    self.placement.check(d, &src_shown)?;
+                }
+                None
             }
-        }
+            Parent::Open(dir) => match look("store", dir, name, &src_shown)? {
+                Some(f) => {
+                    if f.kind() != Some(b.kind) {
+                        return Err(kind_refusal());
+                    }
+                    if (f.st.stx_dev_major, f.st.stx_dev_minor) != store_dev {
+                        self.placement.check(f.fd.as_fd(), &src_shown)?;
+                    }
+                    Some(f)
+                }
+                None => {
+                    if dev_of(dir, &src_shown)? != store_dev {
+                        self.placement.check(dir, &src_shown)?;
+                    }
+                    None
+                }
+            },
+        };
         let tgt_shown = self.root.shown(&comps);
         let Parent::Open(tdir) = self
             .root
@@ -539,7 +743,7 @@ impl Applier {
                 create_target: true,
             });
         };
-        if let Some((s, _)) = &source {
+        if let Some(s) = &source {
             if target.is_mount_root() && target.same_inode(s) {
                 return Ok(Decision::AlreadyBound);
             }
@@ -587,8 +791,12 @@ impl Applier {
             Kind::File => {
                 if target.st.stx_size > 0 {
                     let same = match &source {
-                        Some((s, _)) if s.st.stx_size == target.st.stx_size => {
-                            let store = self.store(&b.store)?;
+                        Some(s) if s.st.stx_size == target.st.stx_size => {
+                            let Some(store) = self.stores.get_mut(&key) else {
+                                return Err(ApplyError::Step(
+                                    "store vanished from the cache".into(),
+                                ));
+                            };
                             let Parent::Open(sdir) =
                                 store.parent(&comps, &b.parents, false, &mut Vec::new())?
                             else {
@@ -597,7 +805,6 @@ impl Applier {
                                     Show(&src_shown)
                                 )));
                             };
-                            let a = read_file(sdir, name, &src_shown)?;
                             let Parent::Open(tdir) =
                                 self.root
                                     .parent(&comps, &b.parents, false, &mut Vec::new())?
@@ -607,7 +814,7 @@ impl Applier {
                                     Show(&tgt_shown)
                                 )));
                             };
-                            a == read_file(tdir, name, &tgt_shown)?
+                            same_content((sdir, name, &src_shown), (tdir, name, &tgt_shown))?
                         }
                         _ => false,
                     };
@@ -721,13 +928,24 @@ impl Applier {
             Decision::Link { remove_empty } => remove_empty,
             Decision::Bind { .. } | Decision::Seed => false,
         };
-        let mut created = Vec::new();
+        let mark = self.journal.len();
         // The store's directories, so that a program writing through the link lands in it.
-        let store = self.store(&b.store)?;
-        store.parent(&comps, &b.parents, true, &mut created)?;
+        let key = self.open_store(&b.store)?;
+        let Some(store) = self.stores.get_mut(&key) else {
+            return Err(ApplyError::Step("store vanished from the cache".into()));
+        };
+        store.parent(&comps, &b.parents, true, &mut self.journal)?;
         let tgt_shown = self.root.shown(&comps);
-        self.make_mount_point(b, &mut created)?;
-        let Parent::Open(tdir) = self.root.parent(&comps, &b.parents, true, &mut created)? else {
+        if self.root_ro && self.writable.is_none() {
+            self.writable = Some(writable_clone(&self.root)?);
+        }
+        // A read-only root mount: the link and its parents are made through the writable clone
+        // (the same inodes); a link is not a mount, so nothing needs the root's own mount.
+        let maker = match self.writable.as_mut() {
+            Some(w) if self.root_ro => w,
+            _ => &mut self.root,
+        };
+        let Parent::Open(tdir) = maker.parent(&comps, &b.parents, true, &mut self.journal)? else {
             return Err(ApplyError::Step(format!(
                 "cannot create the parents of {}",
                 Show(&tgt_shown)
@@ -736,15 +954,81 @@ impl Applier {
         if remove_empty {
             fs::unlinkat(tdir, name, AtFlags::empty())
                 .map_err(|e| io(format!("cannot remove empty file {}", Show(&tgt_shown)), e))?;
+            self.journal.push(Done::Removed {
+                line: format!("removed the empty file {}", Show(&tgt_shown)),
+            });
         }
         let want = b.source();
         fs::symlinkat(want.as_bytes(), tdir, name)
             .map_err(|e| io(format!("cannot create symlink {}", Show(&tgt_shown)), e))?;
-        out.actions.extend(created);
+        // Its inode, so that an undo removes this link and nothing put in its place.
+        let id = fs::statx(
+            tdir,
+            name,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        )
+        .ok()
+        .map(|st| (st.stx_dev_major, st.stx_dev_minor, st.stx_ino));
+        self.journal.push(Done::Created {
+            tree: TreeId::Root,
+            rel: join(&comps),
+            dir: false,
+            id,
+            line: format!("linked {} -> {want}", Show(&tgt_shown)),
+            shown: tgt_shown,
+        });
         out.actions
-            .push(format!("linked {} -> {want}", Show(&tgt_shown)));
+            .extend(self.journal[mark..].iter().map(|d| d.line().to_string()));
         out.bound += 1;
         Ok(())
+    }
+
+    /// Creates the entry `name` in `dir` (of `tree`) and journals it, then looks at it.
+    #[allow(clippy::too_many_arguments)]
+    fn create_journalled(
+        journal: &mut Vec<Done>,
+        tree: TreeId,
+        dir: BorrowedFd<'_>,
+        comps: &[&[u8]],
+        b: &Bind,
+        seed: Option<&[u8]>,
+        shown: &[u8],
+    ) -> Result<Found, ApplyError> {
+        let name = comps.last().copied().unwrap_or_default();
+        let which = if tree == TreeId::Root {
+            "root"
+        } else {
+            "store"
+        };
+        let mut made = false;
+        let r = create_entry(dir, name, b.kind, b.spec, seed, shown, &mut made);
+        if made {
+            journal.push(Done::Created {
+                tree,
+                rel: join(comps),
+                dir: b.kind == Kind::Dir,
+                id: None,
+                line: format!(
+                    "created {which} {} {} ({})",
+                    b.kind.as_str(),
+                    Show(shown),
+                    b.spec
+                ),
+                shown: shown.to_vec(),
+            });
+        }
+        r?;
+        let f = look(which, dir, name, shown)?.ok_or_else(|| {
+            ApplyError::Step(format!(
+                "{which} path {} vanished after creation",
+                Show(shown)
+            ))
+        })?;
+        if let Some(Done::Created { id, .. }) = journal.last_mut() {
+            *id = Some((f.st.stx_dev_major, f.st.stx_dev_minor, f.st.stx_ino));
+        }
+        Ok(f)
     }
 
     fn execute(&mut self, b: &Bind, out: &mut Outcome) -> Result<(), ApplyError> {
@@ -764,10 +1048,13 @@ impl Applier {
             Decision::Seed => Some(self.seed_source(b, &comps)?),
             Decision::Bind { .. } | Decision::Link { .. } => None,
         };
-        let mut created = Vec::new();
-        let store = self.store(&b.store)?;
+        let mark = self.journal.len();
+        let key = self.open_store(&b.store)?;
+        let Some(store) = self.stores.get_mut(&key) else {
+            return Err(ApplyError::Step("store vanished from the cache".into()));
+        };
         let src_shown = store.shown(&comps);
-        let Parent::Open(sdir) = store.parent(&comps, &b.parents, true, &mut created)? else {
+        let Parent::Open(sdir) = store.parent(&comps, &b.parents, true, &mut self.journal)? else {
             return Err(ApplyError::Step(format!(
                 "cannot create the parents of {}",
                 Show(&src_shown)
@@ -775,42 +1062,54 @@ impl Applier {
         };
         let source = match look("store", sdir, name, &src_shown)? {
             Some(f) => f,
-            None => {
-                if let Some(from) = &seed {
+            None => match &seed {
+                Some(from) => {
                     let c =
                         crate::seed::copy_into_store(from.as_fd(), b.kind, sdir, name, &src_shown)?;
-                    created.push(format!(
-                        "seeded store {} {} from the root's copy (seed-from-blank: {} entries, {} bytes{})",
-                        b.kind.as_str(),
-                        Show(&src_shown),
-                        c.entries,
-                        c.bytes,
-                        if c.skipped.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; left out: {}", c.skipped.join(", "))
-                        }
-                    ));
-                } else {
-                    create_entry(sdir, name, b.kind, b.spec, b.seed, &src_shown)?;
-                    created.push(format!(
-                        "created store {} {} ({})",
-                        b.kind.as_str(),
-                        Show(&src_shown),
-                        b.spec
-                    ));
+                    let f = look("store", sdir, name, &src_shown)?.ok_or_else(|| {
+                        ApplyError::Step(format!(
+                            "store path {} vanished after the seed copy",
+                            Show(&src_shown)
+                        ))
+                    })?;
+                    self.journal.push(Done::Created {
+                        tree: TreeId::Store(key.clone()),
+                        rel: join(&comps),
+                        dir: b.kind == Kind::Dir,
+                        id: Some((f.st.stx_dev_major, f.st.stx_dev_minor, f.st.stx_ino)),
+                        line: format!(
+                            "seeded store {} {} from the root's copy (seed-from-blank: {} entries, {} bytes{})",
+                            b.kind.as_str(),
+                            Show(&src_shown),
+                            c.entries,
+                            c.bytes,
+                            if c.skipped.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; left out: {}", c.skipped.join(", "))
+                            }
+                        ),
+                        shown: src_shown.clone(),
+                    });
+                    f
                 }
-                look("store", sdir, name, &src_shown)?.ok_or_else(|| {
-                    ApplyError::Step(format!(
-                        "store path {} vanished after creation",
-                        Show(&src_shown)
-                    ))
-                })?
-            }
+                None => Self::create_journalled(
+                    &mut self.journal,
+                    TreeId::Store(key.clone()),
+                    sdir,
+                    &comps,
+                    b,
+                    b.seed,
+                    &src_shown,
+                )?,
+            },
         };
         let tgt_shown = self.root.shown(&comps);
-        self.make_mount_point(b, &mut created)?;
-        let Parent::Open(tdir) = self.root.parent(&comps, &b.parents, true, &mut created)? else {
+        self.make_mount_point(b)?;
+        let Parent::Open(tdir) = self
+            .root
+            .parent(&comps, &b.parents, true, &mut self.journal)?
+        else {
             return Err(ApplyError::Step(format!(
                 "cannot create the parents of {}",
                 Show(&tgt_shown)
@@ -818,29 +1117,25 @@ impl Applier {
         };
         let target = match look("root", tdir, name, &tgt_shown)? {
             Some(f) => f,
-            None => {
-                create_entry(tdir, name, b.kind, b.spec, None, &tgt_shown)?;
-                created.push(format!(
-                    "created root {} {} ({})",
-                    b.kind.as_str(),
-                    Show(&tgt_shown),
-                    b.spec
-                ));
-                look("root", tdir, name, &tgt_shown)?.ok_or_else(|| {
-                    ApplyError::Step(format!(
-                        "target {} vanished after creation",
-                        Show(&tgt_shown)
-                    ))
-                })?
-            }
+            None => Self::create_journalled(
+                &mut self.journal,
+                TreeId::Root,
+                tdir,
+                &comps,
+                b,
+                None,
+                &tgt_shown,
+            )?,
         };
         let mnt_id = bind(&source, &target, b, &src_shown, &tgt_shown)?;
-        out.actions.extend(created);
-        out.actions.push(format!(
-            "bound {} -> {}",
-            Show(&src_shown),
-            Show(&tgt_shown)
-        ));
+        self.journal.push(Done::Mounted {
+            mnt_id,
+            rel: join(&comps),
+            line: format!("bound {} -> {}", Show(&src_shown), Show(&tgt_shown)),
+            shown: tgt_shown.clone(),
+        });
+        out.actions
+            .extend(self.journal[mark..].iter().map(|d| d.line().to_string()));
         out.bound += 1;
         if b.hide || b.trash {
             out.marked.push(Marked {
@@ -853,8 +1148,142 @@ impl Applier {
         }
         Ok(())
     }
+
+    /// The top of `tree`, opened again from the root.
+    fn reopen(&self, tree: &TreeId) -> Result<OwnedFd, String> {
+        let rel = match tree {
+            TreeId::Root => &b""[..],
+            TreeId::Store(key) => key.strip_prefix(b"/").unwrap_or(key),
+        };
+        if rel.is_empty() {
+            return rustix::io::fcntl_dupfd_cloexec(&self.root.base, 0).map_err(|e| e.to_string());
+        }
+        open_beneath(
+            self.root.base.as_fd(),
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+        )
+        .map_err(|e| format!("cannot open its store again: {e}"))
+    }
+
+    /// Removes what `Done::Created` describes, if it is still what apply created.
+    fn remove(
+        &self,
+        tree: &TreeId,
+        rel: &[u8],
+        dir: bool,
+        id: Option<(u32, u32, u64)>,
+    ) -> Result<(), String> {
+        let top = self.reopen(tree)?;
+        let (parent_rel, name) = match rel.iter().rposition(|&c| c == b'/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => (&b""[..], rel),
+        };
+        let parent = if parent_rel.is_empty() {
+            top
+        } else {
+            open_beneath(top.as_fd(), parent_rel, OFlags::RDONLY | OFlags::DIRECTORY)
+                .map_err(|e| format!("cannot open its parent again: {e}"))?
+        };
+        if let Some((ma, mi, ino)) = id {
+            let st = fs::statx(
+                &parent,
+                name,
+                AtFlags::SYMLINK_NOFOLLOW,
+                StatxFlags::BASIC_STATS,
+            )
+            .map_err(|e| format!("cannot stat it: {e}"))?;
+            if (st.stx_dev_major, st.stx_dev_minor, st.stx_ino) != (ma, mi, ino) {
+                return Err("something else stands there now".into());
+            }
+        }
+        let flags = if dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        match fs::unlinkat(&parent, name, flags) {
+            Ok(()) => Ok(()),
+            Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => {
+                Err("not empty: something was written into it".into())
+            }
+            Err(Errno::BUSY) => Err("something is mounted on it".into()),
+            Err(e) => Err(format!("cannot remove it: {e}")),
+        }
+    }
+
+    /// Unmounts the bind `mnt_id` at `rel` in the root, if it is still there.
+    fn unmount(&self, mnt_id: u64, rel: &[u8]) -> Result<&'static str, String> {
+        // The lookup ends on the mount's own top, which is what umount needs.
+        let fd = open_beneath(self.root.base.as_fd(), rel, OFlags::PATH)
+            .map_err(|e| format!("cannot open it again: {e}"))?;
+        let st = fs::statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+            .map_err(|e| format!("cannot stat it: {e}"))?;
+        if st.stx_mnt_id != mnt_id {
+            return Err(format!(
+                "the mount there (id {}) is not the one apply made (id {mnt_id})",
+                st.stx_mnt_id
+            ));
+        }
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        match rustix::mount::unmount(path.as_str(), rustix::mount::UnmountFlags::empty()) {
+            Ok(()) => Ok(""),
+            Err(Errno::BUSY) => {
+                rustix::mount::unmount(path.as_str(), rustix::mount::UnmountFlags::DETACH)
+                    .map(|()| " (detached: it was busy)")
+                    .map_err(|e| format!("cannot unmount it: {e}"))
+            }
+            Err(e) => Err(format!("cannot unmount it: {e}")),
+        }
+    }
+
+    /// Undoes this run's journal, latest first (so binds go before the targets they cover, and
+    /// entries before their parents). Returns what was undone and what was left.
+    fn undo(&mut self) -> (Vec<String>, Vec<String>) {
+        self.forget_opened();
+        let (mut undone, mut left) = (Vec::new(), Vec::new());
+        for d in std::mem::take(&mut self.journal).into_iter().rev() {
+            match d {
+                Done::Mounted {
+                    mnt_id, rel, shown, ..
+                } => match self.unmount(mnt_id, &rel) {
+                    Ok(note) => undone.push(format!("unmounted {}{note}", Show(&shown))),
+                    Err(why) => left.push(format!("the bind on {}: {why}", Show(&shown))),
+                },
+                Done::Created {
+                    tree,
+                    rel,
+                    dir,
+                    id,
+                    shown,
+                    ..
+                } => {
+                    let what = format!(
+                        "{} {} {}",
+                        if tree == TreeId::Root {
+                            "root"
+                        } else {
+                            "store"
+                        },
+                        if dir { "directory" } else { "file" },
+                        Show(&shown)
+                    );
+                    match self.remove(&tree, &rel, dir, id) {
+                        Ok(()) => undone.push(format!("removed {what}")),
+                        Err(why) => left.push(format!("{what}: {why}")),
+                    }
+                }
+                Done::Removed { line } => left.push(format!(
+                    "{line}: it was empty, and an undo does not make it again"
+                )),
+            }
+        }
+        (undone, left)
+    }
 }
 
+/// Creates the entry itself (a directory, or a file with `seed` as content) with `spec`;
+/// `made` is set once it exists.
 fn create_entry(
     dir: BorrowedFd<'_>,
     name: &[u8],
@@ -862,9 +1291,10 @@ fn create_entry(
     spec: DirSpec,
     seed: Option<&[u8]>,
     shown: &[u8],
+    made: &mut bool,
 ) -> Result<(), ApplyError> {
     match kind {
-        Kind::Dir => make_dir(dir, name, spec, shown),
+        Kind::Dir => make_dir(dir, name, spec, shown, made),
         Kind::File => {
             let fd = fs::openat2(
                 dir,
@@ -874,6 +1304,7 @@ fn create_entry(
                 RESOLVE,
             )
             .map_err(|e| io(format!("cannot create file {}", Show(shown)), e))?;
+            *made = true;
             if let Some(seed) = seed {
                 let mut written = 0;
                 while written < seed.len() {
@@ -924,8 +1355,10 @@ fn writable_clone(root: &Tree) -> Result<Tree, ApplyError> {
     }
     Ok(Tree {
         name: "root",
+        id: TreeId::Root,
         top: root.top.clone(),
         base: clone,
+        dev: root.dev,
         chain: Vec::new(),
     })
 }
@@ -1001,6 +1434,10 @@ fn bind(
             source,
         })?;
     }
+    // The id before attaching: moving keeps it, and once attached the mount must be journalled
+    // whatever happens next.
+    let st = fs::statx(&tree, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+        .map_err(|e| io(format!("cannot stat the new mount of {}", Show(src)), e))?;
     move_mount(
         tree.as_fd(),
         "",
@@ -1009,15 +1446,13 @@ fn bind(
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
     .map_err(|e| io(format!("cannot bind {} onto {}", Show(src), Show(tgt)), e))?;
-    let st = fs::statx(&tree, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
-        .map_err(|e| io(format!("cannot stat the new mount on {}", Show(tgt)), e))?;
     Ok(st.stx_mnt_id)
 }
 
 /// Applies `plan` to the root at `root_dir`. With `dry_run`, only the check pass runs and the
 /// outcome lists what would be done.
 pub fn apply(plan: &Plan, root_dir: &Path, opts: Options) -> Result<Outcome, ApplyError> {
-    let mut a = Applier::open(root_dir)?;
+    let mut a = Applier::open(root_dir, plan.erased.clone(), opts.dry_run)?;
     let mut out = Outcome::default();
     let mut refusals = Vec::new();
     let mut decisions = Vec::new();
@@ -1026,7 +1461,11 @@ pub fn apply(plan: &Plan, root_dir: &Path, opts: Options) -> Result<Outcome, App
             Step::Bind(b) => match a.check(b) {
                 Ok(d) => decisions.push(Some(d)),
                 Err(ApplyError::Step(msg)) => {
-                    refusals.push(format!("  {msg}"));
+                    // A refused store refuses each of its entries alike: say it once.
+                    let line = format!("  {msg}");
+                    if !refusals.contains(&line) {
+                        refusals.push(line);
+                    }
                     decisions.push(None);
                 }
                 Err(e) => return Err(e),
@@ -1103,9 +1542,24 @@ pub fn apply(plan: &Plan, root_dir: &Path, opts: Options) -> Result<Outcome, App
         }
         return Ok(out);
     }
+    a.forget_opened();
     for step in &plan.steps {
         if let Step::Bind(b) = step {
-            a.execute(b, &mut out)?;
+            if let Err(e) = a.execute(b, &mut out) {
+                let (undone, left) = a.undo();
+                for l in &undone {
+                    tracing::info!("apply: undo: {l}");
+                }
+                for l in &left {
+                    tracing::error!("apply: left in place: {l}");
+                }
+                return Err(ApplyError::Partial {
+                    entry: b.target.to_string(),
+                    undone,
+                    left,
+                    cause: Box::new(e),
+                });
+            }
         }
     }
     Ok(out)

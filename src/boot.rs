@@ -20,7 +20,7 @@ use crate::cmdline::{self, Cmdline};
 use crate::config::{Config, OnFailure, RootConfig};
 use crate::owners::Accounts;
 use crate::report::{Class, Classifier, Report};
-use crate::{apply, backends, config, owners, plan, reports};
+use crate::{apply, backends, config, owners, plan, report, reports};
 
 pub const SCHEMA: &str = "darlings.boot/1";
 pub const RECORD: &str = "boot.json";
@@ -82,6 +82,10 @@ pub struct ReportInfo {
     pub lost_bytes: u64,
     pub persisted: u64,
     pub ignored: u64,
+    /// Subtrees the diff could not list (paths past PATH_MAX, unreadable directories, or the
+    /// whole root when the diff failed); the report names each and why.
+    #[serde(default)]
+    pub unlisted: u64,
     /// Why the diff stopped early, if it did ("max-entries 100000", "time-budget 10s").
     pub truncated: Option<String>,
 }
@@ -305,13 +309,21 @@ impl Boot<'_> {
                 time_budget: Some(config.diff.time_budget),
             };
             let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-            let out = b.diff(&limits)?;
             // The root is not mounted yet: owner names do not matter for classifying paths,
             // and homes come from the config here.
             let p = plan::build(config, &Accounts::default())?;
-            let classifier = Classifier::new(config)
-                .with_targets(p.binds().map(|b| (b.target.clone(), b.kind)));
-            let report = Report::new(b.name(), b"/", out, &classifier);
+            let classifier = Classifier::of_plan(config, &p);
+            // Preflight has checked the device and the blank: what fails now comes from what
+            // the root holds (or a passing fault), and no content of the root may keep it from
+            // being erased. The report says the diff failed; the rollback goes on.
+            let report = match report::lost_state(b, b"/", &limits, &classifier) {
+                Ok(r) => r,
+                Err(e) => {
+                    let why = chain(&e);
+                    tracing::error!("boot: the lost-state diff failed: {why}; the rollback goes on, and the report says nothing could be listed");
+                    Report::failed(b.name(), b"/", format!("the diff failed: {}", why.replace('\n', " ")))
+                }
+            };
             let lost = report.tally(Class::Lost);
             let info = ReportInfo {
                 path: o.work_dir.join(PENDING_JSON).display().to_string(),
@@ -321,17 +333,19 @@ impl Boot<'_> {
                 lost_bytes: lost.bytes,
                 persisted: report.tally(Class::Persisted).entries,
                 ignored: report.tally(Class::Ignored).entries,
+                unlisted: report.unlisted.len() as u64,
                 truncated: report.truncated.map(|t| match t {
                     Truncation::MaxEntries(n) => format!("max-entries {n}"),
                     Truncation::TimeBudget(d) => format!("time-budget {d:?}"),
                 }),
             };
             let detail = format!(
-                "{} lost{}, {} persisted, {} ignored{}",
+                "{} lost{}, {} persisted, {} ignored{}{}",
                 info.lost,
                 bytes_note(info.lost_bytes),
                 info.persisted,
                 info.ignored,
+                unlisted_note(&report),
                 info.truncated
                     .as_ref()
                     .map(|t| format!("; stopped early at its {t}, the report says so"))
@@ -603,6 +617,16 @@ pub fn run(o: &Options) -> Outcome {
         tracing::warn!("boot: {w}");
     }
     let policy = cmd.on_failure.unwrap_or_default();
+    // A second darlings on this work dir (another boot unit, a manual rollback) must not act
+    // beside this one, nor write over its record.
+    let _lock = if o.dry_run {
+        None
+    } else {
+        match crate::lock::acquire(o.work_dir, "boot") {
+            Ok(l) => Some(l),
+            Err(e) => return locked_out(o, &cmd, e),
+        }
+    };
     let mut record = Record::new(policy, &cmd);
     if o.stage == Stage::Late && !o.dry_run {
         // Carry on the record `early` left in this boot's work dir.
@@ -692,6 +716,47 @@ pub fn going_on_with(r: &Record) -> &'static str {
     }
 }
 
+/// "; 2 subtree(s) not listed, first /tmp/deep/… (path too long …)", or nothing.
+fn unlisted_note(report: &Report) -> String {
+    let Some(first) = report.unlisted.first() else {
+        return String::new();
+    };
+    format!(
+        "; {} subtree(s) not listed, first {} ({})",
+        report.unlisted.len(),
+        report::Long(&first.unlisted.path),
+        first.unlisted.reason
+    )
+}
+
+/// The boot when another darlings holds the work dir's lock: nothing is done or written, and
+/// the failure follows the policy (the command line's, else the config's).
+fn locked_out(o: &Options, cmd: &Cmdline, e: crate::lock::LockError) -> Outcome {
+    let policy = cmd.on_failure.unwrap_or_else(|| {
+        config::load(o.config)
+            .map(|c| c.boot.on_failure)
+            .unwrap_or_default()
+    });
+    let mut record = Record::new(policy, cmd);
+    let text = chain(&e);
+    tracing::error!("boot: {text}; this boot changes nothing");
+    record.outcome = "failed".into();
+    record.phases.push(Phase {
+        stage: "boot".into(),
+        phase: "lock".into(),
+        ms: 0.0,
+        ok: false,
+        detail: text.clone(),
+    });
+    record.error = Some(text);
+    Outcome {
+        record,
+        halt: policy == OnFailure::Halt,
+        error: Some(Box::new(e)),
+        lines: Vec::new(),
+    }
+}
+
 /// " (12 MiB)", or nothing when no size is known (a walk without sizes reports none).
 fn bytes_note(bytes: u64) -> String {
     if bytes == 0 {
@@ -729,13 +794,18 @@ pub fn render_status(r: &Record) -> String {
     }
     match &r.report {
         Some(rep) => s.push_str(&format!(
-            "lost-state report: {}{}\n  {} lost{}, {} persisted, {} ignored{}\n",
+            "lost-state report: {}{}\n  {} lost{}, {} persisted, {} ignored{}{}\n",
             rep.path,
             if rep.saved { "" } else { " (not saved to the store)" },
             rep.lost,
             bytes_note(rep.lost_bytes),
             rep.persisted,
             rep.ignored,
+            if rep.unlisted > 0 {
+                format!(", {} subtree(s) not listed", rep.unlisted)
+            } else {
+                String::new()
+            },
             rep.truncated
                 .as_ref()
                 .map(|t| format!("; truncated at its {t}"))

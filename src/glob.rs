@@ -121,52 +121,118 @@ impl Glob {
         &self.text
     }
 
+    /// Runs the pattern as a set of states over its tokens, one step per byte of the path: time
+    /// O(path length × pattern length) and memory O(pattern length), whatever the two hold.
+    /// A backtracking matcher is exponential in the stars: `/*a*a*a*a*a*a*a*a*a*a*a*b` against a
+    /// name of 40 `a`s never returned (issue 10), and names in a root are anyone's to choose.
     pub fn is_match(&self, path: &[u8]) -> bool {
-        if matches(&self.tokens, path) {
+        let t = &self.tokens;
+        let mut now = States::new(t.len() + 1);
+        let mut next = States::new(t.len() + 1);
+        now.insert(t, 0);
+        for &c in path {
+            if now.is_empty() {
+                return false;
+            }
+            next.clear();
+            for i in now.iter() {
+                let Some(tok) = t.get(i) else { continue };
+                match tok {
+                    Token::Byte(b) if *b == c => next.insert(t, i + 1),
+                    Token::Any if c != b'/' => next.insert(t, i + 1),
+                    Token::Class { negated, ranges } if c != b'/' => {
+                        let inside = ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
+                        if inside != *negated {
+                            next.insert(t, i + 1);
+                        }
+                    }
+                    Token::Star if c != b'/' => next.stay(t, i),
+                    Token::DeepStar => next.stay(t, i),
+                    _ => {}
+                }
+            }
+            std::mem::swap(&mut now, &mut next);
+        }
+        if now.contains(t.len()) {
             return true;
         }
         // "/dir/**" also names "/dir".
-        if let [rest @ .., Token::Byte(b'/'), Token::DeepStar] = self.tokens.as_slice() {
-            return matches(rest, path);
+        matches!(t.as_slice(), [.., Token::Byte(b'/'), Token::DeepStar])
+            && now.contains(t.len() - 2)
+    }
+}
+
+/// The set of pattern positions a match can be at, as a bit set, closed under the moves that
+/// read no byte: a star may match nothing, and a `**/` just reached may stand for no directory
+/// at all (so `/**/x` matches `/x`).
+struct States {
+    bits: Vec<u64>,
+}
+
+impl States {
+    fn new(n: usize) -> States {
+        States {
+            bits: vec![0; n.div_ceil(64)],
         }
-        false
+    }
+
+    fn clear(&mut self) {
+        self.bits.iter_mut().for_each(|w| *w = 0);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bits.iter().all(|&w| w == 0)
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        self.bits
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Position `i` is reached by reading a byte (or at the start): adds it and what follows
+    /// from it without reading one. Only here may `**/` stand for no directory: once the deep
+    /// star has read a byte, its `/` must be a real one.
+    fn insert(&mut self, t: &[Token], i: usize) {
+        if let (Some(Token::DeepStar), Some(Token::Byte(b'/'))) = (t.get(i), t.get(i + 1)) {
+            self.insert(t, i + 2);
+        }
+        self.stay(t, i);
+    }
+
+    /// Position `i` is reachable (a star that read a byte stays where it is): adds it, and the
+    /// position after a star, which may stop matching here. Each position is added once, so a
+    /// whole step costs O(pattern length).
+    fn stay(&mut self, t: &[Token], i: usize) {
+        if self.contains(i) {
+            return;
+        }
+        if let Some(w) = self.bits.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+        if let Some(Token::Star | Token::DeepStar) = t.get(i) {
+            self.insert(t, i + 1);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.bits.iter().enumerate().flat_map(|(wi, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros() as usize;
+                w &= w - 1;
+                Some(wi * 64 + b)
+            })
+        })
     }
 }
 
 impl fmt::Debug for Glob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Glob({:?})", self.text)
-    }
-}
-
-/// Backtracking matcher; patterns are short and config-sized, paths are bounded by PATH_MAX.
-fn matches(tokens: &[Token], path: &[u8]) -> bool {
-    let Some((first, rest)) = tokens.split_first() else {
-        return path.is_empty();
-    };
-    match first {
-        Token::Byte(c) => path.first() == Some(c) && matches(rest, &path[1..]),
-        Token::Any => path.first().is_some_and(|&c| c != b'/') && matches(rest, &path[1..]),
-        Token::Class { negated, ranges } => match path.first() {
-            Some(&c) if c != b'/' => {
-                let inside = ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
-                inside != *negated && matches(rest, &path[1..])
-            }
-            _ => false,
-        },
-        Token::Star => {
-            let limit = path.iter().position(|&c| c == b'/').unwrap_or(path.len());
-            (0..=limit).any(|n| matches(rest, &path[n..]))
-        }
-        Token::DeepStar => {
-            // "/**/x" also matches "/x": the deep star may stand for no directory at all.
-            if let Some((Token::Byte(b'/'), after)) = rest.split_first() {
-                if matches(after, path) {
-                    return true;
-                }
-            }
-            (0..=path.len()).any(|n| matches(rest, &path[n..]))
-        }
     }
 }
 
@@ -207,6 +273,100 @@ mod tests {
                 "{pattern} vs {:?}",
                 String::from_utf8_lossy(path)
             );
+        }
+    }
+
+    /// Regression (issue 10): the backtracking matcher ran past 60 s on the first and 10 s on
+    /// the second; a name in the root is anyone's to choose, and the boot waited on it.
+    #[test]
+    fn glob_matcher_backtracks_exponentially() {
+        let mut forty_a = b"/".to_vec();
+        forty_a.extend([b'a'; 40]);
+        let mut deep = Vec::new();
+        for i in 0..80 {
+            deep.extend_from_slice(format!("/d{i}").as_bytes());
+        }
+        let mut deep_x = deep.clone();
+        deep_x.extend_from_slice(b"/x");
+        deep.extend_from_slice(b"/y");
+        let mut long = b"/".to_vec();
+        long.extend([b'a'; 4000]);
+        let cases: &[(&str, &[u8], bool)] = &[
+            ("/*a*a*a*a*a*a*a*a*a*a*a*b", &forty_a, false),
+            ("/*a*a*a*a*a*a*a*a*a*a*a*a", &forty_a, true),
+            ("/**/**/**/**/**/x", &deep, false),
+            ("/**/**/**/**/**/x", &deep_x, true),
+            ("/**/**/**/**/**/**/**/**/**/**/x", &deep, false),
+            ("/*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", &long, false),
+        ];
+        for (pattern, path, want) in cases {
+            let g = Glob::parse(pattern).unwrap();
+            let t = std::time::Instant::now();
+            assert_eq!(g.is_match(path), *want, "{pattern}");
+            let took = t.elapsed();
+            // Microseconds in a release build; an unoptimised one on a busy machine stays
+            // far below this.
+            assert!(
+                took < std::time::Duration::from_millis(200),
+                "{pattern}: {took:?}"
+            );
+        }
+    }
+
+    /// The matcher darlings had before: obviously right on small inputs, exponential on big
+    /// ones. The state-set matcher must agree with it everywhere.
+    fn reference(tokens: &[Token], path: &[u8]) -> bool {
+        let Some((first, rest)) = tokens.split_first() else {
+            return path.is_empty();
+        };
+        match first {
+            Token::Byte(c) => path.first() == Some(c) && reference(rest, &path[1..]),
+            Token::Any => path.first().is_some_and(|&c| c != b'/') && reference(rest, &path[1..]),
+            Token::Class { negated, ranges } => match path.first() {
+                Some(&c) if c != b'/' => {
+                    let inside = ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
+                    inside != *negated && reference(rest, &path[1..])
+                }
+                _ => false,
+            },
+            Token::Star => {
+                let limit = path.iter().position(|&c| c == b'/').unwrap_or(path.len());
+                (0..=limit).any(|n| reference(rest, &path[n..]))
+            }
+            Token::DeepStar => {
+                if let Some((Token::Byte(b'/'), after)) = rest.split_first() {
+                    if reference(after, path) {
+                        return true;
+                    }
+                }
+                (0..=path.len()).any(|n| reference(rest, &path[n..]))
+            }
+        }
+    }
+
+    fn reference_match(g: &Glob, path: &[u8]) -> bool {
+        reference(&g.tokens, path)
+            || matches!(g.tokens.as_slice(), [rest @ .., Token::Byte(b'/'), Token::DeepStar] if reference(rest, path))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(4000))]
+        #[test]
+        fn state_set_matcher_agrees_with_backtracking(
+            pattern in proptest::collection::vec(
+                proptest::sample::select(vec!["/", "a", "b", "*", "**", "?", "[ab]", "[!a]", "\\*"]),
+                0..8,
+            ),
+            path in proptest::collection::vec(
+                proptest::sample::select(vec![b'/', b'a', b'b', b'*', b'c']),
+                0..12,
+            ),
+        ) {
+            let text = format!("/{}", pattern.concat());
+            let g = Glob::parse(&text).unwrap();
+            let mut p = b"/".to_vec();
+            p.extend(path);
+            proptest::prop_assert_eq!(g.is_match(&p), reference_match(&g, &p), "{} vs {:?}", text, String::from_utf8_lossy(&p));
         }
     }
 

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use darlings::config;
 use darlings::owners::Accounts;
-use darlings::report::{Classifier, Report};
+use darlings::report::{lost_state, Classifier};
 use darlings::{apply, backends, logging, plan};
 use darlings_backends::{DiffLimits, RollbackOpts};
 
@@ -185,6 +185,11 @@ fn run(cli: Cli) -> Result<()> {
             for c in pre.checks {
                 writeln!(stdout, "ok: {c}")?;
             }
+            for c in darlings::stores::check(&config, &root)
+                .context("a store is where the rollback would erase it")?
+            {
+                writeln!(stdout, "ok: {c}")?;
+            }
             let plan = plan::build(&config, &accounts(&root)?)?;
             let out = apply::apply(&plan, &root, apply::Options { dry_run: true })
                 .context("the plan would not apply")?;
@@ -212,6 +217,9 @@ fn run(cli: Cli) -> Result<()> {
             utab,
         } => {
             let config = load()?;
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "apply"))
+                .transpose()?;
             let plan = plan::build(&config, &accounts(&root)?)?;
             let out = apply::apply(&plan, &root, apply::Options { dry_run })?;
             for a in &out.actions {
@@ -250,28 +258,24 @@ fn run(cli: Cli) -> Result<()> {
                     work_dir: &cli.work_dir,
                 },
             )?;
+            // Homes named only in passwd are persisted too: resolve them as the plan does.
+            let plan = plan::build(&config, &accounts(&root)?)?;
+            let classifier = Classifier::of_plan(&config, &plan);
             let t = Instant::now();
-            let out = b
-                .diff(&limits)
-                .with_context(|| format!("cannot diff root {}", root.display()))?;
+            // The same diff and classification as a boot's report.
+            let report = lost_state(
+                &*b,
+                root.as_os_str().as_encoded_bytes(),
+                &limits,
+                &classifier,
+            )
+            .with_context(|| format!("cannot diff root {}", root.display()))?;
             tracing::info!(
-                "diff: {} entries from the {} backend in {:?}",
-                out.changes.len(),
+                "diff: {} entries from the {} backend, classified, in {:?}",
+                report.entries.len(),
                 b.name(),
                 t.elapsed()
             );
-            let t = Instant::now();
-            // Homes named only in passwd are persisted too: resolve them as the plan does.
-            let plan = plan::build(&config, &accounts(&root)?)?;
-            let classifier = Classifier::new(&config)
-                .with_targets(plan.binds().map(|b| (b.target.clone(), b.kind)));
-            let report = Report::new(
-                b.name(),
-                root.as_os_str().as_encoded_bytes(),
-                out,
-                &classifier,
-            );
-            tracing::info!("diff: classified in {:?}", t.elapsed());
             let t = Instant::now();
             if json {
                 report.write_json(&mut stdout)?;
@@ -372,6 +376,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Init { dry_run } => {
             let config = load()?;
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "init"))
+                .transpose()?;
             let ctx = backends::Ctx {
                 root: Path::new("/"),
                 sizes: false,
@@ -393,6 +400,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Rollback { root, dry_run } => {
             let config = load()?;
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "rollback"))
+                .transpose()?;
             let b = backends::backend(
                 &config,
                 &backends::Ctx {

@@ -80,6 +80,8 @@ pub enum Step {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub steps: Vec<Step>,
+    /// What the rollback erases, for the store rule apply checks every store against.
+    pub erased: darlings_backends::placement::Erased,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -279,7 +281,10 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
     binds.sort_by(|a, b| a.target.cmp(&b.target));
     let mut steps: Vec<Step> = binds.into_iter().map(Step::Bind).collect();
     steps.extend(deferred.into_iter().map(Step::Deferred));
-    Ok(Plan { steps })
+    Ok(Plan {
+        steps,
+        erased: crate::stores::erased(&config.root),
+    })
 }
 
 impl Plan {

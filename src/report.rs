@@ -2,15 +2,20 @@
 //! persisted, ignored), rendered as text that fits one screen whatever its size, or as JSON with
 //! a stable, documented schema.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use darlings_backends::bytes::Show;
-use darlings_backends::{Change, ChangeKind, DiffOutput, Truncation};
+use darlings_backends::{
+    Backend, BackendError, Change, ChangeKind, DiffLimits, DiffOutput, FileType, Truncation,
+    Unlisted,
+};
 use serde_json::{json, Map, Value};
 
-use crate::config::{Config, Kind};
+use crate::config::{Config, Kind, Method};
 use crate::glob::Glob;
 use crate::paths::AbsPath;
 
@@ -52,13 +57,76 @@ impl Class {
     }
 }
 
-/// What the classifier needs from the config: persisted paths (with their kind) and the globs,
-/// in hash sets so that a check costs O(depth of the path), not O(number of entries).
+/// Why an entry is lost although a persisted path concerns it: the report says so, since a user
+/// reading "persisted /var/lib/app" next to it would otherwise believe it safe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// Beneath a persisted directory (or a store's mount point) on the root's own filesystem:
+    /// written there before the bind existed, or hidden beneath it. The store never holds it.
+    UnderPersisted(Arc<[u8]>),
+    /// At a persisted path, or on the way to one, but not what apply binds or walks through
+    /// there (a file where a directory is persisted, `/etc` replaced by a file): apply refuses
+    /// it, and the rollback erases it.
+    WrongType {
+        at: Arc<[u8]>,
+        persisted: Arc<[u8]>,
+        want: &'static str,
+    },
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::UnderPersisted(m) => write!(
+                f,
+                "under persisted {}, but on the root, not in the store",
+                Show(m)
+            ),
+            Why::WrongType {
+                at,
+                persisted,
+                want,
+            } if at == persisted => write!(
+                f,
+                "at persisted {}, but not a {want}: apply refuses it",
+                Show(persisted)
+            ),
+            Why::WrongType {
+                persisted, want, ..
+            } => write!(
+                f,
+                "on the way to persisted {}, but not a {want}: apply refuses it",
+                Show(persisted)
+            ),
+        }
+    }
+}
+
+/// One name in the tree of persisted paths.
+#[derive(Default)]
+struct Node {
+    children: HashMap<Box<[u8]>, u32>,
+    /// A mount point darlings binds here: its kind and its path.
+    mount: Option<(Kind, Arc<[u8]>)>,
+    /// A file persisted with `method = "symlink"`: what belongs here on the root is the link
+    /// apply makes into the store, which it makes again at every boot.
+    link: bool,
+    /// A persisted path at or below this node, for messages.
+    example: Option<Arc<[u8]>>,
+}
+
+/// What the classifier needs from the config: the persisted paths (with their kind) as a tree
+/// of names, and the globs. A check walks the tree once along the path, so it costs O(length
+/// of the path) whatever the number of entries or the depth.
+///
+/// The rule (README, "Safety"): a diff compares the root's own filesystem with the blank, so
+/// everything it reports is on the root, never in a store. Persisted are only the mount points
+/// themselves (a directory where a directory is persisted, a regular file where a file is) and
+/// the directories on the way to them, which apply walks through or recreates. An entry beneath
+/// a persisted directory is lost; so is an entry at a persisted path, or on the way to one, of
+/// another type. Then ignored if a glob matches, else lost.
 pub struct Classifier {
-    exact: HashSet<Vec<u8>>,
-    dirs: HashSet<Vec<u8>>,
-    /// Every directory on the way to a persisted path.
-    ancestors: HashSet<Vec<u8>>,
+    nodes: Vec<Node>,
     ignore: Vec<Glob>,
 }
 
@@ -67,22 +135,20 @@ impl Classifier {
     /// targets through `with_targets` when they matter.
     pub fn new(config: &Config) -> Classifier {
         let mut c = Classifier {
-            exact: HashSet::new(),
-            dirs: HashSet::new(),
-            ancestors: HashSet::new(),
+            nodes: vec![Node::default()],
             ignore: config.diff.ignore.clone(),
         };
         for s in &config.stores {
             // The store's mount point lives in the root too (the initrd makes it each boot);
-            // what is under it is the store itself, never lost.
-            c.add(&s.path, Kind::Dir);
+            // what the diff sees beneath it is on the root, hidden under the store.
+            c.add(&s.path, Kind::Dir, Method::Bind);
             for e in &s.entries {
-                c.add(&e.path, e.kind);
+                c.add(&e.path, e.kind, e.method);
             }
             for u in &s.users {
                 if let Some(home) = &u.home {
                     for e in &u.entries {
-                        c.add(&home.join(&e.path), e.kind);
+                        c.add(&home.join(&e.path), e.kind, e.method);
                     }
                 }
             }
@@ -90,56 +156,132 @@ impl Classifier {
         c
     }
 
-    fn add(&mut self, path: &AbsPath, kind: Kind) {
-        self.exact.insert(path.as_bytes().to_vec());
-        if kind == Kind::Dir {
-            self.dirs.insert(path.as_bytes().to_vec());
+    fn add(&mut self, path: &AbsPath, kind: Kind, method: Method) {
+        let bytes: Arc<[u8]> = Arc::from(path.as_bytes());
+        let mut at = 0usize;
+        for name in components(&bytes) {
+            self.nodes[at].example.get_or_insert_with(|| bytes.clone());
+            at = match self.nodes[at].children.get(name) {
+                Some(&c) => c as usize,
+                None => {
+                    let id = self.nodes.len();
+                    self.nodes.push(Node::default());
+                    self.nodes[at].children.insert(name.into(), id as u32);
+                    id
+                }
+            };
         }
-        // `/` is on the way to every persisted path (zfs diff reports it as modified whenever
-        // a top-level entry appears).
-        self.ancestors.insert(b"/".to_vec());
-        for a in path.ancestors() {
-            self.ancestors.insert(a.as_bytes().to_vec());
+        let node = &mut self.nodes[at];
+        node.example.get_or_insert_with(|| bytes.clone());
+        // Config validation refuses duplicates; the first one stands.
+        if node.mount.is_none() {
+            node.link = method == Method::Symlink;
         }
+        node.mount.get_or_insert((kind, bytes));
+    }
+
+    /// The config's persisted paths and the plan's targets (homes named only in passwd
+    /// included): what `darlings diff` and `darlings boot` classify against.
+    pub fn of_plan(config: &Config, plan: &crate::plan::Plan) -> Classifier {
+        Classifier::new(config)
+            .with_targets(plan.binds().map(|b| (b.target.clone(), b.kind, b.method)))
     }
 
     pub fn with_targets(
         mut self,
-        targets: impl IntoIterator<Item = (AbsPath, Kind)>,
+        targets: impl IntoIterator<Item = (AbsPath, Kind, Method)>,
     ) -> Classifier {
-        for (path, kind) in targets {
-            self.add(&path, kind);
+        for (path, kind, method) in targets {
+            self.add(&path, kind, method);
         }
         self
     }
 
-    /// Persisted wins over ignored: a persisted path is never lost, whatever the globs say.
-    /// Directories on the way to a persisted path count as persisted: apply recreates them.
-    pub fn classify(&self, path: &[u8]) -> Class {
-        if !self.exact.is_empty() {
-            if self.exact.contains(path) || self.ancestors.contains(path) {
-                return Class::Persisted;
+    /// The class of an entry of type `file_type` at `path`, and why it is lost when a
+    /// persisted path concerns it. Persisted wins over ignored.
+    pub fn classify_entry(&self, path: &[u8], file_type: FileType) -> (Class, Option<Why>) {
+        let mut at = 0usize;
+        for name in components(path) {
+            if let Some((_, m)) = &self.nodes[at].mount {
+                return (self.unpersisted(path), Some(Why::UnderPersisted(m.clone())));
             }
-            let inside = path
-                .iter()
-                .enumerate()
-                .skip(1)
-                .any(|(i, &b)| b == b'/' && self.dirs.contains(&path[..i]));
-            if inside {
-                return Class::Persisted;
+            match self.nodes[at].children.get(name) {
+                Some(&c) => at = c as usize,
+                None => return (self.unpersisted(path), None),
             }
         }
-        if self.ignore.iter().any(|g| g.is_match(path)) {
-            return Class::Ignored;
+        let node = &self.nodes[at];
+        let (want, ok) = match &node.mount {
+            Some((Kind::Dir, _)) => ("directory", file_type == FileType::Dir),
+            // A regular file there means a program replaced the link by rename: its data is on
+            // the root, not in the store (impermanence#175).
+            Some((Kind::File, _)) if node.link => {
+                ("symlink into the store", file_type == FileType::Symlink)
+            }
+            Some((Kind::File, _)) => ("regular file", file_type == FileType::File),
+            // On the way to a persisted path (`/` is on the way to every one of them).
+            None if !node.children.is_empty() => ("directory", file_type == FileType::Dir),
+            None => return (self.unpersisted(path), None),
+        };
+        if ok {
+            return (Class::Persisted, None);
         }
-        Class::Lost
+        let persisted = match (&node.mount, &node.example) {
+            (Some((_, m)), _) | (None, Some(m)) => m.clone(),
+            (None, None) => Arc::from(path),
+        };
+        let why = Why::WrongType {
+            at: Arc::from(path),
+            persisted,
+            want,
+        };
+        (self.unpersisted(path), Some(why))
     }
+
+    /// The class of what lies beneath `path` when the diff could not list it: beneath a
+    /// persisted directory it is on the root, not in the store; on the way to persisted paths it
+    /// holds lost entries beside them. Ignored only when a glob covers everything beneath it
+    /// (`/tmp/**`), tested with names no real entry has.
+    pub fn classify_subtree(&self, path: &[u8]) -> (Class, Option<Why>) {
+        let mut probe = path.to_vec();
+        if probe.last() != Some(&b'/') {
+            probe.push(b'/');
+        }
+        probe.push(0);
+        let (_, why) = self.classify_entry(&probe, FileType::Unknown);
+        let mut deeper = probe.clone();
+        deeper.extend_from_slice(b"/\0");
+        let ignored = self
+            .ignore
+            .iter()
+            .any(|g| g.is_match(&probe) && g.is_match(&deeper));
+        let why = match why {
+            Some(Why::UnderPersisted(m)) => Some(Why::UnderPersisted(m)),
+            _ => None,
+        };
+        let class = if ignored { Class::Ignored } else { Class::Lost };
+        (class, why)
+    }
+
+    fn unpersisted(&self, path: &[u8]) -> Class {
+        if self.ignore.iter().any(|g| g.is_match(path)) {
+            Class::Ignored
+        } else {
+            Class::Lost
+        }
+    }
+}
+
+/// The names of an absolute path, `/` having none.
+fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.split(|&b| b == b'/').filter(|n| !n.is_empty())
 }
 
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub change: Change,
     pub class: Class,
+    pub why: Option<Why>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -155,6 +297,14 @@ impl Tally {
     }
 }
 
+/// A subtree the diff could not list, classified as a whole.
+#[derive(Debug, Clone)]
+pub struct UnlistedEntry {
+    pub unlisted: Unlisted,
+    pub class: Class,
+    pub why: Option<Why>,
+}
+
 /// A classified diff, in the backend's order (JSON output sorts by path; text groups).
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -163,25 +313,109 @@ pub struct Report {
     pub generated: String,
     pub entries: Vec<Entry>,
     pub truncated: Option<Truncation>,
+    pub unlisted: Vec<UnlistedEntry>,
 }
+
+/// The lost-state report of `backend`'s root, the one `darlings diff` prints and `darlings boot`
+/// saves: the diff and its classification under one time budget, so that neither can hold up
+/// a boot whatever the root holds.
+pub fn lost_state(
+    backend: &dyn Backend,
+    root: &[u8],
+    limits: &DiffLimits,
+    classifier: &Classifier,
+) -> Result<Report, BackendError> {
+    let start = Instant::now();
+    let out = backend.diff(limits)?;
+    let deadline = limits.time_budget.map(|b| (start, b));
+    Ok(Report::classified(
+        backend.name(),
+        root,
+        out,
+        classifier,
+        deadline,
+    ))
+}
+
+/// How often classification looks at the clock.
+const CLOCK_EVERY: usize = 256;
 
 impl Report {
     pub fn new(backend: &str, root: &[u8], out: DiffOutput, classifier: &Classifier) -> Report {
-        let entries: Vec<Entry> = out
-            .changes
-            .into_iter()
-            .map(|change| {
-                let class = classifier.classify(&change.path);
-                Entry { change, class }
-            })
-            .collect();
+        Report::classified(backend, root, out, classifier, None)
+    }
+
+    /// The report of a diff that could not run at all: nothing listed, the whole root marked
+    /// as not listed with the reason, so the saved report says what happened.
+    pub fn failed(backend: &str, root: &[u8], reason: String) -> Report {
         Report {
             backend: backend.to_string(),
             root: root.to_vec(),
-            generated: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            entries,
-            truncated: out.truncated,
+            generated: now(),
+            entries: Vec::new(),
+            truncated: None,
+            unlisted: vec![UnlistedEntry {
+                unlisted: Unlisted {
+                    path: b"/".to_vec(),
+                    reason,
+                },
+                class: Class::Lost,
+                why: None,
+            }],
         }
+    }
+
+    /// Classifies every entry, or those it reaches before `deadline` (start, budget) passes:
+    /// the rest is dropped and the report says it stopped at its time budget.
+    fn classified(
+        backend: &str,
+        root: &[u8],
+        out: DiffOutput,
+        classifier: &Classifier,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Report {
+        let mut truncated = out.truncated;
+        let unlisted = out
+            .unlisted
+            .into_iter()
+            .map(|u| {
+                let (class, why) = classifier.classify_subtree(&u.path);
+                UnlistedEntry {
+                    unlisted: u,
+                    class,
+                    why,
+                }
+            })
+            .collect();
+        let mut entries = Vec::with_capacity(out.changes.len());
+        for (i, change) in out.changes.into_iter().enumerate() {
+            if i % CLOCK_EVERY == 0 {
+                if let Some((start, budget)) = deadline {
+                    if start.elapsed() > budget {
+                        truncated.get_or_insert(Truncation::TimeBudget(budget));
+                        break;
+                    }
+                }
+            }
+            let (class, why) = classifier.classify_entry(&change.path, change.file_type);
+            entries.push(Entry { change, class, why });
+        }
+        Report {
+            backend: backend.to_string(),
+            root: root.to_vec(),
+            generated: now(),
+            entries,
+            truncated,
+            unlisted,
+        }
+    }
+
+    /// Subtrees not listed that are lost (not ignored as a whole).
+    pub fn unlisted_lost(&self) -> usize {
+        self.unlisted
+            .iter()
+            .filter(|u| u.class == Class::Lost)
+            .count()
     }
 
     pub fn tally(&self, class: Class) -> Tally {
@@ -244,12 +478,29 @@ impl Report {
                 json!({ "reason": "time-budget", "limit_ms": d.as_millis() as u64 })
             }
         };
+        summary.insert(
+            "unlisted".into(),
+            json!({ "subtrees": self.unlisted.len(), "lost": self.unlisted_lost() }),
+        );
+        let unlisted: Vec<Value> = self
+            .unlisted
+            .iter()
+            .map(|u| {
+                let mut v = json!({ "reason": u.unlisted.reason, "class": u.class.as_str() });
+                path_fields(&mut v, "path", &u.unlisted.path);
+                if let Some(why) = &u.why {
+                    v["why"] = Value::String(why.to_string());
+                }
+                v
+            })
+            .collect();
         let mut v = json!({
             "schema": "darlings.diff/1",
             "backend": self.backend,
             "generated": self.generated,
             "truncated": truncated,
             "summary": summary,
+            "unlisted": unlisted,
         });
         path_fields(&mut v, "root", &self.root);
         v
@@ -317,20 +568,88 @@ impl Report {
             }
             None => {}
         }
-        if lost.entries == 0 {
+        if !self.unlisted.is_empty() {
+            let _ = writeln!(
+                s,
+                "  not listed {:>9} subtree(s), {} lost with the root (see below)",
+                self.unlisted.len(),
+                self.unlisted_lost()
+            );
+        }
+        if lost.entries == 0 && self.unlisted_lost() == 0 {
             let _ = writeln!(s, "\n{nothing}");
             return s;
         }
-        let _ = writeln!(s, "\n{heading}");
-        let lost_paths: Vec<&Entry> = self
-            .entries
-            .iter()
-            .filter(|e| e.class == Class::Lost)
-            .collect();
-        for line in group_lines(&lost_paths, max_lines) {
-            let _ = writeln!(s, "{line}");
+        if lost.entries > 0 {
+            let _ = writeln!(s, "\n{heading}");
+            let lost_paths: Vec<&Entry> = self
+                .entries
+                .iter()
+                .filter(|e| e.class == Class::Lost)
+                .collect();
+            for line in group_lines(&lost_paths, max_lines) {
+                let _ = writeln!(s, "{line}");
+            }
+        }
+        self.why_lines(&mut s, max_lines);
+        if !self.unlisted.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nnot listed (what they hold is on the root and goes with it):"
+            );
+            for u in self.unlisted.iter().take(max_lines.max(1)) {
+                let _ = writeln!(
+                    s,
+                    "  {:<9}  {}: {}",
+                    u.class.as_str(),
+                    Long(&u.unlisted.path),
+                    u.unlisted.reason
+                );
+            }
+            if self.unlisted.len() > max_lines.max(1) {
+                let _ = writeln!(
+                    s,
+                    "  ... and {} more (--json lists them all)",
+                    self.unlisted.len() - max_lines.max(1)
+                );
+            }
         }
         s
+    }
+
+    /// The lost entries a persisted path concerns, one line per reason: a user who persisted
+    /// /var/lib/app must not read its name and believe what the root holds there is safe.
+    fn why_lines(&self, s: &mut String, max_lines: usize) {
+        let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
+        for e in &self.entries {
+            if let (Class::Lost, Some(why)) = (e.class, &e.why) {
+                let key = match why {
+                    Why::UnderPersisted(_) => why.to_string(),
+                    Why::WrongType { at, .. } => format!("{}: {why}", Long(at)),
+                };
+                groups.entry(key).or_default().add(&e.change);
+            }
+        }
+        if groups.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "\nlost although a persisted path names them:");
+        let n = groups.len();
+        for (text, t) in groups.iter().take(max_lines.max(1)) {
+            let _ = writeln!(
+                s,
+                "  {:>9} entries {:>10}  {text}",
+                t.entries,
+                human(t.bytes)
+            );
+        }
+        if n > max_lines.max(1) {
+            let _ = writeln!(
+                s,
+                "  ... and {} more (--json has a why for each entry)",
+                n - max_lines.max(1)
+            );
+        }
     }
 }
 
@@ -345,7 +664,14 @@ fn entry_json(e: &Entry) -> Value {
     if let ChangeKind::Renamed { from } = &e.change.kind {
         path_fields(&mut v, "from", from);
     }
+    if let Some(why) = &e.why {
+        v["why"] = Value::String(why.to_string());
+    }
     v
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// A directory in the grouping tree: its subtree's tally, its direct children, and whether it
@@ -479,13 +805,13 @@ fn render(
         let mut shown = d.path.clone();
         shown.push(b'/');
         if d.subdirs.is_empty() && d.files.is_empty() {
-            out.push(format!("  {:>17} {:>10}  {}", "(dir)", "", Show(&shown)));
+            out.push(format!("  {:>17} {:>10}  {}", "(dir)", "", Long(&shown)));
         } else {
             out.push(format!(
                 "  {:>9} entries {:>10}  {}",
                 d.tally.entries,
                 human(d.tally.bytes),
-                Show(&shown)
+                Long(&shown)
             ));
         }
         return;
@@ -493,7 +819,7 @@ fn render(
     if d.own.is_some() {
         let mut shown = d.path.clone();
         shown.push(b'/');
-        out.push(format!("  {:>17} {:>10}  {}", "(dir)", "", Show(&shown)));
+        out.push(format!("  {:>17} {:>10}  {}", "(dir)", "", Long(&shown)));
     }
     // Subdirectories and files, merged in name order.
     let mut items: Vec<(&[u8], Result<usize, usize>)> = d
@@ -529,7 +855,7 @@ fn render(
             Err(f) => {
                 let c = &entries[f].change;
                 let size = c.size.map(human).unwrap_or_default();
-                out.push(format!("  {:>17} {:>10}  {}", "", size, Show(&c.path)));
+                out.push(format!("  {:>17} {:>10}  {}", "", size, Long(&c.path)));
             }
         }
     }
@@ -539,6 +865,29 @@ fn render(
             folded.entries,
             human(folded.bytes)
         ));
+    }
+}
+
+/// A path for a terminal: one past `LONG` bytes (a user can make them up to PATH_MAX and past)
+/// keeps its start and its end around a count; `--json` has every byte.
+pub(crate) struct Long<'a>(pub(crate) &'a [u8]);
+
+const LONG: usize = 160;
+
+impl std::fmt::Display for Long<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.0;
+        if p.len() <= LONG {
+            return write!(f, "{}", Show(p));
+        }
+        let keep = LONG / 2 - 16;
+        write!(
+            f,
+            "{}…[{} bytes in all]…{}",
+            Show(&p[..keep]),
+            p.len(),
+            Show(&p[p.len() - keep..])
+        )
     }
 }
 
@@ -581,28 +930,198 @@ mod tests {
     }
 
     #[test]
+    fn a_symlinked_file_is_persisted_as_the_link_and_lost_as_a_file() {
+        let c = Classifier::new(
+            &crate::config::parse(
+                "[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\nfiles = [{ path = \"/etc/app.json\", method = \"symlink\" }]\n",
+                "t.toml",
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            c.classify_entry(b"/etc/app.json", FileType::Symlink).0,
+            Class::Persisted
+        );
+        // A program replaced the link by rename: its data is on the root.
+        let (class, why) = c.classify_entry(b"/etc/app.json", FileType::File);
+        assert_eq!(class, Class::Lost);
+        assert!(why.is_some());
+    }
+
+    #[test]
     fn classification_table() {
+        use FileType::{Dir, File, Symlink};
         let c = Classifier::new(&cfg());
-        let cases: &[(&[u8], Class)] = &[
-            (b"/var/log", Class::Persisted),
-            (b"/var/log/syslog", Class::Persisted),
-            (b"/var", Class::Persisted),
-            (b"/etc", Class::Persisted),
-            (b"/etc/machine-id", Class::Persisted),
-            (b"/etc/machine-id.old", Class::Lost),
-            (b"/etc/hostname", Class::Lost),
-            (b"/var/cache", Class::Ignored),
-            (b"/var/cache/apt/x", Class::Ignored),
-            (b"/tmp/a", Class::Ignored),
-            (b"/tmp/a/b", Class::Lost),
-            (b"/var/logs", Class::Lost),
-            (b"/home/alice/\xff", Class::Lost),
-            (b"/persist", Class::Persisted),
-            (b"/persist/var/log/x", Class::Persisted),
+        let cases: &[(&[u8], FileType, Class)] = &[
+            (b"/var/log", Dir, Class::Persisted),
+            (b"/var/log/syslog", File, Class::Lost),
+            (b"/var", Dir, Class::Persisted),
+            (b"/", Dir, Class::Persisted),
+            (b"/etc", Dir, Class::Persisted),
+            (b"/etc/machine-id", File, Class::Persisted),
+            (b"/etc/machine-id", Symlink, Class::Lost),
+            (b"/etc/machine-id", Dir, Class::Lost),
+            (b"/var/log", File, Class::Lost),
+            (b"/etc/machine-id.old", File, Class::Lost),
+            (b"/etc/hostname", File, Class::Lost),
+            (b"/var/cache", Dir, Class::Ignored),
+            (b"/var/cache/apt/x", File, Class::Ignored),
+            (b"/tmp/a", File, Class::Ignored),
+            (b"/tmp/a/b", File, Class::Lost),
+            (b"/var/logs", File, Class::Lost),
+            (b"/home/alice/\xff", File, Class::Lost),
+            (b"/persist", Dir, Class::Persisted),
+            (b"/persist/var/log/x", File, Class::Lost),
         ];
-        for (p, want) in cases {
-            assert_eq!(c.classify(p), *want, "{}", Show(p));
+        for (p, ft, want) in cases {
+            assert_eq!(c.classify_entry(p, *ft).0, *want, "{} ({ft:?})", Show(p));
         }
+    }
+
+    /// Regression (issue 10): a file on the root beneath a persisted directory (written before
+    /// the bind existed, or hidden beneath it) was classed persisted, and "nothing would be
+    /// lost" was printed; the next boot erased it.
+    #[test]
+    fn root_only_files_under_a_persisted_directory_were_classed_persisted() {
+        let config = crate::config::parse(
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/x\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/app\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let c = Classifier::new(&config);
+        let out = DiffOutput {
+            changes: vec![
+                added(b"/var/lib/app", FileType::Dir, None),
+                added(b"/var/lib/app/db", FileType::File, Some(4096)),
+                added(b"/persist/hidden", FileType::File, Some(1)),
+            ],
+            ..DiffOutput::default()
+        };
+        let r = Report::new("btrfs", b"/", out, &c);
+        let class = |p: &[u8]| {
+            r.entries
+                .iter()
+                .find(|e| e.change.path == p)
+                .map(|e| e.class)
+        };
+        assert_eq!(class(b"/var/lib/app"), Some(Class::Persisted));
+        assert_eq!(class(b"/var/lib/app/db"), Some(Class::Lost));
+        assert_eq!(class(b"/persist/hidden"), Some(Class::Lost));
+        let text = r.to_text(40);
+        assert!(!text.contains("nothing would be lost"), "{text}");
+        assert!(
+            text.contains("under persisted /var/lib/app, but on the root, not in the store"),
+            "{text}"
+        );
+        let v = r.to_json();
+        let db = v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == "/var/lib/app/db")
+            .unwrap()
+            .clone();
+        assert_eq!(db["class"], "lost");
+        assert_eq!(
+            db["why"],
+            "under persisted /var/lib/app, but on the root, not in the store"
+        );
+        assert_eq!(v["summary"]["lost"]["entries"], 2);
+    }
+
+    /// Regression (issue 10): `/etc` replaced by a file on the way to persisted
+    /// `/etc/machine-id` was classed persisted, though apply refuses it and the rollback
+    /// erases it.
+    #[test]
+    fn a_non_directory_on_the_way_to_a_persisted_path_was_classed_persisted() {
+        let c = Classifier::new(&cfg());
+        let (class, why) = c.classify_entry(b"/etc", FileType::File);
+        assert_eq!(class, Class::Lost);
+        assert_eq!(
+            why.unwrap().to_string(),
+            "on the way to persisted /etc/machine-id, but not a directory: apply refuses it"
+        );
+        let (class, why) = c.classify_entry(b"/var/log", FileType::Symlink);
+        assert_eq!(class, Class::Lost);
+        assert_eq!(
+            why.unwrap().to_string(),
+            "at persisted /var/log, but not a directory: apply refuses it"
+        );
+        // Removed at a persisted path: the blank's entry comes back and is bound over.
+        let (class, _) = c.classify_entry(b"/etc", FileType::Dir);
+        assert_eq!(class, Class::Persisted);
+    }
+
+    #[test]
+    fn unlisted_subtrees_are_lost_unless_a_glob_covers_all_of_them() {
+        let c = Classifier::new(&cfg());
+        assert_eq!(
+            c.classify_subtree(b"/tmp/deep").0,
+            Class::Lost,
+            "/tmp/* covers one level"
+        );
+        assert_eq!(c.classify_subtree(b"/var/cache/x").0, Class::Ignored);
+        let (class, why) = c.classify_subtree(b"/var/log/deep");
+        assert_eq!(class, Class::Lost);
+        assert!(matches!(why, Some(Why::UnderPersisted(_))));
+        assert_eq!(
+            c.classify_subtree(b"/var").0,
+            Class::Lost,
+            "beside /var/log"
+        );
+        let out = DiffOutput {
+            changes: vec![added(b"/tmp/x", FileType::File, Some(1))],
+            unlisted: vec![Unlisted {
+                path: b"/home/u/deep".to_vec(),
+                reason: "path too long (past 4096 bytes)".into(),
+            }],
+            ..DiffOutput::default()
+        };
+        let r = Report::new("btrfs", b"/", out, &c);
+        let text = r.to_text(40);
+        assert!(!text.contains("nothing would be lost"), "{text}");
+        assert!(
+            text.contains("/home/u/deep: path too long (past 4096 bytes)"),
+            "{text}"
+        );
+        let v = r.to_json();
+        assert_eq!(v["summary"]["unlisted"]["lost"], 1);
+        assert_eq!(v["unlisted"][0]["class"], "lost");
+        assert_eq!(v["unlisted"][0]["path"], "/home/u/deep");
+    }
+
+    /// The time budget covers classification: past it, the rest is dropped and the report
+    /// says it stopped at its budget.
+    #[test]
+    fn classification_stops_at_the_time_budget() {
+        let changes: Vec<Change> = (0..10_000)
+            .map(|i| added(format!("/f{i}").as_bytes(), FileType::File, None))
+            .collect();
+        let out = DiffOutput {
+            changes,
+            ..DiffOutput::default()
+        };
+        let started = Instant::now() - Duration::from_secs(5);
+        let r = Report::classified(
+            "tmpfs",
+            b"/",
+            out,
+            &Classifier::new(&cfg()),
+            Some((started, Duration::from_secs(1))),
+        );
+        assert!(r.entries.is_empty(), "{}", r.entries.len());
+        assert_eq!(
+            r.truncated,
+            Some(Truncation::TimeBudget(Duration::from_secs(1)))
+        );
+    }
+
+    #[test]
+    fn a_failed_diff_makes_a_report_that_says_so() {
+        let r = Report::failed("btrfs", b"/", "the diff failed: boom".into());
+        let text = r.to_text(40);
+        assert!(text.contains("/: the diff failed: boom"), "{text}");
+        assert!(!text.contains("nothing would be lost"), "{text}");
     }
 
     #[test]
@@ -610,10 +1129,11 @@ mod tests {
         let out = DiffOutput {
             changes: vec![
                 added(b"/home/a/\xffbad", FileType::File, Some(10)),
-                added(b"/var/log/x", FileType::File, Some(5)),
+                added(b"/etc/machine-id", FileType::File, Some(5)),
                 added(b"/var/cache/y", FileType::File, Some(7)),
             ],
             truncated: None,
+            unlisted: Vec::new(),
         };
         let r = Report::new("tmpfs", b"/sysroot", out, &Classifier::new(&cfg()));
         let v = r.to_json();
@@ -623,11 +1143,11 @@ mod tests {
         assert_eq!(v["summary"]["persisted"]["bytes"], 5);
         assert_eq!(v["summary"]["ignored"]["entries"], 1);
         assert_eq!(
-            v["entries"][0]["path_bytes"],
+            v["entries"][1]["path_bytes"],
             json!(b"/home/a/\xffbad".to_vec())
         );
-        assert_eq!(v["entries"][0]["class"], "lost");
-        assert!(v["entries"][1].get("path_bytes").is_none());
+        assert_eq!(v["entries"][1]["class"], "lost");
+        assert!(v["entries"][0].get("path_bytes").is_none());
         assert_eq!(v["truncated"], Value::Null);
     }
 
@@ -648,7 +1168,7 @@ mod tests {
             b"/",
             DiffOutput {
                 changes,
-                truncated: None,
+                ..DiffOutput::default()
             },
             &Classifier::new(&cfg()),
         );
@@ -666,6 +1186,7 @@ mod tests {
         let out = || DiffOutput {
             changes: vec![added(b"/etc/hostname", FileType::File, Some(6))],
             truncated: None,
+            unlisted: Vec::new(),
         };
         let r = Report::new("btrfs", b"/", out(), &Classifier::new(&cfg()));
         let saved = r.to_text_saved(
@@ -688,6 +1209,7 @@ mod tests {
             DiffOutput {
                 changes: vec![],
                 truncated: None,
+                unlisted: Vec::new(),
             },
             &Classifier::new(&cfg()),
         );
@@ -706,7 +1228,7 @@ mod tests {
             b"/",
             DiffOutput {
                 changes,
-                truncated: None,
+                ..DiffOutput::default()
             },
             &Classifier::new(&cfg()),
         )
@@ -730,6 +1252,7 @@ mod tests {
                 added(b"/etc/hostname", FileType::File, Some(4)),
             ],
             truncated: None,
+            unlisted: Vec::new(),
         };
         // Nothing persisted, so `/` itself is lost and listed.
         let nothing_kept = crate::config::parse("[root]\nbackend = \"tmpfs\"\n", "t.toml").unwrap();
@@ -751,9 +1274,14 @@ mod tests {
     #[test]
     fn root_directory_is_persisted_when_anything_is() {
         let c = Classifier::new(&cfg());
-        assert_eq!(c.classify(b"/"), Class::Persisted);
+        assert_eq!(c.classify_entry(b"/", FileType::Dir).0, Class::Persisted);
         let nothing_kept = crate::config::parse("[root]\nbackend = \"tmpfs\"\n", "t.toml").unwrap();
-        assert_eq!(Classifier::new(&nothing_kept).classify(b"/"), Class::Lost);
+        assert_eq!(
+            Classifier::new(&nothing_kept)
+                .classify_entry(b"/", FileType::Dir)
+                .0,
+            Class::Lost
+        );
     }
 
     #[test]
@@ -765,6 +1293,7 @@ mod tests {
                 added(b"/c", FileType::File, Some(2048)),
             ],
             truncated: Some(Truncation::MaxEntries(3)),
+            unlisted: Vec::new(),
         };
         let text = Report::new("tmpfs", b"/r", out, &Classifier::new(&cfg())).to_text(40);
         assert!(text.contains("/a/b"), "{text}");
@@ -780,6 +1309,7 @@ mod tests {
                 added(b"/a/\xff", FileType::File, Some(3)),
             ],
             truncated: None,
+            unlisted: Vec::new(),
         };
         let r = Report::new("tmpfs", b"/r", out, &Classifier::new(&cfg()));
         let mut buf = Vec::new();

@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use darlings_backends::placement::{Erased, Placement, PlacementError};
 use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
@@ -26,6 +27,8 @@ pub enum ReportError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Backend(#[from] darlings_backends::BackendError),
 }
 
 fn io(what: String, e: impl Into<std::io::Error>) -> ReportError {
@@ -62,6 +65,7 @@ fn open_report_dir(
     store: &AbsPath,
     dir: &AbsPath,
     create: bool,
+    erased: Erased,
 ) -> Result<OwnedFd, ReportError> {
     let rootfd = fs::open(
         root,
@@ -84,13 +88,13 @@ fn open_report_dir(
         }
         Err(e) => return Err(io(format!("cannot open store {store_shown}"), e)),
     };
-    let rs = fs::fstat(&rootfd).map_err(|e| io(format!("cannot stat {}", root.display()), e))?;
-    let ss = fs::fstat(&storefd).map_err(|e| io(format!("cannot stat {store_shown}"), e))?;
-    if rs.st_dev == ss.st_dev {
-        return Err(ReportError::Refused(format!(
-            "store {store_shown} is not mounted (it is on the root's filesystem), so a report written there would be erased; mount the store first"
-        )));
-    }
+    // The store rule apply uses: a report on the root's own filesystem would be erased.
+    Placement::new(rootfd.as_fd(), root.as_os_str().as_bytes(), erased)?
+        .check(storefd.as_fd(), store_shown.as_bytes())
+        .map_err(|e| match e {
+            PlacementError::OnRoot { .. } => ReportError::Refused(e.to_string()),
+            PlacementError::Io(e) => ReportError::Backend(e),
+        })?;
     let mut cur = storefd;
     let rel = dir
         .as_bytes()
@@ -235,17 +239,58 @@ fn stem_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     split(b).cmp(&split(a))
 }
 
-/// Removes the report files beyond the newest `keep` stems. Only names `report_stem` accepts
-/// are touched: anything else in the directory is the user's.
+/// Removes the report files beyond the newest `keep` stems. Only what darlings wrote is
+/// touched: a name `report_stem` accepts, on a regular file owned by the user darlings runs as
+/// (reports are root's, mode 0600). Anything else is the user's: it is left alone, with a
+/// warning, and a report that cannot be removed is a warning too: the report being saved is
+/// already safe, and pruning must never turn that into a failure (a boot under `halt`).
 fn prune(dir: &OwnedFd, keep: usize, at: &str) -> Result<usize, ReportError> {
+    let me = rustix::process::geteuid().as_raw();
     let listing = fs::Dir::read_from(dir).map_err(|e| io(format!("cannot list {at}"), e))?;
     let mut files: Vec<Vec<u8>> = Vec::new();
+    let mut foreign: Vec<String> = Vec::new();
     for entry in listing {
         let entry = entry.map_err(|e| io(format!("cannot list {at}"), e))?;
         let name = entry.file_name().to_bytes();
-        if report_stem(name).is_some() {
-            files.push(name.to_vec());
+        let shown = String::from_utf8_lossy(name).into_owned();
+        if report_stem(name).is_none() {
+            let ours = matches!(name, b"." | b".." | b"latest.json" | b"latest.txt")
+                || name.starts_with(b".tmp-");
+            if !ours {
+                foreign.push(shown);
+            }
+            continue;
         }
+        match fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st)
+                if fs::FileType::from_raw_mode(st.st_mode) == fs::FileType::RegularFile
+                    && st.st_uid == me =>
+            {
+                files.push(name.to_vec())
+            }
+            Ok(st) => foreign.push(format!(
+                "{shown} ({}, owner uid {})",
+                match fs::FileType::from_raw_mode(st.st_mode) {
+                    fs::FileType::RegularFile => "a file",
+                    fs::FileType::Directory => "a directory",
+                    fs::FileType::Symlink => "a symlink",
+                    _ => "not a regular file",
+                },
+                st.st_uid
+            )),
+            // Gone since the listing: nothing to prune.
+            Err(Errno::NOENT) => {}
+            Err(e) => foreign.push(format!("{shown} (cannot stat it: {e})")),
+        }
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        tracing::warn!(
+            "reports: {at} holds {} entr{} darlings did not write, left alone by pruning: {}",
+            foreign.len(),
+            if foreign.len() == 1 { "y" } else { "ies" },
+            foreign.join(", ")
+        );
     }
     let mut stems: Vec<Vec<u8>> = files
         .iter()
@@ -257,16 +302,13 @@ fn prune(dir: &OwnedFd, keep: usize, at: &str) -> Result<usize, ReportError> {
     let mut removed = 0;
     for f in files {
         if report_stem(&f).is_some_and(|s| old.contains(s)) {
-            fs::unlinkat(dir, OsStr::from_bytes(&f), AtFlags::empty()).map_err(|e| {
-                io(
-                    format!(
-                        "cannot remove the old report {at}/{}",
-                        String::from_utf8_lossy(&f)
-                    ),
-                    e,
-                )
-            })?;
-            removed += 1;
+            match fs::unlinkat(dir, OsStr::from_bytes(&f), AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => removed += 1,
+                Err(e) => tracing::warn!(
+                    "reports: cannot remove the old report {at}/{}: {e}; it is kept",
+                    String::from_utf8_lossy(&f)
+                ),
+            }
         }
     }
     Ok(removed)
@@ -300,7 +342,7 @@ pub fn save(
 ) -> Result<String, ReportError> {
     let (store, dir) = target(config)?;
     let keep = config.diff.keep_reports;
-    let fd = open_report_dir(root, store, dir, true)?;
+    let fd = open_report_dir(root, store, dir, true, crate::stores::erased(&config.root))?;
     let at = shown(root, dir);
     let stem = free_stem(&fd, stamp)?;
     // Text first: `latest.json` is what tools read, so it moves last, once both exist.
@@ -308,8 +350,11 @@ pub fn save(
     write_new(&fd, &format!("{stem}.json"), json, &at)?;
     point_latest(&fd, "latest.txt", &format!("{stem}.txt"), &at)?;
     point_latest(&fd, "latest.json", &format!("{stem}.json"), &at)?;
-    prune(&fd, keep.max(1), &at)?;
     fs::fsync(&fd).map_err(|e| io(format!("cannot sync {at}"), e))?;
+    // After the report is safe: pruning only warns.
+    if let Err(e) = prune(&fd, keep.max(1), &at) {
+        tracing::warn!("reports: old reports were not pruned: {e}");
+    }
     Ok(format!("{dir}/{stem}.json"))
 }
 
@@ -321,7 +366,7 @@ pub fn read(
     json: bool,
 ) -> Result<(String, Vec<u8>), ReportError> {
     let (store, dir) = target(config)?;
-    let fd = open_report_dir(root, store, dir, false)?;
+    let fd = open_report_dir(root, store, dir, false, crate::stores::erased(&config.root))?;
     let at = shown(root, dir);
     let ext = if json { "json" } else { "txt" };
     let file = match name {
@@ -393,7 +438,11 @@ mod tests {
         )
         .unwrap();
         let e = save(&config, root.path(), "20261122T000000Z", b"{}", b"x").unwrap_err();
-        assert!(e.to_string().contains("is not mounted"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("is on the root's filesystem (a directory of the root's own filesystem"),
+            "{e}"
+        );
         assert!(!root.path().join("persist/var").exists());
     }
 

@@ -12,6 +12,8 @@ pub mod clock;
 pub mod error;
 pub mod mountinfo;
 pub mod names;
+pub mod placement;
+pub(crate) mod xattr;
 
 #[cfg(feature = "tmpfs")]
 pub mod tmpfs;
@@ -58,7 +60,12 @@ pub enum ChangeKind {
     Removed,
     /// Content changed (and possibly metadata).
     Modified,
-    /// Only metadata changed (mode, owner, xattrs, times).
+    /// Only metadata changed: mode, owner, xattrs (and file attributes where the backend sees
+    /// them). Times are not metadata here and are never reported: every boot reads and writes
+    /// the root, so access and change times move on thousands of entries and a directory's
+    /// modification time moves whenever an entry in it does. Listed, they would bury the real
+    /// changes; and a time is not state anyone loses, since the content it dates is reported
+    /// when it changed.
     Metadata,
     /// Moved here from `from` (a path relative to the same root).
     Renamed { from: Vec<u8> },
@@ -110,11 +117,29 @@ pub enum Truncation {
     TimeBudget(Duration),
 }
 
-/// A diff's result: the changes seen, and whether the limits cut it short.
+/// A part of the root the diff could not list (a path past PATH_MAX, a directory it could not
+/// read, a diff that failed altogether). Its content is on the root and goes at the rollback
+/// like the rest; the report names the subtree instead of its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unlisted {
+    /// Absolute in the root, like `Change::path`: the top of what is not listed.
+    pub path: Vec<u8>,
+    /// Why, for people: "path too long", "cannot read the directory: Permission denied".
+    pub reason: String,
+}
+
+/// Paths past this many bytes are not listed: the kernel refuses them in any system call that
+/// takes a path (`btrfs send` fails "File name too long" on the first), and no tool the user
+/// would turn to can open them either.
+pub const PATH_MAX: usize = 4096;
+
+/// A diff's result: the changes seen, whether the limits cut it short, and what it could not
+/// list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiffOutput {
     pub changes: Vec<Change>,
     pub truncated: Option<Truncation>,
+    pub unlisted: Vec<Unlisted>,
 }
 
 /// What a read-only preflight found. `checks` are human-readable lines of what was verified,
@@ -143,6 +168,28 @@ pub struct RollbackOutcome {
     pub steps: Vec<String>,
     /// True when the root was already blank and nothing had to change.
     pub already_blank: bool,
+}
+
+/// Lifts the soft limit on open files to the hard one, once: a walk keeps a directory open per
+/// level, and a root may hold a chain of a few thousand directories within PATH_MAX. Best
+/// effort; a walk that still runs out names the subtree as not listed.
+pub(crate) fn raise_open_file_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let lim = getrlimit(Resource::Nofile);
+        // "Unlimited" is not a value the kernel takes for this one (it stops at nr_open).
+        let max = lim.maximum.unwrap_or(1 << 20);
+        if lim.current.is_some_and(|c| c < max) {
+            let _ = setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(max),
+                    maximum: lim.maximum,
+                },
+            );
+        }
+    });
 }
 
 pub trait Backend {

@@ -18,12 +18,12 @@ use rustix::mount::{
     MountAttrFlags, MoveMountFlags,
 };
 
-use crate::bytes::{join, Show};
+use crate::bytes::join;
 use crate::error::IoContext;
 use crate::mountinfo;
 use crate::{
     Backend, BackendError, Change, ChangeKind, DiffLimits, DiffOutput, FileType, Preflight,
-    RollbackOpts, RollbackOutcome, Truncation,
+    RollbackOpts, RollbackOutcome, Truncation, Unlisted, PATH_MAX,
 };
 
 /// `TMPFS_MAGIC` from linux/magic.h.
@@ -322,7 +322,6 @@ pub fn walk(
     let root_st = fs::statx(root, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
         .ctx(|| format!("cannot stat root {}", shown.display()))?;
     let mut walker = Walker {
-        shown,
         root_mnt: root_st.stx_mnt_id,
         limits,
         start: Instant::now(),
@@ -330,6 +329,7 @@ pub fn walk(
         sizes,
         skip,
     };
+    crate::raise_open_file_limit();
     let first = reopen_dir(root).ctx(|| format!("cannot open root {}", shown.display()))?;
     // One getdents buffer for the whole walk; each directory's names go into its frame's arena,
     // so no entry costs an allocation of its own beyond its path.
@@ -351,10 +351,23 @@ pub fn walk(
             continue;
         };
         let child = join(&frame.path, name.to_bytes());
-        if let Some(sub) = walker.visit(frame.fd.as_fd(), name, dtype, &child)? {
-            let sub = Frame::read(sub, child.clone(), &mut buf)
-                .ctx(|| format!("cannot read directory {}", walker.show(&child)))?;
-            stack.push(sub);
+        if child.len() >= PATH_MAX {
+            // Nothing the user could run can open it either; name the directory once.
+            if !frame.cut {
+                frame.cut = true;
+                let at = frame.path.clone();
+                walker.unlisted(at, format!("path too long (past {PATH_MAX} bytes)"));
+            }
+            continue;
+        }
+        // What the root holds must not stop its diff: what cannot be read is named, not fatal.
+        match walker.visit(frame.fd.as_fd(), name, dtype, &child) {
+            Ok(Some(sub)) => match Frame::read(sub, child.clone(), &mut buf) {
+                Ok(sub) => stack.push(sub),
+                Err(e) => walker.unlisted(child, format!("cannot read the directory: {e}")),
+            },
+            Ok(None) => {}
+            Err(reason) => walker.unlisted(child, reason),
         }
     }
     Ok(walker.out)
@@ -368,6 +381,8 @@ struct Frame {
     names: Vec<u8>,
     items: Vec<(usize, usize, RFileType)>,
     pos: usize,
+    /// The names past PATH_MAX were noted already.
+    cut: bool,
 }
 
 impl Frame {
@@ -394,12 +409,12 @@ impl Frame {
             names,
             items,
             pos: 0,
+            cut: false,
         })
     }
 }
 
 struct Walker<'a> {
-    shown: &'a Path,
     root_mnt: u64,
     limits: &'a DiffLimits,
     start: Instant,
@@ -409,17 +424,12 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    fn show(&self, p: &[u8]) -> String {
-        let mut full = self.shown.as_os_str().as_bytes().to_vec();
-        if full.ends_with(b"/") {
-            full.pop();
-        }
-        full.extend_from_slice(p);
-        Show(&full).to_string()
+    fn unlisted(&mut self, path: Vec<u8>, reason: String) {
+        self.out.unlisted.push(Unlisted { path, reason });
     }
 
     fn over_limits(&self) -> Option<Truncation> {
-        let seen = self.out.changes.len();
+        let seen = self.out.changes.len() + self.out.unlisted.len();
         if seen >= self.limits.max_entries {
             return Some(Truncation::MaxEntries(self.limits.max_entries));
         }
@@ -450,7 +460,7 @@ impl Walker<'_> {
         name: &CStr,
         dtype: RFileType,
         child: &[u8],
-    ) -> Result<Option<OwnedFd>, BackendError> {
+    ) -> Result<Option<OwnedFd>, String> {
         if !self.skip.is_empty() && self.skip.contains(child) {
             return Ok(None);
         }
@@ -473,12 +483,7 @@ impl Walker<'_> {
                 Ok(st) => st,
                 // Gone between readdir and stat: a live root changes under us; not an error.
                 Err(Errno::NOENT) => return Ok(None),
-                Err(e) => {
-                    return Err(BackendError::io(
-                        format!("cannot stat {}", self.show(child)),
-                        e.into(),
-                    ))
-                }
+                Err(e) => return Err(format!("cannot stat it: {e}")),
             };
             if st.stx_mnt_id != self.root_mnt {
                 // A bind-mounted file, e.g. /etc/machine-id from the store.
@@ -499,15 +504,10 @@ impl Walker<'_> {
         ) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(None),
-            Err(e) => {
-                return Err(BackendError::io(
-                    format!("cannot open directory {}", self.show(child)),
-                    e.into(),
-                ))
-            }
+            Err(e) => return Err(format!("cannot open the directory: {e}")),
         };
         let st = fs::statx(&sub, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
-            .ctx(|| format!("cannot stat {}", self.show(child)))?;
+            .map_err(|e| format!("cannot stat it: {e}"))?;
         if st.stx_mnt_id != self.root_mnt {
             return Ok(None);
         }

@@ -8,9 +8,10 @@
 #   zfs create -o mountpoint=legacy rpool/safe/persist
 #   darlings --config /etc/darlings.toml init     # takes rpool/local/root@blank while it is empty
 #
-# tests/initrd-check evaluates the `darlings` attribute below (with stand-ins for pkgs) and has
-# darlings itself validate the TOML it renders to.
-{ pkgs, ... }:
+# tests/nixos/run evaluates it inside a whole NixOS 24.05 system (tests/nixos/cases/example.nix)
+# and has darlings check the TOML both of nixpkgs' TOML writers make of it. With the flake, import
+# darlings.nixosModules.default instead of the file.
+{ ... }:
 {
   imports = [ ./module.nix ]; # from a checkout: /path/to/darlings/initrd/nixos/module.nix
 
@@ -38,8 +39,8 @@
 
   darlings = {
     enable = true;
-    # Not in nixpkgs: build it from this repository, e.g. with rustPlatform.buildRustPackage.
-    package = pkgs.darlings;
+    # darlings.package defaults to this repository's package.nix (the flake's module: its
+    # packages.default).
 
     root = {
       backend = "zfs";
@@ -72,7 +73,7 @@
           directory = "/var/lib/colord";
           user = "colord";
           group = "colord";
-          mode = "0750";
+          mode = "u=rwx,g=rx,o=";
         }
       ];
       files = [

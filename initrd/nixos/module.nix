@@ -1,11 +1,14 @@
 # NixOS module for darlings: renders the darlings.* options to /etc/darlings.toml and runs
 # `darlings boot` in the initrd, in the scripted stage 1 and in the systemd initrd alike. Every
-# decision lives in the darlings binary; this module only places the calls. See initrd/README.md.
+# decision lives in the darlings binary; this module only places the calls and catches at
+# evaluation what darlings would refuse at boot. darlings.persistence takes impermanence v2's
+# environment.persistence as it is (see README.md, "Migrating from impermanence").
 {
   config,
   lib,
   pkgs,
   utils,
+  options,
   ...
 }:
 let
@@ -18,15 +21,34 @@ let
     types
     ;
 
+  nixos = config;
   cfg = config.darlings;
+  o = import ./options.nix { inherit lib; };
+  rendered = import ./render.nix { inherit lib; } cfg;
   scripted = !config.boot.initrd.systemd.enable;
-
-  settings = import ./render.nix cfg;
-  configFile = (pkgs.formats.toml { }).generate "darlings.toml" settings;
   bin = "${cfg.package}/bin/darlings";
 
   # Where the config sits inside the initrd (both kinds) and on the live system.
   initrdConfig = "/etc/darlings.toml";
+
+  # What nixpkgs' TOML writer makes of the settings, then (where the build machine can run the
+  # package) checked by darlings itself at build time: a config darlings would refuse at boot
+  # fails the build instead of booting with nothing bound.
+  rawConfig = (pkgs.formats.toml { }).generate "darlings.toml" rendered.settings;
+  configFile =
+    if cfg.checkConfig then
+      pkgs.runCommand "darlings.toml"
+        {
+          nativeBuildInputs = [ cfg.package ];
+          preferLocalBuild = true;
+          passthru.unchecked = rawConfig;
+        }
+        ''
+          darlings --config ${rawConfig} check --config-only
+          cp ${rawConfig} "$out"
+        ''
+    else
+      rawConfig;
 
   # The scripted stage 1's hooks live in plain files that tests/vm sources with the same
   # substitutions (by sed), so the VM runs exactly the text rendered here.
@@ -36,125 +58,93 @@ let
       builtins.readFile file
     );
 
-  stores = lib.attrNames (lib.filterAttrs (_: s: s.enable) cfg.persistence);
+  stores = rendered.storePaths;
 
   # ---- option types ----------------------------------------------------------------------
 
-  ownerType = types.nullOr (types.either types.str types.ints.unsigned);
-  permOptions = what: {
-    user = mkOption {
-      type = ownerType;
-      default = null;
-      example = "colord";
-      description = "Owner (a name or a numeric id) darlings gives the ${what} it creates. Null: root (for entries under users.<name>: that user).";
+  # users.<name> of a store: home, uid and primary gid come from users.users.<name> when NixOS
+  # declares the user, so darlings can bind the entries in the initrd instead of deferring them
+  # until the root's passwd exists.
+  userModule =
+    store: storeAt:
+    { name, ... }:
+    let
+      declared = nixos.users.users.${name} or null;
+      group = if declared == null then "" else declared.group;
+    in
+    {
+      options = {
+        home = mkOption {
+          type = types.nullOr types.str;
+          default = if declared == null then null else declared.home;
+          defaultText = lib.literalMD "`users.users.<name>.home` when the user is declared, else null";
+          apply = p: if p == null then null else o.normalise p;
+          description = "The user's home directory. Null: read from the root's etc/passwd at boot (the entries wait until the accounts exist).";
+        };
+        uid = mkOption {
+          type = types.nullOr types.ints.unsigned;
+          default = if declared == null then null else declared.uid;
+          defaultText = lib.literalMD "`users.users.<name>.uid`";
+          description = "The user's numeric id, when fixed. With it and `home`, nothing has to be read from the root's passwd.";
+        };
+        gid = mkOption {
+          type = types.nullOr types.ints.unsigned;
+          default = nixos.users.groups.${group}.gid or null;
+          defaultText = lib.literalMD "the gid of `users.users.<name>.group`";
+          description = "The numeric id of the user's primary group, when fixed.";
+        };
+        group = mkOption {
+          type = types.str;
+          default = group;
+          internal = true;
+          description = "The user's primary group (`users.users.<name>.group`), for a home persisted as a whole.";
+        };
+        directories = o.entriesOption {
+          kind = "directory";
+          inherit store;
+          at = "${storeAt}.users.${name}";
+          underHome = true;
+        };
+        files = o.entriesOption {
+          kind = "file";
+          inherit store;
+          at = "${storeAt}.users.${name}";
+          underHome = true;
+        };
+        assertions = o.assertionsOption;
+      };
     };
-    group = mkOption {
-      type = ownerType;
-      default = null;
-      example = "colord";
-      description = "Group (a name or a numeric id) darlings gives the ${what} it creates. Null: root (for entries under users.<name>: the user's primary group).";
-    };
-    mode = mkOption {
-      type = types.nullOr (types.strMatching "[0-7]{3,4}");
-      default = null;
-      example = "0750";
-      description = "Mode, an octal string, of the ${what} darlings creates. It never changes an existing one.";
-    };
-  };
 
-  # An entry is a path string or an attribute set, as in impermanence; `path` is darlings' own
-  # spelling and is accepted in place of `directory` / `file`.
-  entryType =
-    key:
-    types.coercedTo types.str (p: { ${key} = p; }) (
-      types.submodule {
-        options = {
-          ${key} = mkOption {
-            type = types.nullOr types.str;
+  storeModule =
+    { name, config, ... }:
+    let
+      at = "darlings.persistence.\"${name}\"";
+    in
+    {
+      imports = o.removedStoreOptions at;
+      options =
+        o.storeOptions {
+          inherit name config at;
+          underHome = false;
+        }
+        // {
+          nosuid = mkOption {
+            type = types.nullOr types.bool;
             default = null;
-            description = "The absolute path (relative to the home under users.<name>).";
+            description = "Mount the binds nosuid. Null: darlings' default (true).";
           };
-          path = mkOption {
-            type = types.nullOr types.str;
+          nodev = mkOption {
+            type = types.nullOr types.bool;
             default = null;
-            description = "The same as `${key}`: set one of the two.";
+            description = "Mount the binds nodev. Null: darlings' default (true).";
           };
-          parentDirectory = mkOption {
-            type = types.submodule { options = permOptions "missing parent directories"; };
+          users = mkOption {
+            type = types.attrsOf (types.submodule (userModule config at));
             default = { };
-            description = "Owner and mode of the parent directories darlings creates on the way (not under users.<name>, where they belong to the user, mode 0700).";
+            description = "Per-user entries, relative to the user's home and owned by the user.";
           };
-        }
-        // permOptions (if key == "directory" then "directory" else "file");
-      }
-    );
-
-  entriesOption =
-    key: example:
-    mkOption {
-      type = types.listOf (entryType key);
-      default = [ ];
-      inherit example;
-      description = "${if key == "directory" then "Directories" else "Files"} to keep in the store and bind-mount into the root at every boot.";
+        };
     };
-
-  userType = types.submodule {
-    options = {
-      home = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        description = "The user's home directory. Null: read from the root's etc/passwd.";
-      };
-      directories = entriesOption "directory" [
-        "Documents"
-        {
-          directory = ".ssh";
-          mode = "0700";
-        }
-      ];
-      files = entriesOption "file" [ ".bash_history" ];
-    };
-  };
-
-  storeType = types.submodule {
-    options = {
-      enable = mkOption {
-        type = types.bool;
-        default = true;
-        description = "Whether to use this store.";
-      };
-      hideMounts = mkOption {
-        type = types.bool;
-        default = false;
-        description = "Mark the bind mounts x-gvfs-hide, so file managers do not list them.";
-      };
-      nosuid = mkOption {
-        type = types.nullOr types.bool;
-        default = null;
-        description = "Mount the binds nosuid. Null: darlings' default (true).";
-      };
-      nodev = mkOption {
-        type = types.nullOr types.bool;
-        default = null;
-        description = "Mount the binds nodev. Null: darlings' default (true).";
-      };
-      directories = entriesOption "directory" [
-        "/var/log"
-        {
-          directory = "/var/lib/colord";
-          user = "colord";
-          group = "colord";
-          mode = "0750";
-        }
-      ];
-      files = entriesOption "file" [ "/etc/machine-id" ];
-      users = mkOption {
-        type = types.attrsOf userType;
-        default = { };
-        description = "Per-user entries, relative to the user's home and owned by the user.";
-      };
-    };
-  };
 
   nullOrStr =
     description:
@@ -163,6 +153,47 @@ let
       default = null;
       inherit description;
     };
+
+  # ---- Home Manager ----------------------------------------------------------------------
+
+  # home.persistence."<store>" of every Home Manager user, forwarded as
+  # darlings.persistence."<store>".users.<user>. Each entry carries its resolved store path and
+  # flags, so the Home Manager store's own settings hold whatever the NixOS attribute says.
+  hmUsers = if options ? home-manager.users then config.home-manager.users else { };
+  hmEntryPath = key: e: if e.${key} != null then e.${key} else e.path;
+  hmDir = e: {
+    directory = hmEntryPath "directory" e;
+    inherit (e)
+      persistentStoragePath
+      user
+      group
+      mode
+      hideMount
+      allowTrash
+      ;
+  };
+  hmFile = e: {
+    file = hmEntryPath "file" e;
+    inherit (e)
+      persistentStoragePath
+      user
+      group
+      mode
+      method
+      parentDirectory
+      ;
+  };
+  forwarded = lib.concatLists (
+    lib.mapAttrsToList (
+      user: hm:
+      lib.mapAttrsToList (store: s: {
+        ${store}.users.${user} = {
+          directories = map hmDir s.directories;
+          files = map hmFile s.files;
+        };
+      }) (lib.filterAttrs (_: s: s.enable) (hm.home.persistence or { }))
+    ) hmUsers
+  );
 
   # ---- assertions --------------------------------------------------------------------------
 
@@ -193,40 +224,63 @@ let
     lib.unique (lib.concatLists (lib.attrValues backendKeys))
   );
 
-  entryProblems =
-    where: key: underHome: e:
-    let
-      named = e.${key} != null;
-      aliased = e.path != null;
-      p = e.parentDirectory;
-    in
-    lib.optional (named == aliased) "${where}: an entry must set exactly one of `${key}` and `path` (it sets ${
-      if named then "both" else "neither"
-    })"
-    ++ lib.optional (
-      underHome && (p.user != null || p.group != null || p.mode != null)
-    ) "${where}: entry ${toString (if named then e.${key} else e.path)} sets parentDirectory, which has no meaning under users.<name> (the directories up to the home belong to the user, mode 0700); remove it";
+  # The filesystem a path lives on: the longest fileSystems mount point that contains it.
+  fileSystems = map (fs: fs // { mountPoint = o.normalise fs.mountPoint; }) (
+    lib.attrValues config.fileSystems
+  );
+  contains = mp: p: mp == "/" || p == mp || lib.hasPrefix "${mp}/" p;
+  fsOf =
+    p:
+    lib.foldl' (
+      best: fs:
+      if
+        contains fs.mountPoint p
+        && (best == null || lib.stringLength fs.mountPoint > lib.stringLength best.mountPoint)
+      then
+        fs
+      else
+        best
+    ) null fileSystems;
 
-  storeProblems =
-    name:
+  # darlings binds from the store in the initrd: the store must be on a filesystem the initrd
+  # mounts, and not on the root's, which darlings erases. A directory on such a filesystem is
+  # enough (/nix/persist/system on a neededForBoot /nix); it need not be a mount point.
+  storeProblem =
+    store:
     let
-      s = cfg.persistence.${name};
-      at = "darlings.persistence.\"${name}\"";
-      mounts = lib.filter (fs: fs.mountPoint == name) (lib.attrValues config.fileSystems);
+      fs = fsOf store;
     in
-    lib.concatMap (entryProblems "${at}.directories" "directory" false) s.directories
-    ++ lib.concatMap (entryProblems "${at}.files" "file" false) s.files
-    ++ lib.concatLists (
-      lib.mapAttrsToList (
-        user: u:
-        lib.concatMap (entryProblems "${at}.users.${user}.directories" "directory" true) u.directories
-        ++ lib.concatMap (entryProblems "${at}.users.${user}.files" "file" true) u.files
-      ) s.users
-    )
-    # darlings binds from the store in the initrd, so the initrd must mount it there.
-    ++ lib.optional (
-      mounts == [ ] || !(lib.any utils.fsNeededForBoot mounts)
-    ) "${at}: the store must be a filesystem the initrd mounts: declare fileSystems.\"${name}\" with neededForBoot = true";
+    if fs == null || fs.mountPoint == "/" then
+      "darlings: store ${store} is on the root filesystem, which darlings erases at every boot; put it on another filesystem and declare that one in fileSystems with neededForBoot = true (e.g. fileSystems.\"/persist\")"
+    else if !utils.fsNeededForBoot fs then
+      "darlings: store ${store} is on fileSystems.\"${fs.mountPoint}\", which the initrd does not mount, so there is nothing to bind from at boot; set fileSystems.\"${fs.mountPoint}\".neededForBoot = true"
+    else
+      null;
+
+  # A bind into a filesystem that stage 2 mounts later would be hidden under that mount.
+  targetProblem =
+    e:
+    let
+      fs = fsOf e.target;
+    in
+    if e.target == null || fs == null || fs.mountPoint == "/" || utils.fsNeededForBoot fs then
+      null
+    else
+      "darlings: ${e.kind} ${e.target} (store ${e.store}) is on fileSystems.\"${fs.mountPoint}\", which is mounted only after darlings binds, hiding the bind; set fileSystems.\"${fs.mountPoint}\".neededForBoot = true";
+
+  # Assertions the submodules gathered (the impermanence options darlings does not have).
+  submoduleAssertions = lib.concatLists (
+    lib.mapAttrsToList (
+      _: s:
+      s.assertions
+      ++ lib.concatMap (e: e.assertions) (s.directories ++ s.files)
+      ++ lib.concatLists (
+        lib.mapAttrsToList (
+          _: u: u.assertions ++ lib.concatMap (e: e.assertions) (u.directories ++ u.files)
+        ) s.users
+      )
+    ) cfg.persistence
+  );
 
   rootFs = config.fileSystems."/" or null;
   rootProblems =
@@ -250,7 +304,41 @@ let
       && rootFs.device != cfg.root.dataset
     ) "darlings.root.dataset is \"${cfg.root.dataset}\" but fileSystems.\"/\" mounts \"${toString rootFs.device}\"; darlings would roll back a dataset that is not the root";
 
-  problems = rootProblems ++ lib.concatMap storeProblems stores;
+  problems =
+    rootProblems
+    ++ rendered.problems
+    ++ lib.filter (p: p != null) (map storeProblem stores ++ map targetProblem rendered.entries);
+
+  # ---- warnings ----------------------------------------------------------------------------
+
+  warn = lib.any (s: s.enable && s.enableWarnings) (lib.attrValues cfg.persistence);
+  # Users and groups without fixed ids get theirs from /var/lib/nixos, which the erased root
+  # loses: they would be renumbered at the next boot and own someone else's persisted files.
+  varLibNixos = [
+    "/var"
+    "/var/lib"
+    "/var/lib/nixos"
+  ];
+  varLibNixosKept =
+    lib.any (e: e.kind == "directory" && lib.elem e.target varLibNixos) rendered.entries
+    || lib.any (fs: lib.elem fs.mountPoint varLibNixos) fileSystems;
+  usersWithoutUid = lib.attrNames (lib.filterAttrs (_: u: u.uid == null) config.users.users);
+  groupsWithoutGid = lib.attrNames (lib.filterAttrs (_: g: g.gid == null) config.users.groups);
+  warnings =
+    lib.optional (!varLibNixosKept && (usersWithoutUid != [ ] || groupsWithoutGid != [ ])) (
+      "darlings: /var/lib/nixos is not persisted, so the users and groups without a fixed id get new ids at every boot and may no longer own their persisted files; add \"/var/lib/nixos\" to a store's directories, or give them ids"
+      + lib.optionalString (usersWithoutUid != [ ]) " (users without uid: ${lib.concatStringsSep ", " usersWithoutUid})"
+      + lib.optionalString (groupsWithoutGid != [ ]) " (groups without gid: ${lib.concatStringsSep ", " groupsWithoutGid})"
+    )
+    ++ map (
+      e: "darlings: ${e.store} users.${e.user} file ${e.path} sets parentDirectory, which darlings ignores under a home (the directories from the home down belong to the user, mode 0700); remove it"
+    ) rendered.ignoredParents;
+
+  # /etc/machine-id bound from the store: systemd-machine-id-commit.service would try to commit
+  # the id over the bind at every boot and fail. Run it only on the first boot, when darlings
+  # has seeded "uninitialized" and the id is new, and never in the initrd (impermanence#229,
+  # impermanence#242).
+  machineIdPersisted = lib.any (e: e.target == "/etc/machine-id") rendered.entries;
 
   # Unit ordering for the systemd initrd; guarded so that a missing dataset or device reaches
   # the assertions above instead of an evaluation error here.
@@ -267,7 +355,23 @@ in
 
     package = mkOption {
       type = types.package;
+      default = pkgs.callPackage ../../package.nix { };
+      defaultText = lib.literalExpression "pkgs.callPackage <darlings>/package.nix { } (the flake's module: its packages.default)";
       description = "The darlings package; its bin/darlings goes into the initrd and the system.";
+    };
+
+    checkConfig = mkOption {
+      type = types.bool;
+      default = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
+      defaultText = lib.literalExpression "pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform";
+      description = "Check /etc/darlings.toml with `darlings check --config-only` when it is built, so that a config darlings would refuse at boot fails the build.";
+    };
+
+    settings = mkOption {
+      type = types.attrsOf types.unspecified;
+      internal = true;
+      readOnly = true;
+      description = "The settings /etc/darlings.toml is written from (for tests and debugging).";
     };
 
     root = {
@@ -345,149 +449,183 @@ in
     };
 
     persistence = mkOption {
-      type = types.attrsOf storeType;
+      type = types.attrsOf (types.submodule storeModule);
       default = { };
-      description = "Stores, by mount point, and what each keeps; shaped like impermanence's environment.persistence.";
+      example = lib.literalExpression ''
+        {
+          "/persist" = {
+            hideMounts = true;
+            directories = [ "/var/log" "/var/lib/nixos" { directory = "/var/lib/colord"; user = "colord"; group = "colord"; mode = "u=rwx,g=rx,o="; } ];
+            files = [ "/etc/machine-id" ];
+            users.alice.directories = [ "Documents" { directory = ".ssh"; mode = "0700"; } ];
+          };
+        }
+      '';
+      description = "Stores and what each keeps, by name (the store's path unless persistentStoragePath says otherwise); impermanence's environment.persistence, renamed.";
     };
   };
 
-  config = mkIf cfg.enable (mkMerge [
-    {
-      assertions = map (message: {
-        assertion = false;
-        inherit message;
-      }) problems;
-
-      environment.etc."darlings.toml".source = configFile;
-      environment.systemPackages = [ cfg.package ];
-
-      # Entries owned by named users are deferred in the initrd (a blank root has no etc/passwd);
-      # once the accounts exist, this binds them. A second apply changes nothing, so running on
-      # every activation (switch included) is safe and picks up entries added to the config.
-      system.activationScripts.darlings = lib.stringAfter [ "users" "groups" ] ''
-        if ! ${bin} --config ${configFile} apply --root /; then
-          echo "darlings: apply --root / failed: the entries it names above are not bound; fix what it says and run it again" >&2
-        fi
-      '';
-    }
-
-    # A tmpfs root's state is gone after power-off: write its report on the way down instead.
-    (mkIf (cfg.root.backend == "tmpfs" && cfg.diff.onBoot) {
-      systemd.services.darlings-save-diff = {
-        description = "darlings: report the state this shutdown loses";
-        wantedBy = [ "multi-user.target" ];
-        after = [ "local-fs.target" ];
-        before = [ "shutdown.target" ];
-        conflicts = [ "shutdown.target" ];
-        # Stopped before the stores unmount, since it started after they were mounted.
-        unitConfig = {
-          DefaultDependencies = "no";
-          RequiresMountsFor = stores;
-        };
-        # A switch must not restart it: stopping it is what writes a report.
-        restartIfChanged = false;
-        stopIfChanged = false;
-        serviceConfig = {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          ExecStop = "${bin} --config ${configFile} diff --save";
-          TimeoutStopSec = "2min";
-        };
-      };
+  config = mkMerge [
+    # Home Manager's home.persistence, in every Home Manager user, whether or not darlings is
+    # enabled (an option must exist where a shared configuration sets it).
+    (lib.optionalAttrs (options ? home-manager.sharedModules) {
+      home-manager.sharedModules = [
+        ./home-manager.nix
+        { home.darlings.nixosModuleImported = true; }
+      ];
     })
+    { darlings.persistence = mkMerge forwarded; }
+    { darlings.settings = rendered.settings; }
 
-    # ---- scripted stage 1 (stage-1-init.sh) ----
-    (mkIf scripted {
-      boot.initrd.extraUtilsCommands = ''
-        copy_bin_and_libs ${bin}
-      '';
-      boot.initrd.extraUtilsCommandsTest = ''
-        $out/bin/darlings --version >/dev/null
-      '';
-      boot.initrd.extraFiles.${initrdConfig}.source = configFile;
+    (mkIf cfg.enable (mkMerge [
+      {
+        assertions =
+          map (message: {
+            assertion = false;
+            inherit message;
+          }) problems
+          ++ submoduleAssertions;
+        warnings = lib.optionals warn warnings;
 
-      # postResumeCommands, not postDeviceCommands: stage-1-init.sh runs postDeviceCommands, then
-      # attempts the resume from hibernation, then postResumeCommands, then mounts /mnt-root.
-      # Rolling back in postDeviceCommands would change the root under a hibernated system about
-      # to be resumed and corrupt it (impermanence#250). The ZFS module imports the root pools in
-      # postResumeCommands too (since NixOS 24.11; older write-ups say postDeviceCommands), at
-      # normal priority, so mkAfter puts this after the import.
-      boot.initrd.postResumeCommands = mkAfter (hook ./early-hook.sh);
-      # After every filesystem is mounted under /mnt-root, stores included.
-      boot.initrd.postMountCommands = mkAfter (hook ./late-hook.sh);
-    })
+        environment.etc."darlings.toml".source = configFile;
+        environment.systemPackages = [ cfg.package ];
 
-    # ---- systemd initrd ----
-    (mkIf (!scripted) {
-      boot.initrd.systemd.storePaths = [ bin ];
-      boot.initrd.systemd.contents.${initrdConfig}.source = configFile;
+        # Entries owned by named users are deferred in the initrd (a blank root has no
+        # etc/passwd); once the accounts exist, this binds them. A second apply changes nothing,
+        # so running on every activation (switch included) is safe and picks up entries added
+        # to the config.
+        system.activationScripts.darlings = lib.stringAfter [ "users" "groups" ] ''
+          if ! ${bin} --config ${configFile} apply --root /; then
+            echo "darlings: apply --root / failed: the entries it names above are not bound; fix what it says and run it again" >&2
+          fi
+        '';
+      }
 
-      boot.initrd.systemd.services.darlings-early = {
-        description = "darlings: roll the root back to blank";
-        # sysroot.mount requires it: under "halt" a failure leaves the root unmounted and the
-        # failed mount sends initrd-root-fs.target to the emergency target.
-        requiredBy = [ "sysroot.mount" ];
-        wantedBy = [ "initrd-root-fs.target" ];
-        # The device (or the imported pool) is there, and a hibernated system has resumed: the
-        # resume unit (systemd-hibernate-resume.service, or the @<device> template before
-        # systemd 255) is ordered before local-fs-pre.target.
-        after = [
-          "initrd-root-device.target"
-          "systemd-hibernate-resume.service"
-          "local-fs-pre.target"
-        ]
-        ++ zfsImport
-        ++ btrfsDevice;
-        # Wanted, not required: a missing device is for darlings' preflight to report under the
-        # configured policy, not a dependency failure that always stops the boot.
-        wants = btrfsDevice;
-        before = [
-          "sysroot.mount"
-          "initrd-root-fs.target"
-          "shutdown.target"
-        ];
-        conflicts = [ "shutdown.target" ];
-        unitConfig = {
-          DefaultDependencies = "no";
-          OnFailure = "emergency.target";
-          OnFailureJobMode = "replace-irreversibly";
+      (mkIf machineIdPersisted {
+        boot.initrd.systemd.suppressedUnits = [ "systemd-machine-id-commit.service" ];
+        systemd.services.systemd-machine-id-commit.unitConfig.ConditionFirstBoot = true;
+      })
+
+      # A tmpfs root's state is gone after power-off: write its report on the way down instead.
+      (mkIf (cfg.root.backend == "tmpfs" && cfg.diff.onBoot) {
+        systemd.services.darlings-save-diff = {
+          description = "darlings: report the state this shutdown loses";
+          wantedBy = [ "multi-user.target" ];
+          after = [ "local-fs.target" ];
+          before = [ "shutdown.target" ];
+          conflicts = [ "shutdown.target" ];
+          # Stopped before the stores unmount, since it started after they were mounted.
+          unitConfig = {
+            DefaultDependencies = "no";
+            RequiresMountsFor = stores;
+          };
+          # A switch must not restart it: stopping it is what writes a report.
+          restartIfChanged = false;
+          stopIfChanged = false;
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            ExecStop = "${bin} --config ${configFile} diff --save";
+            TimeoutStopSec = "2min";
+          };
         };
-        serviceConfig = {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          ExecStart = "${bin} --config ${initrdConfig} boot --stage early";
-        };
-      };
+      })
 
-      boot.initrd.systemd.services.darlings-late = {
-        description = "darlings: bind the persisted state into the new root";
-        # initrd.target requires it: under "halt" a failure keeps the initrd from switching root.
-        requiredBy = [ "initrd.target" ];
-        after = [
-          "initrd-fs.target"
-          "darlings-early.service"
-        ];
-        # Before NixOS activates the new root in the initrd, so it sees the persisted files.
-        before = [
-          "initrd.target"
-          "initrd-nixos-activation.service"
-          "initrd-cleanup.service"
-          "initrd-switch-root.target"
-          "shutdown.target"
-        ];
-        conflicts = [ "shutdown.target" ];
-        unitConfig = {
-          DefaultDependencies = "no";
-          RequiresMountsFor = map (s: "/sysroot${s}") stores;
-          OnFailure = "emergency.target";
-          OnFailureJobMode = "replace-irreversibly";
+      # ---- scripted stage 1 (stage-1-init.sh) ----
+      (mkIf scripted {
+        boot.initrd.extraUtilsCommands = ''
+          copy_bin_and_libs ${bin}
+        '';
+        boot.initrd.extraUtilsCommandsTest = ''
+          $out/bin/darlings --version >/dev/null
+        '';
+        boot.initrd.extraFiles.${initrdConfig}.source = configFile;
+
+        # postResumeCommands, not postDeviceCommands: stage-1-init.sh runs postDeviceCommands,
+        # then attempts the resume from hibernation, then postResumeCommands, then mounts
+        # /mnt-root. Rolling back in postDeviceCommands would change the root under a hibernated
+        # system about to be resumed and corrupt it (impermanence#250). The ZFS module imports
+        # the root pools in postDeviceCommands up to NixOS 24.05 and in postResumeCommands (at
+        # normal priority) since 24.11; mkAfter puts this after the import in both.
+        boot.initrd.postResumeCommands = mkAfter (hook ./early-hook.sh);
+        # After every filesystem is mounted under /mnt-root, stores included.
+        boot.initrd.postMountCommands = mkAfter (hook ./late-hook.sh);
+      })
+
+      # ---- systemd initrd ----
+      (mkIf (!scripted) {
+        boot.initrd.systemd.storePaths = [ bin ];
+        boot.initrd.systemd.contents.${initrdConfig}.source = configFile;
+
+        boot.initrd.systemd.services.darlings-early = {
+          description = "darlings: roll the root back to blank";
+          # sysroot.mount requires it: under "halt" a failure leaves the root unmounted and the
+          # failed mount sends initrd-root-fs.target to the emergency target.
+          requiredBy = [ "sysroot.mount" ];
+          wantedBy = [ "initrd-root-fs.target" ];
+          # The device (or the imported pool) is there, and a hibernated system has resumed:
+          # the resume unit (systemd-hibernate-resume.service, or the @<device> template before
+          # systemd 255) is ordered before local-fs-pre.target.
+          after = [
+            "initrd-root-device.target"
+            "systemd-hibernate-resume.service"
+            "local-fs-pre.target"
+          ]
+          ++ zfsImport
+          ++ btrfsDevice;
+          # Wanted, not required: a missing device is for darlings' preflight to report under
+          # the configured policy, not a dependency failure that always stops the boot.
+          wants = btrfsDevice;
+          before = [
+            "sysroot.mount"
+            "initrd-root-fs.target"
+            "shutdown.target"
+          ];
+          conflicts = [ "shutdown.target" ];
+          unitConfig = {
+            DefaultDependencies = "no";
+            OnFailure = "emergency.target";
+            OnFailureJobMode = "replace-irreversibly";
+          };
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            ExecStart = "${bin} --config ${initrdConfig} boot --stage early";
+          };
         };
-        serviceConfig = {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          ExecStart = "${bin} --config ${initrdConfig} boot --stage late --root /sysroot";
+
+        boot.initrd.systemd.services.darlings-late = {
+          description = "darlings: bind the persisted state into the new root";
+          # initrd.target requires it: under "halt" a failure keeps the initrd from switching
+          # root.
+          requiredBy = [ "initrd.target" ];
+          after = [
+            "initrd-fs.target"
+            "darlings-early.service"
+          ];
+          # Before NixOS activates the new root in the initrd, so it sees the persisted files.
+          before = [
+            "initrd.target"
+            "initrd-nixos-activation.service"
+            "initrd-cleanup.service"
+            "initrd-switch-root.target"
+            "shutdown.target"
+          ];
+          conflicts = [ "shutdown.target" ];
+          unitConfig = {
+            DefaultDependencies = "no";
+            # Every filesystem up to each store (for /nix/persist/system: /sysroot/nix).
+            RequiresMountsFor = map (s: "/sysroot${s}") stores;
+            OnFailure = "emergency.target";
+            OnFailureJobMode = "replace-irreversibly";
+          };
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            ExecStart = "${bin} --config ${initrdConfig} boot --stage late --root /sysroot";
+          };
         };
-      };
-    })
-  ]);
+      })
+    ]))
+  ];
 }

@@ -1,130 +1,266 @@
-# Turns the darlings.* options of initrd/nixos/module.nix into the attribute set that becomes
-# /etc/darlings.toml (the keys of README.md's config reference). Builtins only, no nixpkgs lib, so
-# that tests/initrd-check can evaluate it with a bare nix-instantiate and feed the result to
-# `darlings plan`, which validates it exactly as the initrd will.
-#
-# It accepts the evaluated option values and also raw, partly written ones (missing attributes
-# take the option defaults; entries may still be strings), which is what the check passes.
+# Turns the evaluated darlings.* options of initrd/nixos/module.nix into the attribute set that
+# becomes /etc/darlings.toml (the keys of README.md's config reference), plus what the module's
+# assertions and warnings need. Entries go into the [[persist]] table of their effective store
+# (the entry's persistentStoragePath), so several darlings.persistence attributes, users and
+# Home Manager users that name one path make one table, as impermanence merges them.
+{ lib }:
 cfg:
 let
-  inherit (builtins) attrNames filter isString listToAttrs map;
+  inherit (lib)
+    filter
+    filterAttrs
+    attrNames
+    mapAttrs
+    mapAttrsToList
+    concatLists
+    concatMap
+    unique
+    ;
 
   # Options left at null are left out, so darlings' own defaults apply and the TOML stays short.
-  compact =
-    attrs:
-    listToAttrs (
-      map (name: {
-        inherit name;
-        value = attrs.${name};
-      }) (filter (name: attrs.${name} != null) (attrNames attrs))
-    );
-  get = attrs: name: attrs.${name} or null;
+  compact = filterAttrs (_: v: v != null);
+  nonEmpty = xs: if xs == [ ] then null else xs;
 
   backend = cfg.root.backend;
   root = cfg.root;
-  keep = root.keep or { };
-  # Only the keys of the chosen backend: darlings refuses a key that belongs to another one.
   keepTable =
     let
-      t = compact {
-        count = get keep "count";
-        days = get keep "days";
-      };
+      t = compact { inherit (root.keep) count days; };
     in
     if t == { } then null else t;
-  rootTable =
-    {
-      inherit backend;
-    }
-    // compact (
-      if backend == "tmpfs" then
-        { size = get root "size"; }
-      else if backend == "btrfs" then
-        {
-          device = get root "device";
-          subvolume = get root "subvolume";
-          blank = get root "blank";
-          old-roots = get root "oldRoots";
-          keep = keepTable;
-        }
-      else if backend == "zfs" then
-        {
-          dataset = get root "dataset";
-          blank = get root "blank";
-          destroy-newer-snapshots = get root "destroyNewerSnapshots";
-          keep = keepTable;
-        }
-      else
-        throw "darlings.root.backend = \"${backend}\" is not a backend; use \"tmpfs\", \"btrfs\" or \"zfs\""
-    );
+  # Only the keys of the chosen backend: darlings refuses a key that belongs to another one.
+  rootTable = {
+    inherit backend;
+  }
+  // compact (
+    if backend == "tmpfs" then
+      { inherit (root) size; }
+    else if backend == "btrfs" then
+      {
+        inherit (root) device subvolume blank;
+        old-roots = root.oldRoots;
+        keep = keepTable;
+      }
+    else
+      {
+        inherit (root) dataset blank;
+        destroy-newer-snapshots = root.destroyNewerSnapshots;
+        keep = keepTable;
+      }
+  );
 
-  diff = cfg.diff or { };
   diffTable = compact {
-    on-boot = diff.onBoot or false;
-    report-dir = get diff "reportDir";
-    ignore = diff.ignore or [ ];
-    max-entries = get diff "maxEntries";
-    time-budget = get diff "timeBudget";
-    keep-reports = get diff "keepReports";
+    on-boot = cfg.diff.onBoot;
+    report-dir = cfg.diff.reportDir;
+    inherit (cfg.diff) ignore;
+    max-entries = cfg.diff.maxEntries;
+    time-budget = cfg.diff.timeBudget;
+    keep-reports = cfg.diff.keepReports;
   };
 
-  # An entry as impermanence spells it: a string, or { directory | file | path; user; group;
-  # mode; parentDirectory = { user; group; mode; }; }. Every entry becomes a table, even a plain
-  # path: TOML writers differ on arrays that mix strings and tables, and darlings reads both forms.
-  entryPath =
-    key: e:
-    if isString e then
-      e
-    else if get e key != null then
-      e.${key}
-    else if get e "path" != null then
-      e.path
-    else
-      throw "darlings: an entry has neither `${key}` nor `path`: ${builtins.toJSON e}";
-  entry =
-    key: e:
-    if isString e then
-      { path = e; }
-    else
-      let
-        parent = if get e "parentDirectory" == null then { } else compact e.parentDirectory;
-      in
-      compact {
-        path = entryPath key e;
-        user = get e "user";
-        group = get e "group";
-        mode = get e "mode";
-        parent = if parent == { } then null else parent;
-      };
+  # ---- entries, flattened ------------------------------------------------------------------
 
-  userTable =
-    u:
-    compact {
-      home = get u "home";
-      directories = map (entry "directory") (u.directories or [ ]);
-      files = map (entry "file") (u.files or [ ]);
-    };
-
-  enabled = name: (cfg.persistence.${name}.enable or true);
-  store =
-    name:
+  pathOf = key: e: if e.${key} != null then e.${key} else e.path;
+  parentTable =
+    p:
     let
-      s = cfg.persistence.${name};
-      users = s.users or { };
+      t = compact { inherit (p) user group mode; };
     in
-    compact {
-      store = name;
-      hide-mounts = s.hideMounts or false;
-      nosuid = get s "nosuid";
-      nodev = get s "nodev";
-      directories = map (entry "directory") (s.directories or [ ]);
-      files = map (entry "file") (s.files or [ ]);
-      users = if users == { } then null else builtins.mapAttrs (_: userTable) users;
+    if t == { } then null else t;
+
+  # One record per entry: its effective store, where it lands in the root (null while the
+  # user's home is unknown), the TOML table without the per-table parts, and what the checks
+  # need. Every entry becomes a table, even a plain path: TOML writers differ on arrays that mix
+  # strings and tables, and darlings reads both forms.
+  record =
+    {
+      attr,
+      s,
+      user ? null,
+      u ? null,
+    }:
+    kind: e:
+    let
+      key = kind;
+      given = pathOf key e;
+      home = if u == null then null else u.home;
+      # users.<name>.directories = [ "." ] keeps the whole home (a form public configurations
+      # use): that is a directory of the system's, the home itself, owned by the user.
+      wholeHome = user != null && kind == "directory" && lib.elem given [ "" "." ];
+      homeEntry = wholeHome && home != null;
+      path = if homeEntry then home else given;
+      owner = if e.user != null then e.user else if u.uid != null then u.uid else user;
+      ownerGroup =
+        if e.group != null then
+          e.group
+        else if u.gid != null then
+          u.gid
+        else if u.group != "" then
+          u.group
+        else
+          null;
+    in
+    {
+      inherit kind path;
+      user = if homeEntry then null else user;
+      store = e.persistentStoragePath;
+      inherit attr;
+      inherit (s) hideMounts nosuid nodev;
+      hide = if kind == "directory" then e.hideMount else null;
+      trash = if kind == "directory" then e.allowTrash else null;
+      problem =
+        if wholeHome && home == null then
+          "darlings.persistence.\"${attr}\".users.${user}: the entry \"${given}\" keeps the whole home, which needs the home's path: declare users.users.${user} or set users.${user}.home"
+        else if (e.${key} == null) == (e.path == null) then
+          "darlings.persistence.\"${attr}\"${
+            lib.optionalString (user != null) ".users.${user}"
+          }: an entry must set exactly one of `${key}` and `path` (it sets ${
+            if e.${key} == null then "neither" else "both"
+          })"
+        else
+          null;
+      target =
+        if path == null then
+          null
+        else if user == null || homeEntry then
+          path
+        else if home == null then
+          null
+        else if home == "/" then
+          "/${path}"
+        else
+          "${home}/${path}";
+      parentIgnored = user != null && kind == "file" && parentTable e.parentDirectory != null;
+      userInfo = if u == null || homeEntry then null else { inherit (u) home uid gid; };
+      table = compact (
+        (
+          if homeEntry then
+            {
+              inherit path;
+              user = owner;
+              group = ownerGroup;
+              mode = if e.mode != null then e.mode else "0700";
+            }
+          else
+            {
+              inherit path;
+              inherit (e) user group mode;
+            }
+        )
+        // lib.optionalAttrs (user == null) {
+          parent = parentTable e.parentDirectory;
+        }
+        // lib.optionalAttrs (kind == "file" && e.method != "auto") {
+          inherit (e) method;
+        }
+      );
     };
+
+  enabled = filterAttrs (_: s: s.enable) cfg.persistence;
+  entries = concatLists (
+    mapAttrsToList (
+      attr: s:
+      map (record { inherit attr s; } "directory") s.directories
+      ++ map (record { inherit attr s; } "file") s.files
+      ++ concatLists (
+        mapAttrsToList (
+          user: u:
+          map (record { inherit attr s user u; } "directory") u.directories
+          ++ map (record { inherit attr s user u; } "file") u.files
+        ) s.users
+      )
+    ) enabled
+  );
+  good = filter (e: e.problem == null) entries;
+
+  # ---- one [[persist]] table per store path ------------------------------------------------
+
+  byStore = lib.groupBy (e: e.store) good;
+  agreed = values: unique (filter (v: v != null) values);
+
+  table =
+    store: es:
+    let
+      # The table hides its binds when every directory in it is hidden (without directories:
+      # when every attribute contributing says hideMounts); a directory that differs says so
+      # itself (hide-mount). Files follow the table: impermanence hides no file bind at all.
+      dirs = filter (e: e.kind == "directory") es;
+      hide = if dirs == [ ] then lib.all (e: e.hideMounts) es else lib.all (e: e.hide) dirs;
+      # allowTrash is a directory's option in impermanence (files have none): likewise.
+      trash = dirs != [ ] && lib.all (e: e.trash) dirs;
+      nosuid = agreed (map (e: e.nosuid) es);
+      nodev = agreed (map (e: e.nodev) es);
+      withFlags =
+        e:
+        e.table
+        // lib.optionalAttrs (e.kind == "directory" && e.hide != hide) { hide-mount = e.hide; }
+        // lib.optionalAttrs (e.kind == "directory" && e.trash != trash) { allow-trash = e.trash; };
+      tablesOf = kind: xs: nonEmpty (map withFlags (filter (e: e.kind == kind) xs));
+      system = filter (e: e.user == null) es;
+      users = lib.groupBy (e: e.user) (filter (e: e.user != null) es);
+      userTable =
+        name: ues:
+        let
+          infos = map (e: e.userInfo) ues;
+          one = field: lib.findFirst (v: v != null) null (map (i: i.${field}) infos);
+        in
+        compact {
+          home = one "home";
+          uid = one "uid";
+          gid = one "gid";
+          directories = tablesOf "directory" ues;
+          files = tablesOf "file" ues;
+        };
+    in
+    {
+      settings = compact {
+        inherit store;
+        hide-mounts = hide;
+        allow-trash = if trash then true else null;
+        nosuid = if nosuid == [ ] then null else lib.head nosuid;
+        nodev = if nodev == [ ] then null else lib.head nodev;
+        directories = tablesOf "directory" system;
+        files = tablesOf "file" system;
+        users = if users == { } then null else mapAttrs userTable users;
+      };
+      problems =
+        lib.optional (lib.length nosuid > 1) "darlings: the darlings.persistence attributes that make store ${store} disagree on nosuid; set it the same in each"
+        ++ lib.optional (lib.length nodev > 1) "darlings: the darlings.persistence attributes that make store ${store} disagree on nodev; set it the same in each"
+        ++ concatLists (
+          mapAttrsToList (
+            name: ues:
+            concatMap (
+              field:
+              let
+                vs = agreed (map (e: e.userInfo.${field}) ues);
+              in
+              lib.optional (lib.length vs > 1) "darlings: store ${store} users.${name}: the attributes that name this store give ${field} as ${
+                lib.concatMapStringsSep " and " toString vs
+              }; give one"
+            ) [ "home" "uid" "gid" ]
+          ) users
+        );
+    };
+  tables = mapAttrs table byStore;
+
+  # The same target twice: darlings refuses it too, at boot, where refusing means binding nothing.
+  targets = filter (t: t != null) (map (e: e.target) good);
+  duplicates = unique (filter (t: lib.count (x: x == t) targets > 1) targets);
 in
 {
-  root = rootTable;
-  boot.on-failure = cfg.onFailure or "boot-old-root";
-  diff = diffTable;
-  persist = map store (filter enabled (attrNames (cfg.persistence or { })));
+  settings = {
+    root = rootTable;
+    boot.on-failure = cfg.onFailure;
+    diff = diffTable;
+    persist = map (store: tables.${store}.settings) (attrNames tables);
+  };
+  entries = good;
+  storePaths = attrNames tables;
+  ignoredParents = filter (e: e.parentIgnored) good;
+  problems =
+    filter (p: p != null) (map (e: e.problem) entries)
+    ++ concatMap (store: tables.${store}.problems) (attrNames tables)
+    ++ map (
+      t: "darlings: ${t} is persisted twice (in the same store or in two); keep one entry"
+    ) duplicates;
 }

@@ -177,11 +177,16 @@ fn store(path: &'static str, prefix: &'static str) -> impl Strategy<Value = Valu
             if !users.is_empty() {
                 // Home-relative entries must not collide across stores: only the first store
                 // (the one with prefix "a") keeps users.
+                // Two users sharing a home would list the same file twice (a real conflict the
+                // validator rightly refuses), so each user's home is its own.
                 if prefix == "a" {
-                    t.insert(
-                        "users".into(),
-                        Value::Object(users.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
-                    );
+                    let users = users.into_iter().map(|(k, mut v)| {
+                        if let Some(h) = v.get_mut("home") {
+                            *h = json!(format!("/home/{k}"));
+                        }
+                        (k.to_string(), v)
+                    });
+                    t.insert("users".into(), Value::Object(users.collect()));
                 }
             }
             Value::Object(t)

@@ -12,13 +12,13 @@ use crate::{Case, TestResult};
 
 /// A btrfs "disk": `root` (its blank made by `darlings init`), `persist` holding the store's data, and a root
 /// that has been used: darlings written since the blank, persisted data in the store.
-struct Machine {
-    fs: Fs,
-    config: PathBuf,
-    work: PathBuf,
-    cmdline: PathBuf,
+pub(crate) struct Machine {
+    pub(crate) fs: Fs,
+    pub(crate) config: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) cmdline: PathBuf,
     /// Where the "initrd" mounts the new root.
-    sysroot: PathBuf,
+    pub(crate) sysroot: PathBuf,
 }
 
 const CONFIG_TAIL: &str = r#"
@@ -33,7 +33,7 @@ files = ["/etc/machine-id"]
 "#;
 
 impl Machine {
-    fn new(extra_root: &str) -> Result<Machine, String> {
+    pub(crate) fn new(extra_root: &str) -> Result<Machine, String> {
         let fs = Fs::empty()?;
         let t = fs.top.display().to_string();
         sh(&format!(
@@ -72,11 +72,11 @@ impl Machine {
         Ok(m)
     }
 
-    fn set_cmdline(&self, text: &str) -> TestResult {
+    pub(crate) fn set_cmdline(&self, text: &str) -> TestResult {
         std::fs::write(&self.cmdline, format!("{text}\n")).map_err(e2s)
     }
 
-    fn run(&self, args: &[&str]) -> Result<Output, String> {
+    pub(crate) fn run(&self, args: &[&str]) -> Result<Output, String> {
         Command::new(crate::BIN)
             .arg("--config")
             .arg(&self.config)
@@ -89,7 +89,7 @@ impl Machine {
             .map_err(e2s)
     }
 
-    fn boot(&self, stage: &str) -> Result<Output, String> {
+    pub(crate) fn boot(&self, stage: &str) -> Result<Output, String> {
         let root = self.sysroot.display().to_string();
         let cmdline = self.cmdline.display().to_string();
         self.run(&[
@@ -105,7 +105,7 @@ impl Machine {
 
     /// What the initrd does between the stages: the root subvolume at the sysroot, the store
     /// beneath it.
-    fn mount_root_and_store(&mut self) -> TestResult {
+    pub(crate) fn mount_root_and_store(&mut self) -> TestResult {
         sh(&format!(
             "mount -o subvol=root {} {}",
             self.fs.dev,
@@ -124,17 +124,17 @@ impl Machine {
         Ok(())
     }
 
-    fn record(&self) -> Result<serde_json::Value, String> {
+    pub(crate) fn record(&self) -> Result<serde_json::Value, String> {
         let bytes = std::fs::read(self.work.join("boot.json")).map_err(e2s)?;
         serde_json::from_slice(&bytes).map_err(e2s)
     }
 
-    fn top(&self, rel: &str) -> PathBuf {
+    pub(crate) fn top(&self, rel: &str) -> PathBuf {
         self.fs.top.join(rel)
     }
 }
 
-fn phases(rec: &serde_json::Value) -> Vec<String> {
+pub(crate) fn phases(rec: &serde_json::Value) -> Vec<String> {
     rec["phases"]
         .as_array()
         .map(|a| {
@@ -156,7 +156,7 @@ fn phases(rec: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn lost_paths(report: &serde_json::Value) -> Vec<String> {
+pub(crate) fn lost_paths(report: &serde_json::Value) -> Vec<String> {
     let mut v: Vec<String> = report["entries"]
         .as_array()
         .map(|a| {
@@ -195,8 +195,8 @@ fn boot_btrfs_erases_darlings_saves_the_report_and_binds_the_store() -> TestResu
                 "early diff ok",
                 "early rollback ok",
                 "late config ok",
-                "late report ok",
-                "late apply ok"
+                "late apply ok",
+                "late report ok"
             ],
         "phases: {:?}",
         phases(&rec)
@@ -506,7 +506,7 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
 }
 
 /// `--stage all` with nothing mounted at --root: darlings mounts the fresh root itself. Nothing
-/// mounts the store here, so apply refuses (the store is not its own mount) and the boot goes
+/// mounts the store here, so apply refuses (the store is missing) and the boot goes
 /// on under boot-old-root with the failure recorded.
 fn boot_all_mounts_the_new_root_when_the_initrd_has_not() -> TestResult {
     let mut m = Machine::new("")?;
@@ -555,8 +555,48 @@ impl Drop for Unmount {
     }
 }
 
+/// A foreign entry in report-dir (a directory named like an old report) made pruning, and with
+/// it the late report phase, fail: under on-failure = "halt" that stopped the boot.
+fn foreign_entry_in_report_dir_does_not_halt_the_boot() -> TestResult {
+    let mut m = Machine::new("[boot]\non-failure = \"halt\"\n")?;
+    let text = std::fs::read_to_string(&m.config).map_err(e2s)?;
+    std::fs::write(
+        &m.config,
+        text.replace("report-dir = ", "keep-reports = 1\nreport-dir = "),
+    )
+    .map_err(e2s)?;
+    let foreign = m.top("persist/var/log/darlings/20000101T000000Z.json");
+    std::fs::create_dir_all(&foreign).map_err(e2s)?;
+    let early = m.boot("early")?;
+    check!(early.status.success(), "early: {}", crate::text(&early));
+    m.mount_root_and_store()?;
+    let late = m.boot("late")?;
+    check!(
+        late.status.success(),
+        "a foreign entry halted the boot: {}",
+        crate::text(&late)
+    );
+    let rec = m.record()?;
+    check!(
+        rec["outcome"] == "ok" && rec["report"]["saved"] == true,
+        "record: {rec}"
+    );
+    check!(
+        String::from_utf8_lossy(&late.stderr)
+            .contains("darlings did not write, left alone by pruning: 20000101T000000Z.json (a directory, owner uid 0)"),
+        "no warning: {}",
+        crate::text(&late)
+    );
+    check!(foreign.is_dir(), "the foreign directory was removed");
+    Ok(())
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
+        (
+            "foreign_entry_in_report_dir_does_not_halt_the_boot",
+            foreign_entry_in_report_dir_does_not_halt_the_boot,
+        ),
         (
             "boot_btrfs_erases_darlings_saves_the_report_and_binds_the_store",
             boot_btrfs_erases_darlings_saves_the_report_and_binds_the_store,

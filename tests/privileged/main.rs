@@ -27,9 +27,12 @@ macro_rules! check {
 
 mod boot;
 mod btrfs_diff;
+mod btrfs_differential;
 mod btrfs_rollback;
+mod lost_state;
 #[path = "../support/ns.rs"]
 mod ns;
+mod safety;
 mod whole_os;
 
 struct Sandbox {
@@ -69,9 +72,12 @@ impl Sandbox {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        // A work dir of its own: the lock in the default /run/darlings is the machine's.
         Command::new(BIN)
             .arg("--config")
             .arg(&self.config)
+            .arg("--work-dir")
+            .arg(self.base.join("run"))
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
@@ -459,7 +465,8 @@ fn unmounted_store_is_refused() -> TestResult {
     let out = sb.apply();
     check!(!out.status.success(), "{}", text(&out));
     check!(
-        String::from_utf8_lossy(&out.stderr).contains("is on the same mount as the root"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("is on the root's filesystem (a directory of the root's own filesystem"),
         "{}",
         text(&out)
     );
@@ -703,6 +710,8 @@ fn tmpfs_rollback_mounts_verifies_and_refuses() -> TestResult {
         Command::new(BIN)
             .arg("--config")
             .arg(&cfg)
+            .arg("--work-dir")
+            .arg(dir.path().join("run"))
             .args(args)
             .arg("--root")
             .arg(&root)
@@ -751,6 +760,8 @@ fn tmpfs_rollback_mounts_verifies_and_refuses() -> TestResult {
     let o = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
+        .arg("--work-dir")
+        .arg(dir.path().join("run"))
         .args(["rollback", "--root"])
         .arg(&plain)
         .output()
@@ -919,6 +930,9 @@ fn main() {
     all.extend(btrfs_diff::cases());
     all.extend(boot::cases());
     all.extend(whole_os::cases());
+    all.extend(safety::cases());
+    all.extend(lost_state::cases());
+    all.extend(btrfs_differential::cases());
     let tests = all.as_slice();
     let start = Instant::now();
     let selected: Vec<_> = tests

@@ -2,6 +2,7 @@
 //! `NO_FILE_DATA`, the stream is parsed as the kernel produces it and resolved to paths, and the
 //! nested subvolumes the stream cannot show are added as lost directories.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -13,13 +14,17 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::{MountFlags, UnmountFlags};
 
+use super::compare;
+use super::inode;
 use super::resolve;
 use super::send;
 use super::stream::{Command, Parser};
 use super::Btrfs;
 use crate::bytes::Show;
 use crate::error::IoContext;
-use crate::{BackendError, Change, ChangeKind, DiffLimits, DiffOutput, FileType, Truncation};
+use crate::{
+    BackendError, Change, ChangeKind, DiffLimits, DiffOutput, FileType, Truncation, Unlisted,
+};
 
 /// Marks our temporary snapshots in the top level: `<root>.darlings-diff-<pid>`.
 const SNAPSHOT_INFIX: &[u8] = b".darlings-diff-";
@@ -59,13 +64,18 @@ pub(crate) fn diff(b: &Btrfs, limits: &DiffLimits) -> Result<DiffOutput, Backend
         let DiffOutput {
             mut changes,
             mut truncated,
+            unlisted,
         } = out;
         merge_nested(&mut changes, nested);
         if changes.len() > limits.max_entries {
             changes.truncate(limits.max_entries);
             truncated.get_or_insert(Truncation::MaxEntries(limits.max_entries));
         }
-        return Ok(DiffOutput { changes, truncated });
+        return Ok(DiffOutput {
+            changes,
+            truncated,
+            unlisted,
+        });
     }
 
     let mut snap_name = b.subvolume.clone();
@@ -74,32 +84,161 @@ pub(crate) fn diff(b: &Btrfs, limits: &DiffLimits) -> Result<DiffOutput, Backend
     let snapshot = TempSnapshot::create(&root, top.join(&snap_name))?;
     let snap_fd = open_dir(&snapshot.path)?;
     let blank_fd = open_dir(&blank)?;
+    if b.failpoint.as_deref() == Some("diff") {
+        // For the test that a diff failing outright does not stop the boot's rollback.
+        return Err(BackendError::Refused("failpoint diff hit".into()));
+    }
 
     // Every change but the nested subvolumes comes from the stream.
     let stream_limit = limits.max_entries.saturating_sub(nested.len());
-    let send = send::start(
-        snap_fd
-            .try_clone()
-            .ctx(|| "duplicate a descriptor".into())?,
-        blank_id,
-        send::FLAG_NO_FILE_DATA,
-    )
-    .ctx(|| format!("start btrfs send of {root_name} against {blank_name} on {device}"))?;
-    let (cmds, mut truncated) = read_stream(send, stream_limit, limits, start, &device)?;
-
-    let mut changes = resolve::changes(&cmds)?;
-    if truncated.is_some() {
-        // A cut stream can leave entries under the kernel's temporary names.
-        changes.retain(|c| !c.path.split(|&b| b == b'/').any(is_orphan_name));
-    }
+    let streamed = (|| {
+        let what = || format!("start btrfs send of {root_name} against {blank_name} on {device}");
+        let send = send::start(
+            snap_fd.try_clone().ctx(what)?,
+            blank_id,
+            send::FLAG_NO_FILE_DATA,
+        )
+        .ctx(what)?;
+        let (cmds, truncated) = read_stream(send, stream_limit, limits, start, &device)?;
+        Ok::<_, BackendError>((resolve::resolve(&cmds)?, truncated))
+    })();
+    let (mut changes, mut truncated, mut unlisted, touched) = match streamed {
+        Ok((resolved, truncated)) => {
+            let mut changes = resolved.changes;
+            let mut touched = resolved.touched;
+            if truncated.is_some() {
+                // A cut stream can leave entries under the kernel's temporary names.
+                changes.retain(|c| !has_orphan_name(&c.path));
+                touched.retain(|t| !has_orphan_name(&t.path));
+            }
+            (changes, truncated, Vec::new(), touched)
+        }
+        Err(e) => {
+            // Whatever the root holds must not keep it from being erased, nor its report from
+            // being made: a path past PATH_MAX fails the whole send ("File name too long").
+            let mut why = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                why.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            tracing::warn!(
+                "diff: btrfs send of {root_name} against {blank_name} failed ({why}); comparing the two trees instead"
+            );
+            let skip: HashSet<Vec<u8>> = nested.iter().cloned().collect();
+            let limits = DiffLimits {
+                max_entries: stream_limit,
+                time_budget: limits.time_budget,
+            };
+            let out = compare::compare(&snap_fd, &blank_fd, &skip, &limits, start)?;
+            let mut changes = out.changes;
+            changes.sort_by(|a, b| a.path.cmp(&b.path));
+            (changes, out.truncated, out.unlisted, Vec::new())
+        }
+    };
     merge_nested(&mut changes, nested);
+    fill_types(
+        &mut changes,
+        &snap_fd,
+        &blank_fd,
+        limits,
+        start,
+        &mut truncated,
+    );
+    other_names(
+        &mut changes,
+        &mut unlisted,
+        &touched,
+        &snap_fd,
+        limits,
+        start,
+        &mut truncated,
+    );
     if changes.len() > limits.max_entries {
         changes.truncate(limits.max_entries);
         truncated.get_or_insert(Truncation::MaxEntries(limits.max_entries));
     }
-    fill_types(&mut changes, &snap_fd, &blank_fd);
     // Dropped in reverse order: the descriptors, then the snapshot, then the mount.
-    Ok(DiffOutput { changes, truncated })
+    Ok(DiffOutput {
+        changes,
+        truncated,
+        unlisted,
+    })
+}
+
+fn has_orphan_name(path: &[u8]) -> bool {
+    path.split(|&b| b == b'/').any(is_orphan_name)
+}
+
+/// Adds the names of changed inodes the stream did not mention: the kernel sends an inode's
+/// changes under one of its hard links, and every other link changed as much. One stat per
+/// changed old file, and an inode-to-paths lookup for those with more than one link.
+fn other_names(
+    changes: &mut Vec<Change>,
+    unlisted: &mut Vec<Unlisted>,
+    touched: &[resolve::Touched],
+    snapshot: &OwnedFd,
+    limits: &DiffLimits,
+    start: Instant,
+    truncated: &mut Option<Truncation>,
+) {
+    let mut extra: Vec<Change> = Vec::new();
+    for (i, t) in touched.iter().enumerate() {
+        if i % 256 == 0 {
+            if let Some(budget) = limits.time_budget.filter(|b| start.elapsed() > *b) {
+                truncated.get_or_insert(Truncation::TimeBudget(budget));
+                break;
+            }
+        }
+        let st = match stat_beneath(snapshot.as_fd(), &t.path) {
+            Ok(st) => st,
+            Err(e) => {
+                tracing::debug!(path = %Show(&t.path), error = %e, "diff: cannot stat a changed entry");
+                continue;
+            }
+        };
+        if st.st_nlink <= 1 {
+            continue;
+        }
+        let names = match inode::names(snapshot.as_fd(), st.st_ino) {
+            Ok(n) => n,
+            Err(e) => {
+                unlisted.push(Unlisted {
+                    path: t.path.clone(),
+                    reason: format!(
+                        "its other {} hard link(s) are not listed: cannot look up the names of inode {}: {e}",
+                        st.st_nlink - 1,
+                        st.st_ino
+                    ),
+                });
+                continue;
+            }
+        };
+        tracing::debug!(path = %Show(&t.path), links = st.st_nlink, names = names.len(), "diff: the names of a changed inode");
+        let file_type = match t.file_type {
+            FileType::Unknown => type_of(st.st_mode),
+            ft => ft,
+        };
+        for path in names {
+            if changes
+                .binary_search_by(|c| c.path.as_slice().cmp(&path))
+                .is_err()
+            {
+                extra.push(Change {
+                    path,
+                    kind: t.kind.clone(),
+                    file_type,
+                    size: (file_type == FileType::File).then_some(st.st_size as u64),
+                });
+            }
+        }
+    }
+    if extra.is_empty() {
+        return;
+    }
+    changes.extend(extra);
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    changes.dedup_by(|a, b| a.path == b.path);
 }
 
 /// Against an empty blank (the NixOS way) everything in the root is new, and a walk of the
@@ -135,10 +274,18 @@ fn diff_against_empty(
         Some(Truncation::MaxEntries(_)) => Some(Truncation::MaxEntries(limits.max_entries)),
         None => None,
     };
-    let st = |p: &Path| rustix::fs::stat(p).ctx(|| format!("stat {}", p.display()));
-    let (root_st, blank_st) = (st(root)?, st(blank)?);
+    // The root directory is the one entry both sides have: compare what a change could touch
+    // on it (an xattr set on `/` was missed before, issue 10).
+    let blank_fd = open_dir(blank)?;
+    let st = |fd: &OwnedFd, p: &Path| rustix::fs::fstat(fd).ctx(|| format!("stat {}", p.display()));
+    let (root_st, blank_st) = (st(&root_fd, root)?, st(&blank_fd, blank)?);
+    let xattrs = |fd: &OwnedFd, p: &Path| {
+        crate::xattr::all(fd.as_fd())
+            .ctx(|| format!("read the extended attributes of {}", p.display()))
+    };
     if (root_st.st_mode, root_st.st_uid, root_st.st_gid)
         != (blank_st.st_mode, blank_st.st_uid, blank_st.st_gid)
+        || xattrs(&root_fd, root)? != xattrs(&blank_fd, blank)?
     {
         out.changes.push(Change {
             path: b"/".to_vec(),
@@ -342,8 +489,24 @@ fn merge_nested(changes: &mut Vec<Change>, nested: Vec<Vec<u8>>) {
 /// Completes what the stream leaves unknown (the type of an entry it only renamed or chmodded,
 /// the size of an old file it changed) from the snapshot, or the blank for removed entries:
 /// one stat per incomplete change.
-fn fill_types(changes: &mut [Change], snapshot: &OwnedFd, blank: &OwnedFd) {
-    for c in changes.iter_mut() {
+///
+/// Within the time budget: past it, the rest keep what the stream said (an unknown type is
+/// classed lost at a persisted path, never persisted).
+fn fill_types(
+    changes: &mut [Change],
+    snapshot: &OwnedFd,
+    blank: &OwnedFd,
+    limits: &DiffLimits,
+    start: Instant,
+    truncated: &mut Option<Truncation>,
+) {
+    for (i, c) in changes.iter_mut().enumerate() {
+        if i % 256 == 0 {
+            if let Some(budget) = limits.time_budget.filter(|b| start.elapsed() > *b) {
+                truncated.get_or_insert(Truncation::TimeBudget(budget));
+                return;
+            }
+        }
         let removed = c.kind == ChangeKind::Removed;
         let need_size = !removed && matches!(c.file_type, FileType::File | FileType::Unknown);
         if c.file_type != FileType::Unknown && !(need_size && c.size.is_none()) {
@@ -383,7 +546,7 @@ fn stat_beneath(base: rustix::fd::BorrowedFd<'_>, path: &[u8]) -> io::Result<rus
     Ok(rustix::fs::fstat(&fd)?)
 }
 
-fn type_of(mode: u32) -> FileType {
+pub(super) fn type_of(mode: u32) -> FileType {
     match mode & libc::S_IFMT {
         libc::S_IFREG => FileType::File,
         libc::S_IFDIR => FileType::Dir,

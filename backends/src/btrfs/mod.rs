@@ -1,7 +1,10 @@
 //! The Btrfs backend: rollback by the exchange protocol on the top-level subvolume, old-root
 //! retention, `init`, and a diff from the send stream (`NO_FILE_DATA`, parent = the blank).
 
+pub mod ancestry;
+mod compare;
 pub mod diff;
+mod inode;
 pub mod resolve;
 pub mod rollback;
 mod send;

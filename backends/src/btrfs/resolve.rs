@@ -16,6 +16,30 @@ use crate::{BackendError, Change, ChangeKind, FileType};
 
 /// The differences between the stream's parent and its source, one per path, sorted by path.
 pub fn changes(cmds: &[Command]) -> Result<Vec<Change>, BackendError> {
+    resolve(cmds).map(|r| r.changes)
+}
+
+/// What a stream resolves to: the changes, and the entries of the parent whose inode changed
+/// (content or metadata), with one of their names now. The kernel sends an inode's changes
+/// under one name; the inode's other hard links, never mentioned, changed as much.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub changes: Vec<Change>,
+    pub touched: Vec<Touched>,
+}
+
+/// An old non-directory whose inode changed: `path` is one of its names in the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    pub path: Vec<u8>,
+    /// `Modified` (content) or `Metadata`.
+    pub kind: ChangeKind,
+    pub file_type: FileType,
+    pub size: Option<u64>,
+}
+
+/// `changes`, with the touched inodes.
+pub fn resolve(cmds: &[Command]) -> Result<Resolved, BackendError> {
     let mut tree = Tree::new();
     let mut seen_start = false;
     for (index, cmd) in cmds.iter().enumerate() {
@@ -545,8 +569,9 @@ impl Tree {
         Ok(out)
     }
 
-    fn report(&self) -> Result<Vec<Change>, BackendError> {
+    fn report(&self) -> Result<Resolved, BackendError> {
         let mut slots: BTreeMap<Vec<u8>, Slot> = BTreeMap::new();
+        let mut touched = Vec::new();
         fn present(
             slots: &mut BTreeMap<Vec<u8>, Slot>,
             path: Vec<u8>,
@@ -579,6 +604,18 @@ impl Tree {
                 slots.entry(path).or_default().removed = Some(node.file_type);
                 continue;
             }
+            if (node.content || node.metadata) && node.file_type != FileType::Dir {
+                touched.push(Touched {
+                    path: self.path_now(&node.links[0].place)?,
+                    kind: if node.content {
+                        ChangeKind::Modified
+                    } else {
+                        ChangeKind::Metadata
+                    },
+                    file_type: node.file_type,
+                    size: node.size,
+                });
+            }
             // The name that stands for the parent's: the same place, else the one reached by
             // renames, else (a rename done as link + unlink) the oldest new name.
             let main = node
@@ -604,7 +641,7 @@ impl Tree {
                 present(&mut slots, self.path_now(&link.place)?, kind, node);
             }
         }
-        Ok(slots
+        let changes = slots
             .into_iter()
             .filter_map(|(path, slot)| match (slot.removed, slot.present) {
                 // A path whose entry was replaced by a new one: its content changed.
@@ -628,7 +665,8 @@ impl Tree {
                 }),
                 (None, None) => None,
             })
-            .collect())
+            .collect();
+        Ok(Resolved { changes, touched })
     }
 }
 

@@ -131,6 +131,43 @@ pub fn parse(output: &[u8], mountpoint: &[u8]) -> Result<Vec<Change>, BackendErr
     Ok(parser.finish())
 }
 
+/// Takes out the entries whose path zfs may have cut short. `zfs diff` builds each path with
+/// `ZFS_IOC_OBJ_TO_PATH` into a MAXPATHLEN buffer: a path past it comes out cut at 4095 bytes,
+/// naming something that is not there (two entries of a chain past PATH_MAX printed the same cut
+/// path in the VM test). Such an entry becomes its directory, named as not listed; the part of
+/// the path before its last `/` is intact.
+pub fn past_path_max(changes: Vec<Change>) -> (Vec<Change>, Vec<crate::Unlisted>) {
+    let suspect = |p: &[u8]| p.len() >= crate::PATH_MAX - 1;
+    let mut unlisted: Vec<crate::Unlisted> = Vec::new();
+    let mut note = |p: &[u8]| {
+        let dir = match p.iter().rposition(|&b| b == b'/') {
+            Some(0) | None => b"/".as_slice(),
+            Some(i) => &p[..i],
+        };
+        if !unlisted.iter().any(|u| u.path == dir) {
+            unlisted.push(crate::Unlisted {
+                path: dir.to_vec(),
+                reason: format!("path too long (past {} bytes)", crate::PATH_MAX),
+            });
+        }
+    };
+    let mut out = Vec::with_capacity(changes.len());
+    for mut c in changes {
+        if suspect(&c.path) {
+            note(&c.path);
+            continue;
+        }
+        if let ChangeKind::Renamed { from } = &c.kind {
+            if suspect(from) {
+                note(from);
+                c.kind = ChangeKind::Added;
+            }
+        }
+        out.push(c);
+    }
+    (out, unlisted)
+}
+
 /// [`parse`] a line at a time, so a caller reading from a running `zfs diff` can stop early
 /// (a limit on entries or time) without holding the whole output.
 #[derive(Debug, Clone)]
@@ -1224,6 +1261,40 @@ mod tests {
     }
 
     /// Path components as Linux allows them (any byte but `/` and NUL), and not the special ones.
+    /// Regression (issue 10): a chain past PATH_MAX came out of `zfs diff` under paths cut at
+    /// 4095 bytes, two entries under one cut path.
+    #[test]
+    fn paths_zfs_may_have_cut_are_named_as_not_listed() {
+        let mut long = b"/tmp/deep".to_vec();
+        while long.len() < 4095 {
+            long.extend_from_slice(b"/aaaaaaaaaa");
+        }
+        long.truncate(4095);
+        let dir = long[..long.iter().rposition(|&b| b == b'/').unwrap()].to_vec();
+        let ch = |p: &[u8], kind| Change {
+            path: p.to_vec(),
+            kind,
+            file_type: FileType::Dir,
+            size: None,
+        };
+        let (kept, unlisted) = past_path_max(vec![
+            ch(b"/tmp/deep", ChangeKind::Added),
+            ch(&long, ChangeKind::Added),
+            ch(&long, ChangeKind::Added),
+            ch(b"/moved", ChangeKind::Renamed { from: long.clone() }),
+        ]);
+        assert_eq!(
+            kept,
+            vec![
+                ch(b"/tmp/deep", ChangeKind::Added),
+                ch(b"/moved", ChangeKind::Added)
+            ]
+        );
+        assert_eq!(unlisted.len(), 1);
+        assert_eq!(unlisted[0].path, dir);
+        assert!(unlisted[0].reason.starts_with("path too long"));
+    }
+
     fn component() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(1u8..=255, 1..12).prop_filter("not special", |c| {
             !c.contains(&b'/') && c != XATTR_DIR && c != b"." && c != b".."

@@ -77,5 +77,67 @@ grep -qF '"truncated":{"limit":3,"reason":"max-entries"}' /tmp/trunc.json || { c
     || fail "snapshots left behind: $(zfs list -H -t snapshot -o name)"
 say "truncated diff stopped early and left no temporary snapshot"
 darlings diff --root /tmp/acct | head -n 12 | sed 's/^/scenario: text: /'
+
+# Hostile roots (issue 10). A file written on the root beneath the persisted /var/log is on the
+# root, not in the store: lost, and the report says why. A chain of directories past PATH_MAX
+# (built in two halves and moved together: each call's path stays under PATH_MAX, as a user's
+# mkdir and mv would) must not keep the root from being erased.
+mount -t zfs tank/root /mnt/r
+mkdir -p /mnt/r/var/log
+echo db >/mnt/r/var/log/on-root
+n=$(printf '%0250d' 0 | tr 0 a)
+half="$n/$n/$n/$n/$n/$n/$n/$n"
+mkdir -p "/mnt/r/tmp/deep/$half" "/mnt/r/c1/$half/$n"
+echo leaf >"/mnt/r/c1/$half/$n/leaf"
+mv /mnt/r/c1 "/mnt/r/tmp/deep/$half/"
+set +e
+zfs diff -H -F tank/root@blank tank/root >/tmp/zdiff.out 2>/tmp/zdiff.err
+zrc=$?
+set -e
+umount /mnt/r
+longest=$(awk '{ if (length($0) > m) m = length($0) } END { print m + 0 }' /tmp/zdiff.out)
+say "zfs diff with a chain past PATH_MAX: exit $zrc, $(wc -l </tmp/zdiff.out) lines, longest $longest bytes, stderr: $(head -c 300 /tmp/zdiff.err | tr '\n' ' ')"
+awk -F '\t' '/deep/ { p = $NF; print length(p), substr(p, 1, 40) "..." substr(p, length(p) - 30) }' /tmp/zdiff.out \
+    | sort -n | tail -n 4 | sed 's/^/scenario: zfs diff line: /'
+
+if darlings diff --json --root /tmp/acct >/tmp/hostile.json 2>/tmp/hostile.err; then
+    sed 's/},{/}\n{/g' /tmp/hostile.json >/tmp/hostile
+    grep -qF '"path":"/var/log/on-root",' /tmp/hostile || fail "the root's file under /var/log is not reported"
+    grep -F '"path":"/var/log/on-root",' /tmp/hostile | grep -qF '"class":"lost"' \
+        || fail "a file on the root under persisted /var/log is not lost: $(grep -F on-root /tmp/hostile)"
+    grep -F '"path":"/var/log/on-root",' /tmp/hostile \
+        | grep -qF '"why":"under persisted /var/log, but on the root, not in the store"' \
+        || fail "no reason for the lost /var/log/on-root"
+    say "a file on the root under persisted /var/log is lost, with its reason"
+    # zfs prints the entries past PATH_MAX under paths cut at 4095 bytes: darlings names their
+    # directory as not listed instead of reporting paths that are not there.
+    grep -qF '"unlisted":{"lost":1,"subtrees":1}' /tmp/hostile.json \
+        || fail "the chain past PATH_MAX is not named as not listed: $(grep -o '"unlisted":[^]]*]' /tmp/hostile.json | head -c 300)"
+    # The chain: /tmp/deep, 8 + 1 + 8 directories within PATH_MAX, then 2 entries past it.
+    sed 's/.*"entries":\[//; s/},{/}\n{/g' /tmp/hostile.json >/tmp/hostile.entries
+    listed=$(grep -c '"path":"/tmp/deep' /tmp/hostile.entries)
+    [ "$listed" -eq 18 ] || fail "$listed entries of the chain listed, expected the 18 within PATH_MAX"
+    say "darlings diff lists the 18 entries of the chain within PATH_MAX and names the rest as not listed"
+else
+    fail "darlings diff with the chain failed: $(tr '\n' ' ' </tmp/hostile.err | head -c 400)"
+fi
+# The boot: diff on, and whatever the diff made of the chain, the rollback happens.
+cat >>/etc/darlings.toml <<'TOML'
+
+[diff]
+on-boot = true
+report-dir = "/persist/var/log/darlings"
+TOML
+mkdir -p /tmp/sysroot /tmp/bootwork
+echo quiet >/tmp/cmdline
+darlings boot --stage early --root /tmp/sysroot --work-dir /tmp/bootwork --cmdline /tmp/cmdline \
+    >/tmp/boot.out 2>&1 || { cat /tmp/boot.out; fail "darlings boot --stage early failed"; }
+grep -qF '"outcome": "ok"' /tmp/bootwork/boot.json || { cat /tmp/bootwork/boot.json; fail "the boot did not go clean"; }
+mount -t zfs -o ro tank/root /mnt/r
+if [ -e /mnt/r/tmp/deep ] || [ -e /mnt/r/var/log/on-root ]; then fail "the chain or the root's file survived the rollback"; fi
+umount /mnt/r
+grep -o '"detail": "[^"]*"' /tmp/bootwork/boot.json | sed 's/^/scenario: boot: /'
+say "a chain past PATH_MAX did not stop the rollback"
+write_config
 zpool export tank
 say "diff matches ground truth"

@@ -46,7 +46,7 @@ umount /mnt/live
 zfs create tank/root/store
 mkdir -p /mnt/store && mount -t zfs tank/root/store /mnt/store
 sed -i 's|^store = "/persist"|store = "/mnt/store"|' /etc/darlings.toml
-expect_refusal "store /mnt/store is on dataset tank/root/store" -- darlings rollback
+expect_refusal "store /mnt/store is on the root's filesystem (zfs dataset tank/root/store is below the root dataset tank/root)" -- darlings rollback
 umount /mnt/store && zfs destroy tank/root/store
 write_config
 
