@@ -241,14 +241,7 @@ fn copy_dir(
                     .map_err(|e| err(format!("cannot read the symlink {}", Show(&path)), e))?;
                 fs::symlinkat(target.as_c_str(), dst, name)
                     .map_err(|e| err(format!("cannot create the symlink {}", Show(&path)), e))?;
-                fs::chownat(
-                    dst,
-                    name,
-                    Some(fs::Uid::from_raw(st.st_uid)),
-                    Some(fs::Gid::from_raw(st.st_gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| err(format!("cannot chown the symlink {}", Show(&path)), e))?;
+                chown_nofollow(dst, name, &st, "symlink", &path)?;
                 fs::utimensat(dst, name, &times(&st), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| {
                     err(
                         format!("cannot set the times of the symlink {}", Show(&path)),
@@ -260,14 +253,7 @@ fn copy_dir(
             FileType::Fifo => {
                 fs::mknodat(dst, name, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
                     .map_err(|e| err(format!("cannot create the fifo {}", Show(&path)), e))?;
-                fs::chownat(
-                    dst,
-                    name,
-                    Some(fs::Uid::from_raw(st.st_uid)),
-                    Some(fs::Gid::from_raw(st.st_gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| err(format!("cannot chown the fifo {}", Show(&path)), e))?;
+                chown_nofollow(dst, name, &st, "fifo", &path)?;
                 fs::chmodat(
                     dst,
                     name,
@@ -287,6 +273,24 @@ fn copy_dir(
         }
     }
     Ok(())
+}
+
+/// Gives `name` in `dst` the owner of the root's copy, without following it (a symlink's own).
+fn chown_nofollow(
+    dst: BorrowedFd<'_>,
+    name: &CStr,
+    st: &Stat,
+    what: &str,
+    path: &[u8],
+) -> Result<(), ApplyError> {
+    fs::chownat(
+        dst,
+        name,
+        Some(fs::Uid::from_raw(st.st_uid)),
+        Some(fs::Gid::from_raw(st.st_gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| err(format!("cannot chown the {what} {}", Show(path)), e))
 }
 
 /// Removes `name` in `dir` and everything beneath it, if it exists; only ever called on a seed
