@@ -9,6 +9,7 @@
 //! check pass is trusted), journals what it changes, and undoes this run's changes, deepest
 //! first, when a step fails, naming anything it could not undo.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -185,8 +186,13 @@ struct Tree {
     base: OwnedFd,
     /// The device of `base` (stores: a source on another device is checked on its own).
     dev: (u32, u32),
-    chain: Vec<(Vec<u8>, OwnedFd)>,
+    /// The directories opened on the way to the last entry, each with its device once asked
+    /// for (`deepest_dev`): sorted entries share parents, so one statx serves many entries.
+    chain: Vec<(Vec<u8>, OwnedFd, DevCache)>,
 }
+
+/// A directory's device, statted on first use.
+type DevCache = Cell<Option<(u32, u32)>>;
 
 enum Parent<'a> {
     Open(BorrowedFd<'a>),
@@ -210,7 +216,20 @@ impl Tree {
     fn deepest(&self) -> BorrowedFd<'_> {
         self.chain
             .last()
-            .map_or(self.base.as_fd(), |(_, fd)| fd.as_fd())
+            .map_or(self.base.as_fd(), |(_, fd, _)| fd.as_fd())
+    }
+
+    /// The device of `deepest()`, statted once per opened directory.
+    fn deepest_dev(&self, shown: &[u8]) -> Result<(u32, u32), ApplyError> {
+        let Some((_, fd, dev)) = self.chain.last() else {
+            return Ok(self.dev);
+        };
+        if let Some(d) = dev.get() {
+            return Ok(d);
+        }
+        let d = dev_of(fd.as_fd(), shown)?;
+        dev.set(Some(d));
+        Ok(d)
     }
 
     /// Walks to the parent directory of `comps` (all but the last component), creating what is
@@ -228,7 +247,7 @@ impl Tree {
             .chain
             .iter()
             .zip(parents)
-            .take_while(|((c, _), p)| c.as_slice() == **p)
+            .take_while(|((c, _, _), p)| c.as_slice() == **p)
             .count();
         self.chain.truncate(common);
         for depth in common..parents.len() {
@@ -285,7 +304,7 @@ impl Tree {
                     ))
                 }
             };
-            self.chain.push((comp.to_vec(), fd));
+            self.chain.push((comp.to_vec(), fd, Cell::new(None)));
         }
         Ok(Parent::Open(self.deepest()))
     }
@@ -703,9 +722,8 @@ impl Applier {
         // the store rule on its own; for a missing source, the directory it would be made in.
         let source = match store.parent(&comps, &b.parents, false, &mut Vec::new())? {
             Parent::Missing => {
-                let d = store.deepest();
-                if dev_of(d, &src_shown)? != store_dev {
-                    self.placement.check(d, &src_shown)?;
+                if store.deepest_dev(&src_shown)? != store_dev {
+                    self.placement.check(store.deepest(), &src_shown)?;
                 }
                 None
             }
@@ -720,8 +738,9 @@ impl Applier {
                     Some(f)
                 }
                 None => {
-                    if dev_of(dir, &src_shown)? != store_dev {
-                        self.placement.check(dir, &src_shown)?;
+                    // `dir` is the deepest directory the walk opened.
+                    if store.deepest_dev(&src_shown)? != store_dev {
+                        self.placement.check(store.deepest(), &src_shown)?;
                     }
                     None
                 }
