@@ -316,3 +316,167 @@ fn diff_names_the_preset_that_would_keep_a_lost_path() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("/var/lib/bluetooth: would be kept by preset bluetooth at level normal: add it to presets"), "{text}");
 }
+
+/// A root as a NixOS machine leaves it after a day on an empty blank: what activation and
+/// systemd make again, caches, scratch, and the state a user would regret.
+fn lived_in_root(root: &Path) {
+    let dirs = [
+        "etc/static",
+        "etc/ssh",
+        "var/lib/nixos",
+        "var/lib/systemd/timers",
+        "var/lib/postgresql/16/base/1",
+        "var/lib/myapp/db",
+        "var/log/journal/abc",
+        "var/cache/man",
+        "tmp/x",
+        "var/tmp",
+        "home/alice/.config/fish",
+        "home/alice/.local/share/fish",
+        "home/alice/.cache/mesa",
+        "home/alice/.ssh",
+        "home/alice/src/proj",
+        "root",
+        "srv/www",
+        "var/lib/NetworkManager",
+    ];
+    for d in dirs {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let files: &[(&str, &str)] = &[
+        ("etc/NIXOS", ""), ("etc/.clean", ""), ("etc/machine-id", "0123456789abcdef0123456789abcdef\n"),
+        ("etc/passwd", "root:x:0:0::/root:/bin/sh\nalice:x:1000:100::/home/alice:/bin/sh\nnobody:x:65534:65534::/var/empty:/bin/false\n"),
+        ("etc/group", "root:x:0:\nusers:x:100:\n"), ("etc/adjtime", "0.0 0 0.0\n0\nUTC\n"),
+        ("etc/ssh/ssh_host_ed25519_key", "KEY"), ("etc/ssh/ssh_host_ed25519_key.pub", "PUB"),
+        ("var/lib/nixos/uid-map", "{}"), ("var/lib/systemd/timers/stamp-fstrim.timer", ""),
+        ("var/lib/postgresql/16/base/1/123", &"p".repeat(8192)), ("var/lib/myapp/db/data", &"d".repeat(9000)),
+        ("var/log/journal/abc/system.journal", "j"), ("var/cache/man/index.db", "c"),
+        ("tmp/x/y", "t"), ("home/alice/.config/fish/config.fish", "set x"),
+        ("home/alice/.local/share/fish/fish_history", "- cmd: ls"), ("home/alice/.cache/mesa/x", "c"),
+        ("home/alice/.ssh/known_hosts", "h"), ("home/alice/.bash_history", "ls"),
+        ("home/alice/src/proj/main.rs", "fn main() {}"), ("root/.bash_history", "reboot"),
+        ("srv/www/index.html", "<p>"), ("var/lib/NetworkManager/timestamps", "t"),
+    ];
+    for (p, text) in files {
+        std::fs::write(root.join(p), text).unwrap();
+    }
+    std::os::unix::fs::symlink("/etc/static/bashrc", root.join("etc/bashrc")).unwrap();
+}
+
+#[test]
+fn diff_suggest_on_a_lived_in_root() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "c.toml", "[root]\nbackend = \"tmpfs\"\n[diff]\nignore = [\"/srv/**\"]\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log\"]\n");
+    let root = d.path().join("root");
+    lived_in_root(&root);
+    let out = darlings(&cfg)
+        .args(["diff", "--suggest", "--json", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown: Vec<String> = v["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| match s["kind"].as_str().unwrap() {
+            "preset" => format!(
+                "preset {} {}",
+                s["preset"].as_str().unwrap(),
+                s["level"].as_str().unwrap()
+            ),
+            k => match s["user"].as_str() {
+                Some(u) => format!("{k} ~{u}/{}", s["path"].as_str().unwrap()),
+                None => format!("{k} {}", s["path"].as_str().unwrap()),
+            },
+        })
+        .collect();
+    let mut presets: Vec<&String> = shown.iter().filter(|s| s.starts_with("preset")).collect();
+    presets.sort();
+    assert_eq!(
+        presets,
+        [
+            "preset machine-id normal",
+            "preset networkmanager transient",
+            "preset nixos-ids important",
+            "preset openssh secret",
+            "preset postgresql important",
+            "preset systemd-timers normal",
+        ]
+    );
+    let rest: Vec<&String> = shown.iter().filter(|s| !s.starts_with("preset")).collect();
+    // Presets first, then ranked by bytes: the application's database first.
+    assert!(
+        shown[..6].iter().all(|s| s.starts_with("preset")),
+        "{shown:?}"
+    );
+    assert_eq!(rest[0], "directory /var/lib/myapp", "{rest:?}");
+    for want in [
+        "file /etc/adjtime",
+        "file ~alice/.bash_history",
+        "directory ~alice/.config/fish",
+        "directory ~alice/.local/share/fish",
+        "directory ~alice/.ssh",
+        "directory ~alice/src",
+        "file ~root/.bash_history",
+    ] {
+        assert!(
+            rest.iter().any(|s| *s == want),
+            "{want} missing from {rest:?}"
+        );
+    }
+    // Never caches, scratch, what activation makes, the persisted /var/log, the ignored /srv.
+    for never in [
+        "/var/cache",
+        "/tmp",
+        "/etc/passwd",
+        "/etc/NIXOS",
+        "/etc/bashrc",
+        "/var/log",
+        "/srv",
+        ".cache",
+        "/etc/static",
+    ] {
+        assert!(
+            !shown.iter().any(|s| s.contains(never)),
+            "{never} in {shown:?}"
+        );
+    }
+
+    // The TOML form, merged into the config beside a [levels] table, is accepted as it is.
+    let out = darlings(&cfg)
+        .args(["diff", "--suggest", "--store", "/persist2", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let toml = String::from_utf8(out.stdout).unwrap();
+    let merged = write(d.path(), "merged.toml", &format!("{toml}\n[levels]\nnormal = \"/persist2\"\nsecret = \"/persist2/secret\"\ntransient = \"/persist2\"\n[root]\nbackend = \"tmpfs\"\n[diff]\nignore = [\"/srv/**\"]\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log\"]\n"));
+    let check = darlings(&merged)
+        .args(["check", "--config-only"])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{toml}\n{check:?}");
+
+    // And once merged, the same root has nothing left to suggest but what no rule places.
+    let out = darlings(&merged)
+        .args(["diff", "--suggest", "--json", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let after: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(after["suggestions"].as_array().unwrap().len(), 0, "{after}");
+
+    let out = darlings(&cfg)
+        .args(["diff", "--suggest", "--nix", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let nix = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        nix.contains("darlings.persistence.\"/persist\" = {"),
+        "{nix}"
+    );
+    assert!(nix.contains("users.\"alice\" = {"), "{nix}");
+}
