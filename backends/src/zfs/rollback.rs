@@ -846,7 +846,10 @@ mod tests {
         ];
         for (keep, st, repair, want, already) in cases {
             for step in &want {
-                assert!(crate::FAILPOINTS.contains(step), "{step} is not in FAILPOINTS");
+                assert!(
+                    crate::FAILPOINTS.contains(step),
+                    "{step} is not in FAILPOINTS"
+                );
             }
             assert_eq!(
                 steps(&zfs(keep), st.clone(), repair),
