@@ -479,4 +479,19 @@ fn diff_suggest_on_a_lived_in_root() {
         "{nix}"
     );
     assert!(nix.contains("users.\"alice\" = {"), "{nix}");
+#[test]
+fn a_misspelt_failpoint_is_refused_instead_of_never_firing() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "c.toml", GOOD);
+    let out = darlings(&cfg)
+        .env("DARLINGS_FAILPOINT", "exchnage")
+        .args(["check", "--config-only"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown failpoint \"exchnage\" in DARLINGS_FAILPOINT; the steps are make-old-roots, remove-stray, snapshot, exchange,"),
+        "{err}"
+    );
 }
