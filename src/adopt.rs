@@ -176,20 +176,44 @@ fn forbidden(path: &AbsPath, stores: &[AbsPath]) -> Option<String> {
 }
 
 /// The entry kind of what the root has at `path`, looked at without following or crossing
-/// anything.
-fn root_kind(root: BorrowedFd<'_>, path: &AbsPath) -> Option<Kind> {
-    let fd = open_beneath(
+/// anything; or why it cannot be adopted.
+fn root_kind(root: BorrowedFd<'_>, root_path: &Path, path: &AbsPath) -> Result<Kind, String> {
+    let tgt = shown(root_path, path);
+    let fd = match open_beneath(
         root,
         path.relative(),
         OFlags::PATH,
         RESOLVE | ResolveFlags::NO_XDEV,
-    )
-    .ok()?;
-    let st = fs::fstat(&fd).ok()?;
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => {
+            return Err(format!(
+                "{} does not exist; nothing to adopt",
+                Show(&tgt)
+            ))
+        }
+        Err(Errno::LOOP) => {
+            return Err(format!(
+                "root path {} is or passes through a symlink; darlings never follows one: adopt what it points to, at its own path",
+                Show(&tgt)
+            ))
+        }
+        Err(Errno::XDEV) => {
+            return Err(format!(
+                "{} is on another filesystem than the root's (a mount at or above it), which the rollback does not erase; adopt only what is on the root",
+                Show(&tgt)
+            ))
+        }
+        Err(e) => return Err(format!("cannot open {}: {e}", Show(&tgt))),
+    };
+    let st = fs::fstat(&fd).map_err(|e| format!("cannot stat {}: {e}", Show(&tgt)))?;
     match fs::FileType::from_raw_mode(st.st_mode) {
-        fs::FileType::Directory => Some(Kind::Dir),
-        fs::FileType::RegularFile => Some(Kind::File),
-        _ => None,
+        fs::FileType::Directory => Ok(Kind::Dir),
+        fs::FileType::RegularFile => Ok(Kind::File),
+        _ => Err(format!(
+            "{} is neither a directory nor a regular file; adopt persists only those",
+            Show(&tgt)
+        )),
     }
 }
 
@@ -254,6 +278,10 @@ pub fn run(opts: &Options<'_>, requests: &[Request]) -> Result<Outcome, AdoptErr
             Step::Bind(b) if b.target == r.path => Some(b),
             _ => None,
         });
+        let inside = plan.steps.iter().find_map(|s| match s {
+            Step::Bind(b) if r.path.is_inside(&b.target) => Some(b.target.clone()),
+            _ => None,
+        });
         match (found, &r.store) {
             (Some(b), Some(s)) if &b.store != s => refusals.push(format!(
                 "  {} is persisted in store {} by the config, not in {s}; drop --store or change the config",
@@ -265,23 +293,18 @@ pub fn run(opts: &Options<'_>, requests: &[Request]) -> Result<Outcome, AdoptErr
                 b.source()
             )),
             (Some(_), _) => wanted.push(r.path.clone()),
-            (None, None) => {
-                let inside = plan.steps.iter().find_map(|s| match s {
-                    Step::Bind(b) if r.path.is_inside(&b.target) => Some(b.target.clone()),
-                    _ => None,
-                });
-                refusals.push(match inside {
-                    Some(t) => format!(
-                        "  {} is inside persisted directory {t}, which every boot binds: its content is {t}'s",
-                        r.path
-                    ),
-                    None => format!(
-                        "  {} is not in config {file}; pass --store with one of its stores ({}) to adopt it there, and --write-config to add it",
-                        r.path,
-                        stores.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
-                    ),
-                });
+            (None, _) if inside.is_some() => {
+                let t = inside.unwrap_or_else(AbsPath::root);
+                refusals.push(format!(
+                    "  {} is inside persisted directory {t}, which every boot binds: its content is {t}'s; adopt {t}",
+                    r.path
+                ));
             }
+            (None, None) => refusals.push(format!(
+                "  {} is not in config {file}; pass --store with one of its stores ({}) to adopt it there, and --write-config to add it",
+                r.path,
+                stores.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+            )),
             (None, Some(s)) => {
                 if !stores.contains(s) {
                     refusals.push(format!(
@@ -290,13 +313,15 @@ pub fn run(opts: &Options<'_>, requests: &[Request]) -> Result<Outcome, AdoptErr
                     ));
                     continue;
                 }
-                let Some(kind) = r.kind.or_else(|| root_kind(root_fd.as_fd(), &r.path)) else {
-                    refusals.push(format!(
-                        "  {} is missing in root {}, or is not a directory or regular file (or a symlink or mount is on the way); nothing to adopt",
-                        r.path,
-                        opts.root.display()
-                    ));
-                    continue;
+                let kind = match r.kind {
+                    Some(k) => k,
+                    None => match root_kind(root_fd.as_fd(), opts.root, &r.path) {
+                        Ok(k) => k,
+                        Err(why) => {
+                            refusals.push(format!("  {why}"));
+                            continue;
+                        }
+                    },
                 };
                 match edit::add_entry(&edited, &file, s, kind, &r.path) {
                     Ok(t) => {

@@ -25,6 +25,7 @@ macro_rules! check {
     };
 }
 
+mod adopt;
 mod boot;
 mod btrfs_diff;
 mod btrfs_differential;
@@ -933,6 +934,7 @@ fn main() {
     all.extend(safety::cases());
     all.extend(lost_state::cases());
     all.extend(btrfs_differential::cases());
+    all.extend(adopt::cases());
     let tests = all.as_slice();
     let start = Instant::now();
     let selected: Vec<_> = tests
