@@ -400,9 +400,17 @@ pub fn run(opts: &Options<'_>, requests: &[Request]) -> Result<Outcome, AdoptErr
         return Ok(out);
     }
     for c in &checked {
-        if let Decision::Copy(scan) = &c.decision {
-            let line = copy(opts.root, root_fd.as_fd(), &c.bind, scan)?;
-            out.lines.push(line);
+        match &c.decision {
+            Decision::Copy(scan) => {
+                let line = copy(opts.root, root_fd.as_fd(), &c.bind, scan)?;
+                out.lines.push(line);
+            }
+            // Killed after its rename: the store has the verified copy, the staging is left.
+            _ if c.stale => {
+                out.lines
+                    .push(remove_stale(opts.root, root_fd.as_fd(), &c.bind)?);
+            }
+            _ => {}
         }
     }
     let applied = apply::apply(&subset, opts.root, apply::Options { dry_run: false })?;
@@ -840,6 +848,24 @@ fn stale_staging(dir: BorrowedFd<'_>, name: &[u8], src: &[u8]) -> Result<bool, A
         )]));
     }
     Ok(true)
+}
+
+/// Removes the staging directory an interrupted adopt of `b` left (checked to carry the marker).
+fn remove_stale(root_path: &Path, root: BorrowedFd<'_>, b: &Bind) -> Result<String, AdoptError> {
+    let name = name_of(b);
+    let src = shown(root_path, &b.source());
+    let store = open_store(root, b, root_path)?;
+    let parent = parent_of(store.as_fd(), b, "store", parent_shown(&src), RESOLVE)?
+        .ok_or_else(|| step(format!("store path {} vanished", Show(&src))))?;
+    let staging = staging_name(name);
+    let staging_shown = [parent_shown(&src), b"/", &staging].concat();
+    if stale_staging(parent.as_fd(), name, &src)? {
+        seed::remove_tree(parent.as_fd(), &staging, &staging_shown)?;
+    }
+    Ok(format!(
+        "removed {}, left by an interrupted adopt",
+        Show(&staging_shown)
+    ))
 }
 
 /// Makes the store's missing directories on the way to `b.target`, with the entry's parent

@@ -504,6 +504,15 @@ fn an_interrupted_copy_is_started_over_by_the_next_adopt() -> TestResult {
         is_mount_point(&sb.root.join("var/lib/app")),
         "/var/lib/app is not bound after the second run"
     );
+    // Killed after the rename, before the staging directory went: the next run removes it.
+    std::fs::create_dir_all(&staging).map_err(e2s)?;
+    std::fs::write(staging.join(".darlings-adopt"), b"").map_err(e2s)?;
+    let out = adopt(&sb, &["/var/lib/app"]);
+    check!(
+        out.status.success() && !staging.exists(),
+        "a staging directory left after the rename was not removed: {}",
+        text(&out)
+    );
     // A directory of that name adopt did not make (no marker) is refused, never removed.
     std::fs::create_dir_all(sb.root.join("srv")).map_err(e2s)?;
     std::fs::create_dir_all(sb.store.join(".darlings-adopt-srv.partial/keep")).map_err(e2s)?;
