@@ -1031,16 +1031,20 @@ fn copy(
     )
     .map_err(|e| io(format!("cannot open {}", Show(&tgt)), e))?;
     let mut progress = Progress::new(scan);
-    // A test's stand-in for a kill in mid-copy: the process dies with the copy half made.
-    let abort_after = std::env::var("DARLINGS_FAILPOINT")
+    // For the test of a kill in mid-copy: the process stops itself with the copy half made,
+    // and the test kills it (SIGKILL) while it is stopped.
+    let stop_after = std::env::var("DARLINGS_FAILPOINT")
         .ok()
-        .filter(|f| f == "adopt-abort")
+        .filter(|f| f == "adopt-stop")
         .map(|_| 2u64);
     let mut tick = |c: &seed::Copied| {
         progress.update(c);
-        if abort_after.is_some_and(|n| c.entries >= n) {
-            eprintln!("darlings: failpoint adopt-abort hit");
-            std::process::abort();
+        if stop_after.is_some_and(|n| c.entries == n) {
+            eprintln!("darlings: failpoint adopt-stop hit");
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::STOP,
+            );
         }
     };
     let copied = seed::copy_entry(

@@ -471,11 +471,39 @@ fn dry_run_runs_every_check_prints_the_plan_and_changes_nothing() -> TestResult 
 fn an_interrupted_copy_is_started_over_by_the_next_adopt() -> TestResult {
     let sb = Sandbox::new(CONFIG)?;
     app_state(&sb.root)?;
-    let out = adopt_env(&sb, &["/var/lib/app"], Some("adopt-abort"));
+    // A real SIGKILL in mid-copy: the failpoint stops the process after two entries, and it is
+    // killed while stopped.
+    let utab = sb.base.join("utab");
+    let mut child = Command::new(crate::BIN)
+        .arg("--config")
+        .arg(&sb.config)
+        .arg("--work-dir")
+        .arg(sb.base.join("run"))
+        .args(["adopt", "--root", sb.root_str(), "--utab"])
+        .arg(&utab)
+        .arg("/var/lib/app")
+        .env("DARLINGS_FAILPOINT", "adopt-stop")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(e2s)?;
+    let stat = format!("/proc/{}/stat", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let stopped = loop {
+        let s = std::fs::read_to_string(&stat).unwrap_or_default();
+        // The state follows the ")" that ends the command name.
+        if s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('T')) {
+            break true;
+        }
+        if std::time::Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let _ = child.kill();
+    let status = child.wait().map_err(e2s)?;
     check!(
-        out.status.code().is_none() && String::from_utf8_lossy(&out.stderr).contains("adopt-abort"),
-        "the failpoint did not kill adopt mid-copy: {}",
-        text(&out)
+        stopped && std::os::unix::process::ExitStatusExt::signal(&status) == Some(9),
+        "adopt did not stop at the failpoint to be killed: stopped {stopped}, {status:?}"
     );
     let staging = sb.store.join("var/lib/.darlings-adopt-app.partial");
     check!(
