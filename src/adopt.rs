@@ -944,6 +944,14 @@ impl Progress {
         }
     }
 
+    /// The copy is done and being compared with the root's, which reads both again.
+    fn verifying(&mut self) {
+        self.bar.set_message("verifying the copy");
+        if self.shown {
+            self.bar.enable_steady_tick(Duration::from_millis(200));
+        }
+    }
+
     fn update(&mut self, c: &seed::Copied) {
         if !self.shown && self.tty && self.start.elapsed() > Duration::from_secs(1) {
             self.bar
@@ -1037,9 +1045,10 @@ fn copy(
         .ok()
         .filter(|f| f == "adopt-stop")
         .map(|_| 2u64);
+    let mut stopped = None;
     let mut tick = |c: &seed::Copied| {
         progress.update(c);
-        if stop_after.is_some_and(|n| c.entries == n) {
+        if stop_after.is_some_and(|n| c.entries == n) && stopped.replace(true).is_none() {
             eprintln!("darlings: failpoint adopt-stop hit");
             let _ = rustix::process::kill_process(
                 rustix::process::getpid(),
@@ -1058,7 +1067,6 @@ fn copy(
             progress: Some(&mut tick),
         },
     );
-    progress.bar.finish_and_clear();
     let copied = match copied {
         Ok(c) => c,
         Err(e) => {
@@ -1066,13 +1074,16 @@ fn copy(
             return Err(e.into());
         }
     };
+    progress.verifying();
     let diffs = seed::compare(
         (rparent.as_fd(), name),
         (sdir.as_fd(), name),
         b.target.as_bytes(),
         Strictness::Copy,
         SHOW_DIFFS,
-    )?;
+    );
+    progress.bar.finish_and_clear();
+    let diffs = diffs?;
     if !diffs.is_empty() {
         seed::remove_tree(parent.as_fd(), &staging, &staging_shown)?;
         return Err(AdoptError::Verify {

@@ -316,8 +316,8 @@ fn finish(
         .map_err(|e| err(format!("cannot set the times of {}", Show(shown)), e))
 }
 
-/// Copies `len` bytes at `off` from `src` to the same offset in `dst`; returns how many were
-/// there (fewer when the file shrank meanwhile).
+/// Copies the bytes from `off` to `end` of `src` to the same offsets in `dst` (fewer when the
+/// file shrank meanwhile), telling `on_chunk` each chunk's length.
 fn copy_range(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
@@ -325,6 +325,7 @@ fn copy_range(
     end: u64,
     buf: &mut [u8],
     shown: &[u8],
+    on_chunk: &mut dyn FnMut(u64),
 ) -> Result<(), ApplyError> {
     while off < end {
         let want = buf.len().min((end - off) as usize);
@@ -339,6 +340,7 @@ fn copy_range(
                 .map_err(|e| err(format!("cannot write {}", Show(shown)), e))?;
         }
         off += n as u64;
+        on_chunk(n as u64);
     }
     Ok(())
 }
@@ -350,6 +352,7 @@ fn copy_data(
     dst: BorrowedFd<'_>,
     size: u64,
     shown: &[u8],
+    done: &mut dyn FnMut(u64),
 ) -> Result<(), ApplyError> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut off = 0u64;
@@ -359,7 +362,7 @@ fn copy_data(
             // Nothing but a hole from `off` to the end.
             Err(Errno::NXIO) => break,
             Err(Errno::INVAL) | Err(Errno::NOTSUP) => {
-                copy_range(src, dst, off, size, &mut buf, shown)?;
+                copy_range(src, dst, off, size, &mut buf, shown, done)?;
                 break;
             }
             Err(e) => {
@@ -371,7 +374,7 @@ fn copy_data(
         };
         let hole = fs::seek(src, SeekFrom::Hole(data))
             .map_err(|e| err(format!("cannot seek in the original of {}", Show(shown)), e))?;
-        copy_range(src, dst, data, hole.min(size), &mut buf, shown)?;
+        copy_range(src, dst, data, hole.min(size), &mut buf, shown, done)?;
         off = hole;
     }
     fs::ftruncate(dst, size).map_err(|e| err(format!("cannot size {}", Show(shown)), e))
@@ -430,7 +433,19 @@ impl Copier<'_, '_> {
             Mode::from_raw_mode(0o600),
         )
         .map_err(|e| err(format!("cannot create {}", Show(shown)), e))?;
-        copy_data(src, dst.as_fd(), st.stx_size, shown)?;
+        // The running byte count grows as data is copied, for a progress bar on a big file;
+        // holes count once the file is done.
+        let before = self.out.bytes;
+        {
+            let (out, progress) = (&mut self.out, &mut self.opts.progress);
+            copy_data(src, dst.as_fd(), st.stx_size, shown, &mut |n| {
+                out.bytes += n;
+                if let Some(p) = progress.as_mut() {
+                    p(out);
+                }
+            })?;
+        }
+        self.out.bytes = before;
         finish(src, dst.as_fd(), st, shown)?;
         fs::fsync(&dst).map_err(|e| err(format!("cannot sync {}", Show(shown)), e))?;
         if st.stx_nlink > 1 {
