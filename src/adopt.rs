@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use darlings_backends::bytes::Show;
-use rustix::fs::{self, AtFlags, Mode, OFlags, RenameFlags, ResolveFlags, StatxFlags};
+use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::Errno;
 
 use crate::apply::{self, ApplyError};
@@ -1092,7 +1092,7 @@ fn copy(
             diffs,
         });
     }
-    fs::renameat_with(&sdir, name, &parent, name, RenameFlags::NOREPLACE).map_err(|e| {
+    seed::rename_noreplace(sdir.as_fd(), name, parent.as_fd(), name, b.kind).map_err(|e| {
         io(
             format!(
                 "cannot move the verified copy from {} to {}",

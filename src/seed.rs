@@ -118,14 +118,7 @@ pub fn copy_into_store(
         &tmp_shown,
         &mut CopyOptions::seed(),
     )?;
-    fs::renameat_with(
-        dst_dir,
-        tmp.as_slice(),
-        dst_dir,
-        name,
-        RenameFlags::NOREPLACE,
-    )
-    .map_err(|e| {
+    rename_noreplace(dst_dir, &tmp, dst_dir, name, kind).map_err(|e| {
         err(
             format!(
                 "cannot rename the seed copy {} to {}",
@@ -138,6 +131,35 @@ pub fn copy_into_store(
     fs::fsync(dst_dir)
         .map_err(|e| err(format!("cannot sync the directory of {}", Show(shown)), e))?;
     Ok(out)
+}
+
+/// Renames `from` (in `from_dir`) to `to` (in `to_dir`, the same filesystem) without replacing
+/// anything at `to`. ZFS before 2.2 refuses renameat2's flags with EINVAL (openzfs/zfs#2256,
+/// fixed by #14070): a file is then hard-linked, which refuses an existing name the same way,
+/// and its old name removed; a directory is renamed plainly once `to` was found missing, and
+/// rename(2) never replaces a non-empty directory or a non-directory with one, so at most an
+/// empty directory made in between could be replaced.
+pub fn rename_noreplace(
+    from_dir: BorrowedFd<'_>,
+    from: &[u8],
+    to_dir: BorrowedFd<'_>,
+    to: &[u8],
+    kind: Kind,
+) -> rustix::io::Result<()> {
+    match fs::renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL) => match kind {
+            Kind::File => {
+                fs::linkat(from_dir, from, to_dir, to, AtFlags::empty())?;
+                fs::unlinkat(from_dir, from, AtFlags::empty())
+            }
+            Kind::Dir => match fs::statat(to_dir, to, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(Errno::NOENT) => fs::renameat(from_dir, from, to_dir, to),
+                Ok(_) => Err(Errno::EXIST),
+                Err(e) => Err(e),
+            },
+        },
+        r => r,
+    }
 }
 
 /// Copies `src` into `dst_dir` as `name`, which must not exist; no temporary, no rename (the
