@@ -78,6 +78,7 @@ enum Cmd {
         /// The paths to adopt, absolute as in the config.
         #[arg(required_unless_present = "all_suggested")]
         paths: Vec<String>,
+        /// The live root whose state is adopted, with its stores mounted beneath it.
         #[arg(long, default_value = "/")]
         root: PathBuf,
         /// The store for paths the config has no entry for (one of its [[persist]] stores).
