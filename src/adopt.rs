@@ -870,7 +870,13 @@ fn remove_stale(root_path: &Path, root: BorrowedFd<'_>, b: &Bind) -> Result<Stri
 
 /// Makes the store's missing directories on the way to `b.target`, with the entry's parent
 /// specs (as apply would), and returns the parent.
-fn make_store_parent(store: BorrowedFd<'_>, b: &Bind, src: &[u8]) -> Result<OwnedFd, AdoptError> {
+/// `made` gets each directory it creates (relative to the store), top down.
+fn make_store_parent(
+    store: BorrowedFd<'_>,
+    b: &Bind,
+    src: &[u8],
+    made: &mut Vec<Vec<u8>>,
+) -> Result<OwnedFd, AdoptError> {
     let comps: Vec<&[u8]> = b.target.components().collect();
     let mut dir = fs::openat(
         store,
@@ -893,6 +899,7 @@ fn make_store_parent(store: BorrowedFd<'_>, b: &Bind, src: &[u8]) -> Result<Owne
                 let what = || format!("cannot create store directory {} of {}", Show(c), Show(src));
                 fs::mkdirat(dir.as_fd(), *c, Mode::from_raw_mode(0o700))
                     .map_err(|e| io(what(), e))?;
+                made.push(comps[..=i].join(&b'/'));
                 let fd = open(dir.as_fd()).map_err(|e| io(what(), e))?;
                 fs::fchown(
                     &fd,
@@ -973,11 +980,30 @@ fn copy(
     b: &Bind,
     scan: &seed::Scan,
 ) -> Result<String, AdoptError> {
+    let src = shown(root_path, &b.source());
+    let store = open_store(root, b, root_path)?;
+    let mut made = Vec::new();
+    let r = make_store_parent(store.as_fd(), b, &src, &mut made)
+        .and_then(|parent| copy_in(root_path, root, b, scan, parent));
+    if r.is_err() {
+        // The store as it was: the directories made for this copy go too (only while empty).
+        for rel in made.iter().rev() {
+            let _ = fs::unlinkat(&store, rel.as_slice(), AtFlags::REMOVEDIR);
+        }
+    }
+    r
+}
+
+fn copy_in(
+    root_path: &Path,
+    root: BorrowedFd<'_>,
+    b: &Bind,
+    scan: &seed::Scan,
+    parent: OwnedFd,
+) -> Result<String, AdoptError> {
     let name = name_of(b);
     let tgt = shown(root_path, &b.target);
     let src = shown(root_path, &b.source());
-    let store = open_store(root, b, root_path)?;
-    let parent = make_store_parent(store.as_fd(), b, &src)?;
     let staging = staging_name(name);
     let staging_shown = [parent_shown(&src), b"/", &staging].concat();
     // Only adopt's own staging directory (the check saw its marker) is removed.

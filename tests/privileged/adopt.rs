@@ -468,11 +468,9 @@ fn dry_run_runs_every_check_prints_the_plan_and_changes_nothing() -> TestResult 
     Ok(())
 }
 
-fn an_interrupted_copy_is_started_over_by_the_next_adopt() -> TestResult {
-    let sb = Sandbox::new(CONFIG)?;
-    app_state(&sb.root)?;
-    // A real SIGKILL in mid-copy: the failpoint stops the process after two entries, and it is
-    // killed while stopped.
+/// Starts adopt of `path` with the `adopt-stop` failpoint and waits until it has stopped itself
+/// in mid-copy (state T in /proc/PID/stat).
+fn adopt_until_stopped(sb: &Sandbox, path: &str) -> Result<std::process::Child, String> {
     let utab = sb.base.join("utab");
     let mut child = Command::new(crate::BIN)
         .arg("--config")
@@ -481,29 +479,43 @@ fn an_interrupted_copy_is_started_over_by_the_next_adopt() -> TestResult {
         .arg(sb.base.join("run"))
         .args(["adopt", "--root", sb.root_str(), "--utab"])
         .arg(&utab)
-        .arg("/var/lib/app")
+        .arg(path)
         .env("DARLINGS_FAILPOINT", "adopt-stop")
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(e2s)?;
     let stat = format!("/proc/{}/stat", child.id());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let stopped = loop {
+    loop {
         let s = std::fs::read_to_string(&stat).unwrap_or_default();
         // The state follows the ")" that ends the command name.
         if s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('T')) {
-            break true;
+            return Ok(child);
         }
         if std::time::Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
-            break false;
+            let _ = child.kill();
+            let out = child.wait_with_output().map_err(e2s)?;
+            return Err(format!(
+                "adopt did not stop at the failpoint: {}",
+                text(&out)
+            ));
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    let _ = child.kill();
+    }
+}
+
+fn an_interrupted_copy_is_started_over_by_the_next_adopt() -> TestResult {
+    let sb = Sandbox::new(CONFIG)?;
+    app_state(&sb.root)?;
+    // A real SIGKILL in mid-copy: the failpoint stops the process after two entries, and it is
+    // killed while stopped.
+    let mut child = adopt_until_stopped(&sb, "/var/lib/app")?;
+    child.kill().map_err(e2s)?;
     let status = child.wait().map_err(e2s)?;
     check!(
-        stopped && std::os::unix::process::ExitStatusExt::signal(&status) == Some(9),
-        "adopt did not stop at the failpoint to be killed: stopped {stopped}, {status:?}"
+        std::os::unix::process::ExitStatusExt::signal(&status) == Some(9),
+        "adopt was not killed: {status:?}"
     );
     let staging = sb.store.join("var/lib/.darlings-adopt-app.partial");
     check!(
@@ -554,6 +566,38 @@ fn an_interrupted_copy_is_started_over_by_the_next_adopt() -> TestResult {
     check!(
         sb.store.join(".darlings-adopt-srv.partial/keep").exists(),
         "the foreign directory was removed"
+    );
+    Ok(())
+}
+
+fn a_root_that_changes_during_the_copy_fails_the_verify_and_the_store_stays_as_it_was() -> TestResult
+{
+    let sb = Sandbox::new(CONFIG)?;
+    app_state(&sb.root)?;
+    let before = (mounts(), snapshot(&sb.store));
+    let child = adopt_until_stopped(&sb, "/var/lib/app")?;
+    // A program writes while adopt copies: a file already copied (acl.txt and current are the
+    // first two) changes.
+    std::fs::write(sb.root.join("var/lib/app/acl.txt"), b"rewritten\n").map_err(e2s)?;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::CONT,
+    )
+    .map_err(e2s)?;
+    let out = child.wait_with_output().map_err(e2s)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    check!(
+        !out.status.success()
+            && err.contains("does not match the root's")
+            && err.contains(
+                "/var/lib/app/acl.txt: modification time, size 10 in the root, 7 in the store"
+            ),
+        "the changed root was not caught by the verify: {}",
+        text(&out)
+    );
+    check!(
+        (mounts(), snapshot(&sb.store)) == before,
+        "the failed verify left something in the store or mounted"
     );
     Ok(())
 }
@@ -769,6 +813,10 @@ pub fn cases() -> Vec<Case> {
         (
             "adopt_an_interrupted_copy_is_started_over_by_the_next_adopt",
             an_interrupted_copy_is_started_over_by_the_next_adopt,
+        ),
+        (
+            "adopt_a_root_that_changes_during_the_copy_fails_the_verify_and_the_store_stays_as_it_was",
+            a_root_that_changes_during_the_copy_fails_the_verify_and_the_store_stays_as_it_was,
         ),
         (
             "adopt_refused_paths_denied_stores_mounts_beneath_and_unlisted",
