@@ -462,7 +462,7 @@ fn plan_lines(b: &Bind, d: &Decision, stale: bool) -> Vec<String> {
         Decision::AlreadyBound => l.push(format!("already adopted: {}", b.target)),
         Decision::Bind => {
             l.push(format!(
-                "the store's {} is identical to {}: would bind only",
+                "the store's {} is identical to {} (or the root's is empty): would bind only",
                 b.source(),
                 b.target
             ));
@@ -788,6 +788,31 @@ fn check(root_path: &Path, root: BorrowedFd<'_>, b: Bind) -> Result<Checked, Ado
     let Some(sparent) = sparent else {
         return Err(step(format!("store path {} vanished", Show(&src))));
     };
+    // An empty directory or file in the root holds nothing a bind would hide (apply binds
+    // over those too).
+    let empty = match b.kind {
+        Kind::File => tst.stx_size == 0,
+        Kind::Dir => {
+            let fd = open_beneath(
+                rparent.as_fd(),
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                RESOLVE | ResolveFlags::NO_XDEV,
+            )
+            .map_err(|e| io(format!("cannot open {}", Show(&tgt)), e))?;
+            fs::Dir::read_from(&fd)
+                .map_err(|e| io(format!("cannot read {}", Show(&tgt)), e))?
+                .filter_map(Result::ok)
+                .all(|e| matches!(e.file_name().to_bytes(), b"." | b".."))
+        }
+    };
+    if empty {
+        return Ok(Checked {
+            bind: b,
+            decision: Decision::Bind,
+            stale,
+        });
+    }
     let diffs = seed::compare(
         (rparent.as_fd(), name),
         (sparent.as_fd(), name),

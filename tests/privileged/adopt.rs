@@ -318,6 +318,15 @@ fn adopt_a_file_and_an_identical_store_copy_is_only_bound() -> TestResult {
     for p in ["etc/app.conf", "srv"] {
         check!(is_mount_point(&sb.root.join(p)), "{p} is not bound");
     }
+    // An empty directory in the root hides nothing: the store's copy is bound over it.
+    std::fs::create_dir_all(sb.root.join("var/lib/app")).map_err(e2s)?;
+    std::fs::create_dir_all(sb.store.join("var/lib/app/db")).map_err(e2s)?;
+    let out = adopt(&sb, &["/var/lib/app"]);
+    check!(
+        out.status.success() && sb.root.join("var/lib/app/db").is_dir(),
+        "the store's copy was not bound over an empty root directory: {}",
+        text(&out)
+    );
     check!(
         std::fs::read(sb.store.join("etc/app.conf")).ok().as_deref() == Some(&b"port = 1\n"[..]),
         "the file was not copied"
