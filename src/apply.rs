@@ -449,7 +449,7 @@ fn fill(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Compares two files' content in bounded memory (two 64 KiB buffers), whatever their size:
 /// an initrd has little memory, and persisted files can be large.
-fn same_content(
+pub(crate) fn same_content(
     a: (BorrowedFd<'_>, &[u8], &[u8]),
     b: (BorrowedFd<'_>, &[u8], &[u8]),
 ) -> Result<bool, ApplyError> {

@@ -1,6 +1,7 @@
 //! darlings as a library: config, planner, apply, diff reports and logging. The binary in
 //! `main.rs` is a thin CLI over these; tests drive them directly.
 
+pub mod adopt;
 pub mod apply;
 pub mod backends;
 pub mod boot;

@@ -71,6 +71,33 @@ enum Cmd {
         #[arg(long, default_value = "/run/mount/utab")]
         utab: PathBuf,
     },
+    /// Move existing state from the live root into a store so that the next boot keeps it:
+    /// copy (verified) when the store lacks it, bind when the store's copy is identical, refuse
+    /// when it differs.
+    Adopt {
+        /// The paths to adopt, absolute as in the config.
+        #[arg(required_unless_present = "all_suggested")]
+        paths: Vec<String>,
+        /// The live root whose state is adopted, with its stores mounted beneath it.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// The store for paths the config has no entry for (one of its [[persist]] stores).
+        #[arg(long)]
+        store: Option<String>,
+        /// Check everything and print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Add the entries for --store's paths to the config file (TOML), or print the Nix to
+        /// add when the config is the NixOS module's.
+        #[arg(long)]
+        write_config: bool,
+        /// Adopt every path `darlings diff --suggest` suggests.
+        #[arg(long)]
+        all_suggested: bool,
+        /// libmount's utab, where hide-mounts records x-gvfs-hide.
+        #[arg(long, default_value = "/run/mount/utab")]
+        utab: PathBuf,
+    },
     /// What the root holds that the blank does not: lost, persisted or ignored.
     Diff {
         #[arg(long, default_value = "/")]
@@ -294,6 +321,51 @@ fn run(cli: Cli) -> Result<()> {
                 out.already,
                 out.deferred
             )?;
+        }
+        Cmd::Adopt {
+            paths,
+            root,
+            store,
+            dry_run,
+            write_config,
+            all_suggested,
+            utab,
+        } => {
+            if all_suggested {
+                bail!("adopt --all-suggested: not yet (it needs darlings diff --suggest); name the paths instead");
+            }
+            let parse = |s: &str, what: &str| {
+                darlings::paths::AbsPath::parse(s).map_err(|e| anyhow::anyhow!("{what} {s:?} {e}"))
+            };
+            let store = store.as_deref().map(|s| parse(s, "store")).transpose()?;
+            let requests = paths
+                .iter()
+                .map(|p| {
+                    Ok(darlings::adopt::Request {
+                        path: parse(p, "path")?,
+                        kind: None,
+                        store: store.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "adopt"))
+                .transpose()?;
+            let out = darlings::adopt::run(
+                &darlings::adopt::Options {
+                    config: &cli.config,
+                    root: &root,
+                    dry_run,
+                    write_config,
+                },
+                &requests,
+            )?;
+            for l in &out.lines {
+                writeln!(stdout, "{l}")?;
+            }
+            if !dry_run {
+                apply::record_marked(&utab, Path::new("/proc/self/mountinfo"), &out.marked)?;
+            }
         }
         Cmd::Diff {
             root,

@@ -479,6 +479,8 @@ fn diff_suggest_on_a_lived_in_root() {
         "{nix}"
     );
     assert!(nix.contains("users.\"alice\" = {"), "{nix}");
+}
+
 #[test]
 fn a_misspelt_failpoint_is_refused_instead_of_never_firing() {
     let d = tempfile::tempdir().unwrap();
@@ -494,4 +496,39 @@ fn a_misspelt_failpoint_is_refused_instead_of_never_firing() {
         err.contains("unknown failpoint \"exchnage\" in DARLINGS_FAILPOINT; the steps are make-old-roots, remove-stray, snapshot, exchange,"),
         "{err}"
     );
+}
+
+#[test]
+fn adopt_refuses_with_exact_texts_before_touching_anything() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "c.toml", GOOD);
+    let root = d.path().join("root");
+    std::fs::create_dir_all(root.join("opt/tool")).unwrap();
+    let run = |args: &[&str]| {
+        darlings(&cfg)
+            .args(["adopt", "--root"])
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["/opt/tool", "/proc/self", "/var/log/app"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "darlings: error: refusing to adopt, nothing was changed:\n  /opt/tool is not in config {}; pass --store with one of its stores (/persist) to adopt it there, and --write-config to add it\n  /proc/self is or contains /proc, which darlings never persists\n  /var/log/app is inside persisted directory /var/log, which every boot binds: its content is /var/log's; adopt /var/log\n",
+            cfg.display()
+        )
+    );
+    let out = run(&["--all-suggested"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "darlings: error: adopt --all-suggested: not yet (it needs darlings diff --suggest); name the paths instead\n"
+    );
+    assert!(
+        std::fs::read_dir(&root).unwrap().count() == 1,
+        "adopt made something in the root"
+    );
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), GOOD);
 }

@@ -3,6 +3,7 @@
 //! Every rejection names the file, line and column, the offending value, and the fix.
 
 pub(crate) mod doc;
+pub mod edit;
 pub mod mode;
 mod presets;
 mod raw;

@@ -24,6 +24,7 @@ macro_rules! check {
     };
 }
 
+mod adopt;
 mod boot;
 mod btrfs_diff;
 mod btrfs_differential;
@@ -940,6 +941,7 @@ fn trials() -> Vec<libtest_mimic::Trial> {
     all.extend(safety::cases());
     all.extend(lost_state::cases());
     all.extend(btrfs_differential::cases());
+    all.extend(adopt::cases());
     all.into_iter()
         .map(|(name, f)| {
             libtest_mimic::Trial::test(name, move || {
