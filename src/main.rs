@@ -187,6 +187,85 @@ enum Cmd {
     Man,
 }
 
+/// The lost-state report of ROOT, as `darlings diff` and a boot's early stage make it.
+fn lost_report(
+    config: &config::Config,
+    root: &Path,
+    work_dir: &Path,
+    sizes: bool,
+    limits: &DiffLimits,
+) -> Result<(darlings::report::Report, &'static str)> {
+    let b = backends::backend(
+        config,
+        &backends::Ctx {
+            root,
+            sizes,
+            work_dir,
+        },
+    )?;
+    // Homes named only in passwd are persisted too: resolve them as the plan does.
+    let plan = plan::build(config, &accounts(root)?)?;
+    let classifier = Classifier::of_plan(config, &plan);
+    let report = lost_state(
+        &*b,
+        root.as_os_str().as_encoded_bytes(),
+        limits,
+        &classifier,
+    )
+    .with_context(|| format!("cannot diff root {}", root.display()))?;
+    Ok((report, b.name()))
+}
+
+/// What `adopt --all-suggested` adopts: every entry `diff --suggest` proposes, into STORE or
+/// the config's first store. A preset is not an entry to adopt: it needs its level's store in
+/// the config first, after which adopt finds its entries there by path.
+fn suggested_requests(
+    config: &config::Config,
+    root: &Path,
+    work_dir: &Path,
+    store: Option<darlings::paths::AbsPath>,
+) -> Result<Vec<darlings::adopt::Request>> {
+    use darlings::suggest::What;
+    let limits = DiffLimits {
+        max_entries: usize::MAX,
+        time_budget: None,
+    };
+    let (report, _) = lost_report(config, root, work_dir, true, &limits)?;
+    let homes = darlings::suggest::homes_of(&accounts(root)?);
+    let s = darlings::suggest::suggest(&report, config, &homes);
+    let store = store
+        .or_else(|| config.stores.first().map(|s| s.path.clone()))
+        .context("adopt --all-suggested: the config has no store; pass --store")?;
+    let mut out = Vec::new();
+    for x in s.list {
+        match x.what {
+            What::Preset { name, level } => eprintln!(
+                "adopt: not adopting preset {name} (level {level}): add it to presets, with a store for its level in [levels], then adopt its paths"
+            ),
+            What::Entry { path, kind } => out.push(darlings::adopt::Request {
+                path,
+                kind: Some(kind),
+                store: Some(store.clone()),
+            }),
+            What::User { user, path, kind } => {
+                let home = homes
+                    .iter()
+                    .find(|(_, u)| *u == user)
+                    .map(|(h, _)| h.clone())
+                    .unwrap_or_else(|| {
+                        darlings::paths::AbsPath::from_normal_bytes(format!("/home/{user}").into_bytes())
+                    });
+                out.push(darlings::adopt::Request {
+                    path: home.join(&path),
+                    kind: Some(kind),
+                    store: Some(store.clone()),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The target root's accounts, read beneath it without following symlinks.
 fn accounts(root: &Path) -> Result<Accounts> {
     darlings::owners::read_accounts(root).map_err(anyhow::Error::from)
@@ -331,14 +410,11 @@ fn run(cli: Cli) -> Result<()> {
             all_suggested,
             utab,
         } => {
-            if all_suggested {
-                bail!("adopt --all-suggested: not yet (it needs darlings diff --suggest); name the paths instead");
-            }
             let parse = |s: &str, what: &str| {
                 darlings::paths::AbsPath::parse(s).map_err(|e| anyhow::anyhow!("{what} {s:?} {e}"))
             };
             let store = store.as_deref().map(|s| parse(s, "store")).transpose()?;
-            let requests = paths
+            let mut requests = paths
                 .iter()
                 .map(|p| {
                     Ok(darlings::adopt::Request {
@@ -348,6 +424,21 @@ fn run(cli: Cli) -> Result<()> {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
+            if all_suggested {
+                requests.extend(suggested_requests(
+                    &load()?,
+                    &root,
+                    &cli.work_dir,
+                    store.clone(),
+                )?);
+                if requests.is_empty() {
+                    writeln!(
+                        stdout,
+                        "adopt: darlings diff --suggest suggests nothing to adopt"
+                    )?;
+                    return Ok(());
+                }
+            }
             let _lock = (!dry_run)
                 .then(|| darlings::lock::acquire(&cli.work_dir, "adopt"))
                 .transpose()?;
@@ -391,30 +482,13 @@ fn run(cli: Cli) -> Result<()> {
                 max_entries: max_entries.unwrap_or(usize::MAX),
                 time_budget: None,
             };
-            let b = backends::backend(
-                &config,
-                &backends::Ctx {
-                    root: &root,
-                    sizes: !no_sizes,
-                    work_dir: &cli.work_dir,
-                },
-            )?;
-            // Homes named only in passwd are persisted too: resolve them as the plan does.
-            let plan = plan::build(&config, &accounts(&root)?)?;
-            let classifier = Classifier::of_plan(&config, &plan);
             let t = Instant::now();
-            // The same diff and classification as a boot's report.
-            let report = lost_state(
-                &*b,
-                root.as_os_str().as_encoded_bytes(),
-                &limits,
-                &classifier,
-            )
-            .with_context(|| format!("cannot diff root {}", root.display()))?;
+            let (report, backend_name) =
+                lost_report(&config, &root, &cli.work_dir, !no_sizes, &limits)?;
             tracing::info!(
                 "diff: {} entries from the {} backend, classified, in {:?}",
                 report.entries.len(),
-                b.name(),
+                backend_name,
                 t.elapsed()
             );
             let t = Instant::now();

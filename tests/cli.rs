@@ -521,10 +521,14 @@ fn adopt_refuses_with_exact_texts_before_touching_anything() {
             cfg.display()
         )
     );
-    let out = run(&["--all-suggested"]);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "darlings: error: adopt --all-suggested: not yet (it needs darlings diff --suggest); name the paths instead\n"
+    // --all-suggested finds /opt/tool through diff --suggest, and the same checks refuse it.
+    let out = run(&["--all-suggested", "--dry-run"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("store ")
+            && String::from_utf8_lossy(&out.stderr)
+                .contains("does not exist; mount the persistent filesystem there and adopt again"),
+        "{out:?}"
     );
     assert!(
         std::fs::read_dir(&root).unwrap().count() == 1,

@@ -48,6 +48,8 @@ pub const FAILPOINTS: &[&str] = &[
     "undo-clone",
     // darlings boot
     "boot-panic",
+    // darlings adopt: stops itself mid-copy, for the interrupted-adopt test
+    "adopt-stop",
 ];
 
 /// What kind of filesystem object a change is about.

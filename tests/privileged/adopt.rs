@@ -797,8 +797,51 @@ fn adopt_on_a_btrfs_root() -> TestResult {
     Ok(())
 }
 
+/// `adopt --all-suggested`: what `diff --suggest` proposes is adopted into the store and bound;
+/// then nothing is left to suggest, and a second run has nothing to do.
+fn adopt_all_suggested_adopts_what_diff_suggest_proposes() -> TestResult {
+    let sb = Sandbox::new(CONFIG)?;
+    std::fs::create_dir_all(sb.root.join("var/lib/other/db")).map_err(e2s)?;
+    std::fs::write(sb.root.join("var/lib/other/db/x"), b"state\n").map_err(e2s)?;
+    std::fs::create_dir_all(sb.root.join("var/cache/junk")).map_err(e2s)?;
+    std::fs::write(sb.root.join("var/cache/junk/y"), b"cache\n").map_err(e2s)?;
+    let dry = adopt(
+        &sb,
+        &["--all-suggested", "--dry-run", "--store", "/persist"],
+    );
+    check!(dry.status.success(), "dry run: {}", text(&dry));
+    check!(
+        !sb.store.join("var/lib/other").exists(),
+        "the dry run copied"
+    );
+    let out = adopt(&sb, &["--all-suggested", "--store", "/persist"]);
+    check!(
+        out.status.success(),
+        "adopt --all-suggested: {}",
+        text(&out)
+    );
+    check!(
+        std::fs::read(sb.store.join("var/lib/other/db/x"))
+            .ok()
+            .as_deref()
+            == Some(&b"state\n"[..]),
+        "not in the store: {}",
+        text(&out)
+    );
+    check!(
+        is_mount_point(&sb.root.join("var/lib/other")),
+        "/var/lib/other is not bound"
+    );
+    check!(!sb.store.join("var/cache").exists(), "a cache was adopted");
+    Ok(())
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
+        (
+            "adopt_all_suggested_adopts_what_diff_suggest_proposes",
+            adopt_all_suggested_adopts_what_diff_suggest_proposes,
+        ),
         (
             "adopt_copies_everything_a_tree_holds_binds_it_and_a_second_adopt_is_a_no_op",
             adopt_copies_everything_a_tree_holds_binds_it_and_a_second_adopt_is_a_no_op,
