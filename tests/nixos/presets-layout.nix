@@ -29,4 +29,8 @@
   systemd.coredump.enable = lib.mkDefault false;
   services.logrotate.enable = lib.mkDefault false;
   services.timesyncd.enable = lib.mkDefault false;
+  # A user without a fixed uid, so that both evaluations (real NixOS, whose system users have
+  # none, and the 2026 lib's stand-in, which has no system users) warn alike about
+  # /var/lib/nixos where a case does not keep it.
+  users.users.pat.isNormalUser = true;
 }

@@ -9,7 +9,6 @@
   forms = [
     "presets:seed-example"
     "presets:override"
-    "presets:override-empty"
   ];
   module =
     { ... }:

@@ -1,0 +1,30 @@
+# The cross-check: the NixOS module's levels and presets and darlings.toml's ([levels],
+# [presets]) are one feature. This configuration's rendered TOML and the hand-written
+# tests/nixos/presets-cross-check.toml must give the same `darlings plan --json`: the same
+# entries in the same stores, with the same preset and level origins.
+{
+  about = "presets in NixOS and in darlings.toml give one plan";
+  forms = [ "presets:cross-check" ];
+  module =
+    { ... }:
+    {
+      imports = [ ../presets-layout.nix ];
+      services.openssh.enable = true;
+      networking.networkmanager.enable = true;
+      darlings.automaticPersistence = {
+        normal.path = "/persist";
+        secret.path = "/persist/secret";
+      };
+      darlings.presets = [ "nixos-ids" ];
+      environment.machineId.persistence = { };
+      networking.networkmanager.persistence.normal.directories = [ "/var/lib/NetworkManager" ];
+      darlings.persistence."/persist".directories = [ "/var/log" ];
+    };
+  expect = {
+    crossCheck = "presets-cross-check.toml";
+    plan = [
+      ''[.steps[] | .target] | sort == ["/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key.pub", "/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_rsa_key.pub", "/var/lib/NetworkManager", "/var/lib/nixos", "/var/log"]''
+      ''any(.steps[]; .target == "/etc/ssh/ssh_host_rsa_key" and .store == "/persist/secret" and .method == "symlink")''
+    ];
+  };
+}
