@@ -73,7 +73,7 @@ let
         enabled = c.darlings.enable;
         settings = c.darlings.settings;
         # What a case wants to see of the rest of the system (e.g. logrotate's arguments).
-        inspected = if case ? inspect then case.inspect c else null;
+        inspected = if case ? inspect then case.inspect sys else null;
       }
       // lib.optionalAttrs c.darlings.enable {
         inherit writerInput;

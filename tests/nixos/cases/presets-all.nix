@@ -16,7 +16,26 @@
       };
       darlings.presets = lib.attrNames (lib.importTOML ../../../presets/presets.toml).presets;
     };
+  # Each preset's `nixos.when` must name a boolean option of NixOS 24.05: a misspelt one would
+  # count as false (a missing option is false on purpose) and the preset would never turn on.
+  inspect =
+    sys:
+    let
+      inherit (sys.pkgs) lib;
+      data = (lib.importTOML ../../../presets/presets.toml).presets;
+      switched = lib.filterAttrs (_: p: !lib.elem (p.nixos.when or "always") [ "always" ]) data;
+    in
+    {
+      whens = lib.mapAttrs (
+        _: p:
+        let
+          o = lib.attrByPath (lib.splitString "." p.nixos.when) null sys.options;
+        in
+        o != null && lib.isOption o && o.type.name == "bool"
+      ) switched;
+    };
   expect = {
+    inspect = [ "[.whens[]] | all and length > 0" ];
     allPresets = {
       transient = "/persist/transient";
       normal = "/persist";

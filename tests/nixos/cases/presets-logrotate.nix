@@ -11,7 +11,7 @@
       darlings.automaticPersistence.normal.path = "/persist";
       environment.machineId.persistence = { };
     };
-  inspect = c: { logrotateArgs = c.services.logrotate.extraArgs; };
+  inspect = sys: { logrotateArgs = sys.config.services.logrotate.extraArgs; };
   expect = {
     settings = [
       ''.persist == [{store: "/persist", "hide-mounts": false, directories: [{path: "/var/lib/logrotate", preset: "logrotate", level: "normal"}]}]''
