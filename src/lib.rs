@@ -12,6 +12,7 @@ pub mod logging;
 pub mod owners;
 pub mod paths;
 pub mod plan;
+pub mod presets;
 pub mod report;
 pub mod reports;
 pub mod seed;

@@ -137,6 +137,14 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List the presets: what each service keeps, at which level, and why.
+    Presets {
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// The table README.md shows (generated from the same data).
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
@@ -155,6 +163,29 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "darlings", &mut stdout);
         }
+        Cmd::Presets { json, markdown } => {
+            let table = darlings::presets::all().map_err(anyhow::Error::msg)?;
+            if markdown {
+                write!(stdout, "{}", darlings::presets::markdown(table))?;
+            } else if json {
+                serde_json::to_writer_pretty(&mut stdout, &darlings::presets::to_json(table))?;
+                writeln!(stdout)?;
+            } else {
+                for p in table {
+                    writeln!(stdout, "{}: {}", p.name, p.about)?;
+                    for e in &p.entries {
+                        writeln!(
+                            stdout,
+                            "  {:<9} {} {}: {}",
+                            e.level.as_str(),
+                            e.kind.as_str(),
+                            e.path,
+                            e.why
+                        )?;
+                    }
+                }
+            }
+        }
         Cmd::Man => {
             clap_mangen::Man::new(Cli::command())
                 .render(&mut stdout)
@@ -169,6 +200,9 @@ fn run(cli: Cli) -> Result<()> {
                 config.root.backend_name(),
                 config.stores.len()
             )?;
+            for n in &config.notes {
+                writeln!(stdout, "note: {n}")?;
+            }
             if config_only {
                 return Ok(());
             }
@@ -207,8 +241,14 @@ fn run(cli: Cli) -> Result<()> {
             let plan = plan::build(&config, &accounts(&root)?)?;
             if json {
                 plan.write_json(&mut stdout)?;
+                for n in &config.notes {
+                    eprintln!("note: {n}");
+                }
             } else {
                 write!(stdout, "{plan}")?;
+                for n in &config.notes {
+                    writeln!(stdout, "note: {n}")?;
+                }
             }
         }
         Cmd::Apply {

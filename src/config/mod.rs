@@ -2,8 +2,9 @@
 //! (validate.rs) into `Config`, a type that can only hold a config every later step may trust.
 //! Every rejection names the file, line and column, the offending value, and the fix.
 
-mod doc;
+pub(crate) mod doc;
 pub mod mode;
+mod presets;
 mod raw;
 mod validate;
 
@@ -47,6 +48,8 @@ pub struct Config {
     pub diff: DiffConfig,
     pub boot: BootConfig,
     pub stores: Vec<Store>,
+    /// What the presets left out, and why (`darlings plan` and `check` print them).
+    pub notes: Vec<String>,
 }
 
 /// What `darlings boot` does when a phase fails.
@@ -204,6 +207,8 @@ pub struct Entry {
     /// `seed-from-blank`: content the root (the blank) has there is copied into a store that
     /// lacks it, and once the store has it, it is bound over the blank's copy (README).
     pub seed_from_blank: bool,
+    /// The preset and level that gave this entry; `None` for the config's own.
+    pub origin: Option<crate::presets::Origin>,
 }
 
 /// `[persist.users.<name>]`: paths relative to that user's home, owned by the user.
@@ -324,8 +329,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         }
     };
     let mut problems = Problems::default();
-    let raw = raw::read(&doc::top(&document), &mut problems);
-    let config = validate::validate(raw, &mut problems);
+    let mut raw = raw::read(&doc::top(&document), &mut problems);
+    let notes = presets::expand(&mut raw, &mut problems);
+    let config = validate::validate(raw, &mut problems).map(|c| Config { notes, ..c });
     match config {
         Some(config) if problems.list.is_empty() => Ok(config),
         _ => Err(ConfigError::Invalid {
