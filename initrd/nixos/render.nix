@@ -207,7 +207,11 @@ let
 
   # ---- one [[persist]] table per store path ------------------------------------------------
 
-  byStore = lib.groupBy (e: e.store) good;
+  # The user's own entries first, then the presets': which of the two the module system merges
+  # first differs between nixpkgs' libs, and the TOML should not.
+  byStore = lib.groupBy (e: e.store) (
+    filter (e: e.preset == null) good ++ filter (e: e.preset != null) good
+  );
   agreed = values: unique (filter (v: v != null) values);
 
   table =
