@@ -138,7 +138,7 @@ let
         level: v:
         map (e: {
           inherit level;
-          path = e.file or e.path or "?";
+          path = toString (e.file or e.path or "(without a path)");
         }) (lib.filter (e: lib.isAttrs e && (e.method or null) == "reconcile") v.files)
       ) (optionValue name p)
     );

@@ -437,6 +437,10 @@ def main():
         problem("nixosModules.default's darlings.package is not packages.default")
     else:
         print("  ok   through the flake's module, darlings.package is packages.default")
+    if flake["packageSrcHasPresets"]:
+        print("  ok   the package's source has presets/presets.toml, which the binary embeds")
+    else:
+        problem("package.nix's source lacks presets/presets.toml, which the binary embeds (include_str!)")
     if not flake["homeManagerModule"].endswith("/initrd/nixos/home-manager.nix"):
         problem(f"homeManagerModules.default is {flake['homeManagerModule']}")
     if len(flake["checks"]) != 3:

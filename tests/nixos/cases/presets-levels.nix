@@ -19,8 +19,11 @@
       imports = [ ../presets-layout.nix ];
       services.openssh.enable = true;
       networking.networkmanager.enable = true;
+      # null, as in the seed's own example, inherits like a level left out.
       darlings.automaticPersistence = {
+        transient = null;
         normal.path = "/persist";
+        important = null;
         secret.path = "/persist/secret/";
       };
       darlings.presets = [ "nixos-ids" ];
