@@ -119,7 +119,7 @@ let
   # One preset's entries, level by level, as darlings.persistence definitions: each entry
   # carries its origin, and impermanence's method = "reconcile" (the seed's file method) becomes
   # darlings' default bind, with a warning.
-  at = name: p: if p ? nixos.option then quote (optionPath p) else "darlings.presets's ${name}";
+  at = name: p: if p ? nixos.option then quote (optionPath p) else "preset ${name}";
   mark =
     name: level: kind: e:
     let
