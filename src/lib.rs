@@ -17,3 +17,4 @@ pub mod report;
 pub mod reports;
 pub mod seed;
 pub mod stores;
+pub mod suggest;

@@ -90,6 +90,15 @@ enum Cmd {
         /// root, whose state is gone after power-off: run it at shutdown).
         #[arg(long)]
         save: bool,
+        /// Propose config entries that would keep what is lost (TOML; --json, --nix).
+        #[arg(long)]
+        suggest: bool,
+        /// With --suggest: the NixOS module's Nix instead of TOML.
+        #[arg(long, requires = "suggest", conflicts_with = "json")]
+        nix: bool,
+        /// With --suggest: the store the entries go to (default: the config's first store).
+        #[arg(long, requires = "suggest")]
+        store: Option<String>,
     },
     /// What an initrd runs: preflight, lost-state diff, rollback (early); fresh tmpfs, saved
     /// report, bind mounts (late). Exits 1 only when on-failure = "halt" and a phase failed.
@@ -284,8 +293,19 @@ fn run(cli: Cli) -> Result<()> {
             lines,
             no_sizes,
             save,
+            suggest,
+            nix,
+            store,
         } => {
             let config = load()?;
+            let store = match store {
+                Some(s) => Some(darlings::paths::AbsPath::parse(&s).map_err(|e| {
+                    anyhow::anyhow!(
+                        "store {s:?} {e}; give the store's absolute path, e.g. --store /persist"
+                    )
+                })?),
+                None => None,
+            };
             let limits = DiffLimits {
                 max_entries: max_entries.unwrap_or(usize::MAX),
                 time_budget: None,
@@ -317,7 +337,23 @@ fn run(cli: Cli) -> Result<()> {
                 t.elapsed()
             );
             let t = Instant::now();
-            if json {
+            if suggest {
+                let homes = darlings::suggest::homes_of(&accounts(&root)?);
+                let s = darlings::suggest::suggest(&report, &config, &homes);
+                let store = store
+                    .or_else(|| config.stores.first().map(|s| s.path.clone()))
+                    .unwrap_or_else(|| {
+                        darlings::paths::AbsPath::from_normal_bytes(b"/persist".to_vec())
+                    });
+                if json {
+                    serde_json::to_writer_pretty(&mut stdout, &s.to_json(&store))?;
+                    writeln!(stdout)?;
+                } else if nix {
+                    write!(stdout, "{}", s.to_nix(&store))?;
+                } else {
+                    write!(stdout, "{}", s.to_toml(&store))?;
+                }
+            } else if json {
                 report.write_json(&mut stdout)?;
             } else {
                 write!(stdout, "{}", report.to_text(lines))?;

@@ -138,6 +138,41 @@ pub fn covering(path: &AbsPath) -> Vec<(&'static Preset, &'static PresetEntry)> 
         .collect()
 }
 
+/// The preset entries as bytes, for looking up every lost path of a diff cheaply.
+pub struct Index {
+    items: Vec<(&'static [u8], Kind, &'static Preset, &'static PresetEntry)>,
+}
+
+impl Index {
+    /// The index of the embedded table (empty if it were invalid, which the tests rule out).
+    pub fn get() -> &'static Index {
+        static INDEX: OnceLock<Index> = OnceLock::new();
+        INDEX.get_or_init(|| Index {
+            items: all()
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|p| {
+                    p.entries
+                        .iter()
+                        .map(move |e| (e.path.as_bytes(), e.kind, p, e))
+                })
+                .collect(),
+        })
+    }
+
+    /// The preset entry that keeps `path` (itself, or inside a preset's directory).
+    pub fn lookup(&self, path: &[u8]) -> Option<(&'static Preset, &'static PresetEntry)> {
+        self.items.iter().find_map(|&(own, kind, p, e)| {
+            let hit = path == own
+                || (kind == Kind::Dir
+                    && path.len() > own.len()
+                    && path.starts_with(own)
+                    && path[own.len()] == b'/');
+            hit.then_some((p, e))
+        })
+    }
+}
+
 /// Parses a preset table; split from the embedded copy so that tests can feed it broken ones.
 pub fn parse(text: &str) -> Result<Vec<Preset>, String> {
     let document = doc::parse(text).map_err(|e| e.message)?;
@@ -411,6 +446,27 @@ mod tests {
             let err = parse(text).unwrap_err();
             assert!(err.contains(want), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn the_index_finds_paths_in_and_at_preset_entries() {
+        let ix = Index::get();
+        let hit = |p: &[u8]| ix.lookup(p).map(|(p, e)| (p.name.as_str(), e.level));
+        assert_eq!(
+            hit(b"/var/lib/bluetooth"),
+            Some(("bluetooth", Level::Normal))
+        );
+        assert_eq!(
+            hit(b"/var/lib/bluetooth/00:11/info"),
+            Some(("bluetooth", Level::Normal))
+        );
+        assert_eq!(
+            hit(b"/etc/ssh/ssh_host_rsa_key"),
+            Some(("openssh", Level::Secret))
+        );
+        assert_eq!(hit(b"/etc/ssh/ssh_host_rsa_key.bak"), None);
+        assert_eq!(hit(b"/var/lib/bluetoothd"), None);
+        assert_eq!(hit(b"/var/lib"), None);
     }
 
     #[test]

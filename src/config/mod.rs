@@ -50,6 +50,8 @@ pub struct Config {
     pub stores: Vec<Store>,
     /// What the presets left out, and why (`darlings plan` and `check` print them).
     pub notes: Vec<String>,
+    /// The presets the config turns on, sorted.
+    pub presets: Vec<String>,
 }
 
 /// What `darlings boot` does when a phase fails.
@@ -330,8 +332,12 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     };
     let mut problems = Problems::default();
     let mut raw = raw::read(&doc::top(&document), &mut problems);
-    let notes = presets::expand(&mut raw, &mut problems);
-    let config = validate::validate(raw, &mut problems).map(|c| Config { notes, ..c });
+    let expanded = presets::expand(&mut raw, &mut problems);
+    let config = validate::validate(raw, &mut problems).map(|c| Config {
+        notes: expanded.notes,
+        presets: expanded.used,
+        ..c
+    });
     match config {
         Some(config) if problems.list.is_empty() => Ok(config),
         _ => Err(ConfigError::Invalid {

@@ -18,20 +18,30 @@ struct Given {
     entry: RawEntry,
 }
 
-/// Expands the presets into `raw.persist`; returns the notes on what was left out.
-pub(super) fn expand(raw: &mut RawConfig, p: &mut Problems) -> Vec<String> {
-    let mut notes = Vec::new();
+/// What expansion tells the validated config.
+#[derive(Default)]
+pub(super) struct Expanded {
+    /// What was left out, and why.
+    pub notes: Vec<String>,
+    /// The presets the config turns on (listed, or given entries), sorted.
+    pub used: Vec<String>,
+}
+
+/// Expands the presets into `raw.persist`.
+pub(super) fn expand(raw: &mut RawConfig, p: &mut Problems) -> Expanded {
+    let mut out = Expanded::default();
     let stores = level_stores(raw, p);
     let Some(chosen) = chosen(raw, p) else {
-        return notes;
+        return out;
     };
     let table = match presets::all() {
         Ok(t) => t,
         Err(e) => {
             p.nowhere(e);
-            return notes;
+            return out;
         }
     };
+    let notes = &mut out.notes;
     // The config's own entries, which win over any preset's: the same path, or a directory
     // that already holds the preset's.
     let own: Vec<(AbsPath, Kind, String)> = raw
@@ -64,6 +74,9 @@ pub(super) fn expand(raw: &mut RawConfig, p: &mut Problems) -> Vec<String> {
             );
             continue;
         };
+        if !matches!(value, Chosen::Off) {
+            out.used.push(preset.name.clone());
+        }
         let given = match value {
             Chosen::Default => defaults(preset, &name),
             Chosen::Off => continue,
@@ -131,7 +144,8 @@ pub(super) fn expand(raw: &mut RawConfig, p: &mut Problems) -> Vec<String> {
             ));
         }
     }
-    notes
+    out.used.sort();
+    out
 }
 
 /// How a level finds its store, for the note that says none was found.

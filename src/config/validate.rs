@@ -208,6 +208,7 @@ pub(super) fn validate(raw: RawConfig, c: &mut Problems) -> Option<Config> {
         boot,
         stores,
         notes: Vec::new(),
+        presets: Vec::new(),
     })
 }
 
