@@ -389,6 +389,8 @@ def main():
                     problem(f"{name}: /etc/darlings.toml is not checked by darlings when built")
                 good, n = check_writers(name, r, a, work)
                 notes.append(f"TOML accepted from {n} writer(s), same plan")
+                if ex["crossCheck"] is not None:
+                    notes.append(f"the same plan as the hand-written {ex['crossCheck']}")
             if r["full"]:
                 for label, good in check_units(name, r, ex["units"], nixpkgs, repo):
                     if not good:

@@ -23,14 +23,18 @@
       ];
       environment.machineId.persistence = { };
       networking.networkmanager.persistence.normal.directories = [ "/var/lib/NetworkManager" ];
-      darlings.persistence."/persist".directories = [ "/var/log" ];
+      # The presets' entries in /persist take its hideMounts, as in darlings.toml.
+      darlings.persistence."/persist" = {
+        hideMounts = true;
+        directories = [ "/var/log" ];
+      };
     };
   expect = {
     crossCheck = "presets-cross-check.toml";
     plan = [
       ''[.steps[] | .target] | sort == ["/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key.pub", "/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_rsa_key.pub", "/var/lib/NetworkManager", "/var/lib/nixos", "/var/log"]''
       ''any(.steps[]; .target == "/etc/ssh/ssh_host_rsa_key" and .store == "/persist/secret" and .method == "symlink" and .preset == "openssh" and .level == "secret")''
-      ''any(.steps[]; .target == "/var/lib/nixos" and .store == "/persist" and .preset == "nixos-ids" and .level == "important")''
+      ''any(.steps[]; .target == "/var/lib/nixos" and .store == "/persist" and .preset == "nixos-ids" and .level == "important" and .hide)''
       ''any(.steps[]; .target == "/var/log" and .preset == null and .level == null)''
     ];
   };
