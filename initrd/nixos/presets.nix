@@ -163,6 +163,18 @@ let
   );
   levelList = "transient, normal, important and secret";
 
+  # A preset without a NixOS switch whose option is set but which darlings.presets does not
+  # list: the setting does nothing, which is worth a sentence.
+  setButOff = lib.attrNames (
+    lib.filterAttrs (
+      name: p:
+      p ? nixos.option
+      && when p == null
+      && !lib.elem name cfg.presets
+      && (lib.attrByPath (optionPath p) { highestPrio = 1500; } options).highestPrio < 1500
+    ) data
+  );
+
   logrotateKept =
     activePresets ? logrotate
     && lib.any (s: lib.any (d: (d.directory or d.path or null) == "/var/lib/logrotate") s.directories) (
@@ -238,14 +250,18 @@ in
           assertion = false;
           message = "${at b.name data.${b.name}}.${b.l} is not a persistence level; the levels are ${levelList}";
         }) badLevels;
-      warnings = lib.concatLists (
-        lib.mapAttrsToList (
-          name: p:
-          map (
-            r: "darlings: ${at name p}.${r.level} file ${r.path} sets method = \"reconcile\", which darlings does not have: it is bind-mounted (darlings' method = \"auto\"); set method = \"auto\", or \"symlink\" for a file that programs replace by rename"
-          ) (reconciled name p)
-        ) activePresets
-      );
+      warnings =
+        map (
+          name: "darlings: ${at name data.${name}} is set, but preset ${name} is on only when darlings.presets lists it; add \"${name}\" to darlings.presets"
+        ) setButOff
+        ++ lib.concatLists (
+          lib.mapAttrsToList (
+            name: p:
+            map (
+              r: "darlings: ${at name p}.${r.level} file ${r.path} sets method = \"reconcile\", which darlings does not have: it is bind-mounted (darlings' method = \"auto\"); set method = \"auto\", or \"symlink\" for a file that programs replace by rename"
+            ) (reconciled name p)
+          ) activePresets
+        );
     })
 
     # logrotate writes its status file as a new one renamed over the old; the preset keeps its

@@ -1,6 +1,6 @@
 # A preset whose `when` option is false gives nothing (bluetooth, tailscale: not enabled); one
-# without a NixOS switch is on only when darlings.presets lists it (journald, systemd-timers),
-# whatever `when` says otherwise.
+# without a NixOS switch is on only when darlings.presets lists it (journald, systemd-timers);
+# setting the option of one that is not listed (nixos-ids) does nothing but warn.
 {
   about = "when false gives nothing; darlings.presets turns presets on";
   forms = [
@@ -18,8 +18,14 @@
         "journald"
         "systemd-timers"
       ];
+      # Set, but nixos-ids has no NixOS switch and is not listed: nothing, and a warning.
+      users.persistence.important.directories = [ "/var/lib/nixos" ];
     };
   expect = {
+    warnings = [
+      "darlings: users.persistence is set, but preset nixos-ids is on only when darlings.presets lists it; add \"nixos-ids\" to darlings.presets"
+      "/var/lib/nixos is not persisted"
+    ];
     settings = [
       ''.persist | map(.store) == ["/persist"] and .[0]."hide-mounts" == false and .[0].files == null''
       ''.persist[0].directories | sort_by(.path) == [{path: "/var/lib/systemd/timers", preset: "systemd-timers", level: "normal"}, {path: "/var/log/journal", preset: "journald", level: "normal"}]''
