@@ -189,7 +189,26 @@ let
     e.preset != null
     && e.target != null
     && (lib.any (u: u.target == e.target) own || lib.any (d: inside d.target e.target) ownDirs);
-  good = filter (e: !covered e) valid;
+  # A preset's entries take the flags of the user's own attributes of their store, as
+  # darlings.toml's take those of their store's [[persist]] table: presets.nix places them in the
+  # attribute named by the store path, which need not be the one the user wrote.
+  ownAttrsOf = store: unique (map (e: e.attr) (filter (e: e.store == store) own));
+  adopt =
+    e:
+    let
+      attrs = map (a: cfg.persistence.${a}) (ownAttrsOf e.store);
+      hide = lib.all (s: s.hideMounts) attrs;
+      trash = lib.all (s: s.allowTrash) attrs;
+    in
+    if e.preset == null || attrs == [ ] then
+      e
+    else
+      e
+      // {
+        hideMounts = hide;
+      }
+      // lib.optionalAttrs (e.kind == "directory") { inherit hide trash; };
+  good = map adopt (filter (e: !covered e) valid);
   presetDirs = filter (e: e.preset != null && e.kind == "directory" && e.target != null) good;
   presetOption = name: (lib.importTOML ../../presets/presets.toml).presets.${name}.nixos.option or null;
   nestedInPresets = concatMap (

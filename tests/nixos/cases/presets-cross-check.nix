@@ -23,8 +23,11 @@
       ];
       environment.machineId.persistence = { };
       networking.networkmanager.persistence.normal.directories = [ "/var/lib/NetworkManager" ];
-      # The presets' entries in /persist take its hideMounts, as in darlings.toml.
-      darlings.persistence."/persist" = {
+      # The presets' entries in /persist take the hideMounts of the user's attribute for that
+      # store, as in darlings.toml they take their [[persist]] table's, though presets.nix puts
+      # them in the attribute "/persist".
+      darlings.persistence.system = {
+        persistentStoragePath = "/persist";
         hideMounts = true;
         directories = [ "/var/log" ];
       };
