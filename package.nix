@@ -21,6 +21,8 @@ let
       ./Cargo.lock
       ./src
       ./backends
+      # The preset table, which the binary embeds.
+      ./presets
       ./tests/cli.rs
       ./tests/privileged
       ./tests/bench

@@ -350,6 +350,9 @@ let
   ) "${utils.escapeSystemdPath cfg.root.device}.device";
 in
 {
+  # Persistence levels and the presets of presets/presets.toml: they add to darlings.persistence.
+  imports = [ ./presets.nix ];
+
   options.darlings = {
     enable = mkEnableOption "darlings, which returns the root to blank at every boot and bind-mounts the persisted state back";
 
