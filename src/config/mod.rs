@@ -46,7 +46,26 @@ pub struct Config {
     pub root: RootConfig,
     pub diff: DiffConfig,
     pub boot: BootConfig,
+    pub report: ReportConfig,
     pub stores: Vec<Store>,
+}
+
+/// `[report]`: where fleet tooling picks up each boot's outcome and lost-state summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportConfig {
+    /// node_exporter's textfile collector file, beneath the root; `None`: not written.
+    pub prometheus: Option<AbsPath>,
+    /// Send the outcome and summary to journald when its socket exists.
+    pub journald: bool,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            prometheus: None,
+            journald: true,
+        }
+    }
 }
 
 /// What `darlings boot` does when a phase fails.

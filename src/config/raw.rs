@@ -11,7 +11,13 @@ pub struct RawConfig {
     pub root: Option<RawRoot>,
     pub diff: Option<RawDiff>,
     pub boot: Option<RawBoot>,
+    pub report: Option<RawReport>,
     pub persist: Vec<RawPersist>,
+}
+
+pub struct RawReport {
+    pub prometheus: Option<Sp<String>>,
+    pub journald: Option<Sp<bool>>,
 }
 
 pub struct RawBoot {
@@ -273,7 +279,7 @@ fn unknown_key(key: &str, table: &str, allowed: &[&str]) -> String {
     format!("unknown key `{key}` in {table}{hint}")
 }
 
-const TOP: &[&str] = &["root", "diff", "boot", "persist"];
+const TOP: &[&str] = &["root", "diff", "boot", "report", "persist"];
 const ROOT: &[&str] = &[
     "backend",
     "size",
@@ -295,6 +301,7 @@ const DIFF: &[&str] = &[
     "keep-reports",
 ];
 const BOOT: &[&str] = &["on-failure"];
+const REPORT: &[&str] = &["prometheus", "journald"];
 const PERSIST: &[&str] = &[
     "store",
     "hide-mounts",
@@ -347,6 +354,13 @@ pub fn read(doc: &Table<'_>, p: &mut Problems) -> RawConfig {
             on_failure: k.string("on-failure", p),
         }
     });
+    let report = top.table("report", p).map(|t| {
+        let k = Keys::new(&t, REPORT, p);
+        RawReport {
+            prometheus: k.string("prometheus", p),
+            journald: k.bool("journald", p),
+        }
+    });
     let persist = match top.node("persist") {
         None => Vec::new(),
         Some(Node::Array(items, _)) => items
@@ -374,6 +388,7 @@ pub fn read(doc: &Table<'_>, p: &mut Problems) -> RawConfig {
         root,
         diff,
         boot,
+        report,
         persist,
     }
 }
