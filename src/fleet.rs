@@ -123,7 +123,18 @@ pub fn after_boot(
 ) {
     let summary = record.report.as_ref().map(Summary::of_info);
     if textfile_too {
-        textfile(config, root, Some(record), summary.as_ref());
+        // No diff this boot (a tmpfs root, whose report `diff --save` made at the last
+        // shutdown, into a textfile that died with that root): the latest saved report's.
+        let saved = match (&summary, &config.diff.report_dir, &config.report.prometheus) {
+            (None, Some(_), Some(_)) => saved_summary(config, root),
+            _ => None,
+        };
+        textfile(
+            config,
+            root,
+            Some(record),
+            summary.as_ref().or(saved.as_ref()),
+        );
     }
     if config.report.journald {
         let mut entries = vec![boot_entry(record)];
@@ -136,6 +147,24 @@ pub fn after_boot(
             ));
         }
         journal::send(socket, &entries);
+    }
+}
+
+/// The summary of the latest report saved in the store.
+fn saved_summary(config: &Config, root: &Path) -> Option<Summary> {
+    match crate::reports::read(config, root, None, true) {
+        Ok((path, json)) => {
+            let s = Summary::of_saved(&json);
+            if s.is_none() {
+                tracing::warn!("report: the latest saved report {path} is not darlings.diff/1 JSON; the textfile has no lost-state summary");
+            }
+            s
+        }
+        Err(e) => {
+            // No report saved yet is the usual case on a new machine.
+            tracing::debug!("report: no saved lost-state report for the textfile: {e}");
+            None
+        }
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Summary {
     pub unlisted: u64,
     /// Why the diff stopped early ("max-entries 100000"), if it did.
     pub truncated: Option<String>,
+    /// Unix time of the diff.
+    pub generated: Option<i64>,
 }
 
 impl Summary {
@@ -75,6 +77,9 @@ impl Summary {
                 darlings_backends::Truncation::MaxEntries(n) => format!("max-entries {n}"),
                 darlings_backends::Truncation::TimeBudget(d) => format!("time-budget {d:?}"),
             }),
+            generated: chrono::DateTime::parse_from_rfc3339(&r.generated)
+                .ok()
+                .map(|t| t.timestamp()),
         }
     }
 
@@ -94,7 +99,69 @@ impl Summary {
             },
             unlisted: i.unlisted,
             truncated: i.truncated.clone(),
+            generated: chrono::NaiveDateTime::parse_from_str(&i.stamp, "%Y%m%dT%H%M%SZ")
+                .ok()
+                .map(|t| t.and_utc().timestamp()),
         }
+    }
+
+    /// The summary at the head of a saved report (`darlings.diff/1` JSON); the entries are
+    /// skipped, not built.
+    pub fn of_saved(json: &[u8]) -> Option<Summary> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Tally {
+            entries: u64,
+            bytes: u64,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Unlisted {
+            subtrees: u64,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Sum {
+            lost: Tally,
+            persisted: Tally,
+            ignored: Tally,
+            unlisted: Unlisted,
+        }
+        #[derive(serde::Deserialize)]
+        struct Head {
+            schema: String,
+            generated: String,
+            truncated: Option<serde_json::Value>,
+            summary: Sum,
+        }
+        let h: Head = serde_json::from_slice(json).ok()?;
+        if h.schema != "darlings.diff/1" {
+            return None;
+        }
+        let c = |t: &Tally| Count {
+            entries: t.entries,
+            bytes: t.bytes,
+        };
+        Some(Summary {
+            lost: c(&h.summary.lost),
+            persisted: c(&h.summary.persisted),
+            ignored: c(&h.summary.ignored),
+            unlisted: h.summary.unlisted.subtrees,
+            truncated: h.truncated.map(|t| {
+                let reason = t["reason"].as_str().unwrap_or("limit");
+                // The words a boot record uses ("time-budget 10s").
+                match (t["limit"].as_u64(), t["limit_ms"].as_u64()) {
+                    (Some(n), _) => format!("{reason} {n}"),
+                    (_, Some(ms)) => {
+                        format!("{reason} {:?}", std::time::Duration::from_millis(ms))
+                    }
+                    _ => reason.to_string(),
+                }
+            }),
+            generated: chrono::DateTime::parse_from_rfc3339(&h.generated)
+                .ok()
+                .map(|t| t.timestamp()),
+        })
     }
 }
 
@@ -242,6 +309,13 @@ pub fn render(s: &Snapshot) -> String {
             &[],
             u8::from(m.truncated.is_some()),
         );
+    }
+    o.family(
+        "darlings_report_timestamp_seconds",
+        "Unix time of the lost-state diff that the darlings_lost_* families describe.",
+    );
+    if let Some(t) = s.summary.and_then(|m| m.generated) {
+        o.sample("darlings_report_timestamp_seconds", &[], t);
     }
     o.family(
         LAST_ROLLBACK,
@@ -442,6 +516,7 @@ mod tests {
             },
             unlisted: 2,
             truncated: Some("max-entries 8".into()),
+            generated: Some(1_795_999_990),
         }
     }
 
@@ -480,6 +555,7 @@ mod tests {
                     "darlings_lost_bytes{class=\"lost\"} 12288".into(),
                     "darlings_lost_unlisted_subtrees 2".into(),
                     "darlings_report_truncated 1".into(),
+                    "darlings_report_timestamp_seconds 1795999990".into(),
                     "darlings_last_rollback_success_timestamp_seconds 1796000000".into(),
                 ],
             ),
@@ -595,6 +671,32 @@ mod tests {
         ] {
             assert!(check_format(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn summaries_from_a_saved_report_and_a_boot_record_agree() {
+        let json = br#"{"schema": "darlings.diff/1", "backend": "tmpfs", "root": "/", "generated": "2026-11-22T02:30:00Z",
+ "truncated": {"reason": "time-budget", "limit_ms": 10000},
+ "summary": {"lost": {"entries": 3, "bytes": 120}, "persisted": {"entries": 9, "bytes": 0},
+             "ignored": {"entries": 2, "bytes": 8}, "unlisted": {"subtrees": 1, "lost": 1}},
+ "unlisted": [], "entries": [{"path": "/etc/hostname", "kind": "added", "type": "file", "size": 8, "class": "lost"}]}"#;
+        let saved = Summary::of_saved(json).unwrap();
+        let info = ReportInfo {
+            path: "/persist/var/log/darlings/20261122T023000Z.json".into(),
+            saved: true,
+            stamp: "20261122T023000Z".into(),
+            lost: 3,
+            lost_bytes: 120,
+            persisted: 9,
+            persisted_bytes: 0,
+            ignored: 2,
+            ignored_bytes: 8,
+            unlisted: 1,
+            truncated: Some("time-budget 10s".into()),
+        };
+        assert_eq!(saved, Summary::of_info(&info));
+        assert_eq!(saved.generated, Some(1_795_314_600));
+        assert_eq!(Summary::of_saved(b"{\"schema\": \"other/1\"}"), None);
     }
 
     #[test]

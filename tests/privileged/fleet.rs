@@ -138,6 +138,15 @@ fn listen(at: &Path) -> Result<UnixDatagram, String> {
     Ok(s)
 }
 
+/// `2026-11-22T02:30:00Z` as Unix seconds, by `date` (the test checks the code's arithmetic).
+fn chrono_free_unix(rfc3339: &str) -> Option<f64> {
+    let out = Command::new("date")
+        .args(["-u", "-d", rfc3339, "+%s"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
 fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -311,11 +320,23 @@ fn fleet_reports_of_diff_save_on_a_tmpfs_root_parse_with_promtool() -> TestResul
     let root = base.join("sysroot");
     let work = base.join("work");
     std::fs::create_dir(&root).map_err(e2s)?;
-    sh(&format!("mount -t tmpfs tmpfs {}", root.display()))?;
-    let store = root.join("persist");
-    std::fs::create_dir(&store).map_err(e2s)?;
-    sh(&format!("mount -t tmpfs tmpfs {}", store.display()))?;
-    let _cleanup = crate::boot::Unmount(vec![store.clone(), root.clone()]);
+    // The persistent "disk" outlives each boot's tmpfs root, into which it is bound.
+    let disk = base.join("disk");
+    std::fs::create_dir(&disk).map_err(e2s)?;
+    sh(&format!("mount -t tmpfs tmpfs {}", disk.display()))?;
+    let _cleanup = crate::boot::Unmount(vec![root.clone(), disk.clone()]);
+    let power_on = || -> TestResult {
+        sh(&format!("mount -t tmpfs tmpfs {}", root.display()))?;
+        let store = root.join("persist");
+        std::fs::create_dir(&store).map_err(e2s)?;
+        sh(&format!(
+            "mount --bind {} {}",
+            disk.display(),
+            store.display()
+        ))?;
+        Ok(())
+    };
+    power_on()?;
     let config = base.join("darlings.toml");
     std::fs::write(
         &config,
@@ -477,6 +498,36 @@ fn fleet_reports_of_diff_save_on_a_tmpfs_root_parse_with_promtool() -> TestResul
     for (what, t) in bad {
         check!(validate(&t).is_err(), "the validator took {what}:\n{t}");
     }
+
+    // The next boot: the root's textfile died with it; the boot writes a new one with the
+    // lost-state summary of the report saved at shutdown.
+    sh(&format!("umount -R {}", root.display()))?;
+    power_on()?;
+    let again = run(&[
+        "boot",
+        "--stage",
+        "all",
+        "--root",
+        &r,
+        "--cmdline",
+        &c,
+        "--utab",
+        &u,
+    ])?;
+    check!(
+        again.status.success(),
+        "second boot: {}",
+        crate::text(&again)
+    );
+    let next = std::fs::read_to_string(&file).map_err(e2s)?;
+    validate(&next)?;
+    let generated = chrono_free_unix(report["generated"].as_str().unwrap_or(""));
+    check!(
+        sample(&next, "darlings_lost_entries{class=\"lost\"}") == Some(n("lost", "entries"))
+            && sample(&next, "darlings_report_timestamp_seconds") == generated,
+        "the second boot's textfile lacks the saved report's summary (generated {generated:?}):\n{next}"
+    );
+    received(&sock);
 
     // Report off for the journal: nothing is sent.
     let cfg = std::fs::read_to_string(&config).map_err(e2s)?;
