@@ -720,15 +720,13 @@ pub fn run(o: &Options) -> Outcome {
     // record final), or after an early stage that stops the boot.
     let ended = matches!(o.stage, Stage::Late | Stage::All) || halt;
     if ended && !o.dry_run {
-        if let Some(config) = &b.config {
-            crate::fleet::after_boot(
-                config,
-                o.root,
-                o.journal_socket,
-                &b.record,
-                o.stage != Stage::Early,
-            );
-        }
+        crate::fleet::after_boot(
+            b.config.as_ref(),
+            o.root,
+            o.journal_socket,
+            &b.record,
+            o.stage != Stage::Early,
+        );
     }
     Outcome {
         record: b.record,
@@ -888,6 +886,41 @@ mod tests {
         let rec: Record =
             serde_json::from_slice(&std::fs::read(work.join(RECORD)).unwrap()).unwrap();
         assert_eq!(rec, out.record);
+    }
+
+    #[test]
+    fn a_boot_whose_config_fails_still_reaches_the_journal() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = write(d.path(), "c.toml", "[root]\nbackend = \"ext4\"\n");
+        let sock = d.path().join("journal.socket");
+        let server = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+        server.set_nonblocking(true).unwrap();
+        let out = run(&Options {
+            config: &cfg,
+            work_dir: &d.path().join("work"),
+            root: d.path(),
+            stage: Stage::Late,
+            cmdline: b"",
+            dry_run: false,
+            utab: Path::new("/nonexistent/utab"),
+            journal_socket: &sock,
+        });
+        assert_eq!(out.record.outcome, "failed");
+        let mut buf = vec![0; 65536];
+        let n = server.recv(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            text.contains(&format!("MESSAGE_ID={}\n", crate::journal::MESSAGE_BOOT)),
+            "{text}"
+        );
+        assert!(text.contains("DARLINGS_OUTCOME=failed\n"), "{text}");
+        assert!(
+            text.contains("DARLINGS_FAILED_PHASE=late config\n"),
+            "{text}"
+        );
+        assert!(text.contains("unknown backend \"ext4\""), "{text}");
+        // One entry: no lost-state summary without a diff.
+        assert!(server.recv(&mut buf).is_err());
     }
 
     #[test]

@@ -113,16 +113,18 @@ fn textfile(config: &Config, root: &Path, record: Option<&Record>, summary: Opti
     }
 }
 
-/// After `darlings boot`: the textfile (when the root is mounted, `textfile`) and the journal.
+/// After `darlings boot`: the textfile (when the root is mounted, `textfile_too`) and the
+/// journal. `config` is `None` when it could not be loaded: that failure still goes to the
+/// journal, which is on by default, and there is no textfile path to write.
 pub fn after_boot(
-    config: &Config,
+    config: Option<&Config>,
     root: &Path,
     socket: &Path,
     record: &Record,
     textfile_too: bool,
 ) {
     let summary = record.report.as_ref().map(Summary::of_info);
-    if textfile_too {
+    if let (Some(config), true) = (config, textfile_too) {
         // No diff this boot (a tmpfs root, whose report `diff --save` made at the last
         // shutdown, into a textfile that died with that root): the latest saved report's.
         let saved = match (&summary, &config.diff.report_dir, &config.report.prometheus) {
@@ -136,15 +138,11 @@ pub fn after_boot(
             summary.as_ref().or(saved.as_ref()),
         );
     }
-    if config.report.journald {
+    if config.is_none_or(|c| c.report.journald) {
         let mut entries = vec![boot_entry(record)];
         if let (Some(s), Some(info)) = (&summary, &record.report) {
-            entries.push(lost_entry(
-                config.root.backend_name(),
-                s,
-                "rollback",
-                &info.path,
-            ));
+            let backend = record.backend.as_deref().unwrap_or("unknown");
+            entries.push(lost_entry(backend, s, "rollback", &info.path));
         }
         journal::send(socket, &entries);
     }

@@ -380,11 +380,19 @@ fn open_parent(root: &Path, path: &AbsPath, create: bool) -> Result<OwnedFd, Met
         cur = match open(&cur) {
             Ok(fd) => fd,
             Err(Errno::NOENT) if create => {
-                match fs::mkdirat(&cur, name, Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
+                let made = match fs::mkdirat(&cur, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) => true,
+                    Err(Errno::EXIST) => false,
                     Err(e) => return Err(io(format!("cannot create {}", shown(root, &at)), e)),
+                };
+                let fd =
+                    open(&cur).map_err(|e| io(format!("cannot open {}", shown(root, &at)), e))?;
+                if made {
+                    // The umask must not make it unreadable to node_exporter's user.
+                    fs::fchmod(&fd, Mode::from_raw_mode(0o755))
+                        .map_err(|e| io(format!("cannot chmod {}", shown(root, &at)), e))?;
                 }
-                open(&cur).map_err(|e| io(format!("cannot open {}", shown(root, &at)), e))?
+                fd
             }
             Err(Errno::LOOP) | Err(Errno::XDEV) | Err(Errno::NOTDIR) => {
                 return Err(MetricsError::Refused(format!(
@@ -431,6 +439,11 @@ pub fn write(root: &Path, path: &AbsPath, text: &[u8]) -> Result<(), MetricsErro
         Mode::from_raw_mode(0o644),
     )
     .map_err(|e| io(format!("cannot create the temporary beside {at}"), e))?;
+    // Readable by node_exporter's user whatever the umask.
+    if let Err(e) = fs::fchmod(&fd, Mode::from_raw_mode(0o644)) {
+        let _ = fs::unlinkat(&dir, tmp, AtFlags::empty());
+        return Err(io(format!("cannot chmod the temporary beside {at}"), e));
+    }
     let mut f = std::fs::File::from(fd);
     let r = f
         .write_all(text)
@@ -719,12 +732,19 @@ mod tests {
 
     #[test]
     fn written_atomically_beneath_the_root_and_symlinks_refused() {
+        use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
         let path = AbsPath::parse("/var/lib/prometheus/node-exporter/darlings.prom").unwrap();
+        // (The umask is the process's, shared by parallel tests: the privileged test runs
+        // darlings under umask 077.)
         write(root, &path, b"one\n").unwrap();
         let file = root.join("var/lib/prometheus/node-exporter/darlings.prom");
         assert_eq!(std::fs::read(&file).unwrap(), b"one\n");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o644);
+        assert_eq!(mode(file.parent().unwrap()), 0o755);
+        assert_eq!(mode(&root.join("var/lib")), 0o755);
         write(
             root,
             &path,

@@ -503,17 +503,30 @@ fn fleet_reports_of_diff_save_on_a_tmpfs_root_parse_with_promtool() -> TestResul
     // lost-state summary of the report saved at shutdown.
     sh(&format!("umount -R {}", root.display()))?;
     power_on()?;
-    let again = run(&[
-        "boot",
-        "--stage",
-        "all",
-        "--root",
-        &r,
-        "--cmdline",
-        &c,
-        "--utab",
-        &u,
-    ])?;
+    // Under a strict umask, as on a hardened system: node_exporter's user can still read.
+    let again = Command::new("sh")
+        .arg("-c")
+        .arg("umask 077; exec \"$0\" \"$@\"")
+        .arg(crate::BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("--work-dir")
+        .arg(&work)
+        .arg("--journal-socket")
+        .arg(&sock_path)
+        .args([
+            "boot",
+            "--stage",
+            "all",
+            "--root",
+            &r,
+            "--cmdline",
+            &c,
+            "--utab",
+            &u,
+        ])
+        .output()
+        .map_err(e2s)?;
     check!(
         again.status.success(),
         "second boot: {}",
@@ -521,6 +534,16 @@ fn fleet_reports_of_diff_save_on_a_tmpfs_root_parse_with_promtool() -> TestResul
     );
     let next = std::fs::read_to_string(&file).map_err(e2s)?;
     validate(&next)?;
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.mode() & 0o7777).unwrap_or(0);
+    check!(
+        mode(&file) == 0o644
+            && mode(&root.join("var/lib/prometheus/node-exporter")) == 0o755
+            && mode(&root.join("var/lib/prometheus")) == 0o755,
+        "under umask 077: file {:o}, directories {:o} {:o}",
+        mode(&file),
+        mode(&root.join("var/lib/prometheus/node-exporter")),
+        mode(&root.join("var/lib/prometheus"))
+    );
     let generated = chrono_free_unix(report["generated"].as_str().unwrap_or(""));
     check!(
         sample(&next, "darlings_lost_entries{class=\"lost\"}") == Some(n("lost", "entries"))
