@@ -94,6 +94,7 @@ fn textfile(config: &Config, root: &Path, record: Option<&Record>, summary: Opti
     let Some(path) = &config.report.prometheus else {
         return;
     };
+    let t = std::time::Instant::now();
     let last_rollback = record
         .and_then(|r| r.rolled_back_at)
         .or_else(|| metrics::previous_rollback(root, path));
@@ -104,7 +105,12 @@ fn textfile(config: &Config, root: &Path, record: Option<&Record>, summary: Opti
         last_rollback,
     });
     match metrics::write(root, path, text.as_bytes()) {
-        Ok(()) => tracing::info!("report: node_exporter textfile {path} written beneath {}", root.display()),
+        Ok(()) => tracing::info!(
+            "report: node_exporter textfile {path} written beneath {} in {:?} ({} bytes)",
+            root.display(),
+            t.elapsed(),
+            text.len()
+        ),
         Err(e) => tracing::warn!(
             "report: cannot write node_exporter's textfile {path} beneath {}: {}; fix report.prometheus or the directory, the boot record holds the same facts",
             root.display(),
