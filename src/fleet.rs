@@ -64,8 +64,9 @@ pub fn lost_entry(backend: &str, s: &Summary, when: &str, report: &str) -> Entry
         journal::MESSAGE_LOST,
         prio,
         format!(
-            "darlings: {} entries lost at the {when} ({} bytes), {} persisted, {} ignored{}; report {report}",
+            "darlings: {} entr{} lost at the {when} ({} bytes), {} persisted, {} ignored{}; report {report}",
             s.lost.entries,
+            if s.lost.entries == 1 { "y" } else { "ies" },
             s.lost.bytes,
             s.persisted.entries,
             s.ignored.entries,

@@ -572,6 +572,108 @@ fn fleet_reports_of_diff_save_on_a_tmpfs_root_parse_with_promtool() -> TestResul
     Ok(())
 }
 
+/// The real journald (Debian's systemd-journald, started in a mount namespace of its own with
+/// fresh /run/systemd and /run/log, so the machine's journal is not touched) stores what darlings
+/// sends to the default socket: read back with journalctl, fields and multi-line values intact.
+fn journald_stores_the_entries_darlings_sends_to_its_default_socket() -> TestResult {
+    let journald = Path::new("/lib/systemd/systemd-journald");
+    check!(
+        journald.exists(),
+        "no {}: install systemd (Debian 12 has it)",
+        journald.display()
+    );
+    let dir = tempfile::tempdir().map_err(e2s)?;
+    let base = dir.path();
+    let good = base.join("good.toml");
+    std::fs::write(
+        &good,
+        "[root]\nbackend = \"tmpfs\"\n[diff]\nreport-dir = \"/persist/var/log/darlings\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/keep\"]\n",
+    )
+    .map_err(e2s)?;
+    let bad = base.join("bad.toml");
+    std::fs::write(&bad, "[root]\nbackend = \"ext4\"\n").map_err(e2s)?;
+    let script = format!(
+        r#"set -eu
+b={bin}; t={base}
+mkdir -p /run/systemd /run/log
+mount -t tmpfs tmpfs /run/systemd; mount -t tmpfs tmpfs /run/log
+SYSTEMD_LOG_TARGET=console {journald} 2>"$t/journald.log" &
+jpid=$!
+trap 'kill $jpid' EXIT
+i=0; while [ ! -S /run/systemd/journal/socket ]; do i=$((i+1)); [ $i -lt 100 ] || exit 9; sleep 0.05; done
+mkdir "$t/root" "$t/disk"
+mount -t tmpfs tmpfs "$t/root"; mount -t tmpfs tmpfs "$t/disk"
+mkdir "$t/root/persist"; mount --bind "$t/disk" "$t/root/persist"
+echo quiet > "$t/cmdline"
+$b --config "$t/good.toml" --work-dir "$t/w" --log stderr boot --root "$t/root" --cmdline "$t/cmdline" --utab "$t/utab" >/dev/null
+echo junk > "$t/root/darling"
+$b --config "$t/good.toml" --work-dir "$t/w" --log stderr diff --root "$t/root" --save >/dev/null 2>&1
+$b --config "$t/bad.toml" --work-dir "$t/w2" --log stderr boot --stage late --root "$t/root" --cmdline "$t/cmdline" >/dev/null 2>&1
+i=0; while [ "$(journalctl -D /run/log/journal SYSLOG_IDENTIFIER=darlings -o json --no-pager | wc -l)" -lt 3 ]; do
+  i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.05; done
+journalctl -D /run/log/journal SYSLOG_IDENTIFIER=darlings -o json --no-pager
+"#,
+        bin = crate::BIN,
+        base = base.display(),
+        journald = journald.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .map_err(e2s)?;
+    let log = std::fs::read_to_string(base.join("journald.log")).unwrap_or_default();
+    check!(
+        out.status.success(),
+        "{}\njournald's log:\n{log}",
+        crate::text(&out)
+    );
+    let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let f = |e: &serde_json::Value, k: &str| e[k].as_str().unwrap_or("").to_string();
+    let with = |id: &str| -> Vec<&serde_json::Value> {
+        entries
+            .iter()
+            .filter(|e| f(e, "MESSAGE_ID") == id)
+            .collect()
+    };
+    let boots = with(MESSAGE_BOOT);
+    let losts = with(MESSAGE_LOST);
+    check!(
+        boots.len() == 2 && losts.len() == 1,
+        "journal entries: {entries:?}\njournald's log:\n{log}"
+    );
+    check!(
+        f(boots[0], "DARLINGS_OUTCOME") == "ok"
+            && f(boots[0], "DARLINGS_BACKEND") == "tmpfs"
+            && f(boots[0], "PRIORITY") == "6"
+            && f(boots[0], "_TRANSPORT") == "journal",
+        "the ok boot: {}",
+        boots[0]
+    );
+    check!(
+        f(losts[0], "DARLINGS_WHEN") == "shutdown"
+            && f(losts[0], "DARLINGS_LOST_ENTRIES")
+                .parse::<u64>()
+                .unwrap_or(0)
+                >= 1
+            && f(losts[0], "DARLINGS_REPORT").starts_with("/persist/var/log/darlings/"),
+        "the lost-state entry: {}",
+        losts[0]
+    );
+    let err = f(boots[1], "DARLINGS_ERROR");
+    check!(
+        f(boots[1], "DARLINGS_OUTCOME") == "failed"
+            && f(boots[1], "PRIORITY") == "3"
+            && err.starts_with("late config failed\n  caused by: ")
+            && err.contains("unknown backend \"ext4\""),
+        "the failed boot (a multi-line DARLINGS_ERROR): {}",
+        boots[1]
+    );
+    Ok(())
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
         (
@@ -581,6 +683,10 @@ pub fn cases() -> Vec<Case> {
         (
             "fleet_reports_of_diff_save_on_a_tmpfs_root_parse_with_promtool",
             fleet_reports_of_diff_save_on_a_tmpfs_root_parse_with_promtool,
+        ),
+        (
+            "journald_stores_the_entries_darlings_sends_to_its_default_socket",
+            journald_stores_the_entries_darlings_sends_to_its_default_socket,
         ),
     ]
 }
