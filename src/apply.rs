@@ -1392,6 +1392,8 @@ fn mount_setattr(fd: &OwnedFd, set: u64, clr: u64) -> std::io::Result<()> {
     };
     // SAFETY: the path is a valid NUL-terminated string, `attr` is a live, correctly sized
     // `struct mount_attr`, and `fd` is open for the duration of the call.
+    // mount_setattr(2) through syscall(2); the SAFETY note above says why it is sound.
+    #[allow(unsafe_code)]
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,

@@ -94,6 +94,15 @@ enum Cmd {
         /// root, whose state is gone after power-off: run it at shutdown).
         #[arg(long)]
         save: bool,
+        /// Propose config entries that would keep what is lost (TOML; --json, --nix).
+        #[arg(long)]
+        suggest: bool,
+        /// With --suggest: the NixOS module's Nix instead of TOML.
+        #[arg(long, requires = "suggest", conflicts_with = "json")]
+        nix: bool,
+        /// With --suggest: the store the entries go to (default: the config's first store).
+        #[arg(long, requires = "suggest")]
+        store: Option<String>,
     },
     /// What an initrd runs: preflight, lost-state diff, rollback (early); fresh tmpfs, saved
     /// report, bind mounts (late). Exits 1 only when on-failure = "halt" and a phase failed.
@@ -141,6 +150,14 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List the presets: what each service keeps, at which level, and why.
+    Presets {
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// The table README.md shows (generated from the same data).
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
@@ -153,11 +170,43 @@ fn accounts(root: &Path) -> Result<Accounts> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(step) = std::env::var_os("DARLINGS_FAILPOINT") {
+        let step = step.to_string_lossy();
+        if !darlings_backends::FAILPOINTS.contains(&step.as_ref()) {
+            bail!(
+                "unknown failpoint {step:?} in DARLINGS_FAILPOINT; the steps are {}",
+                darlings_backends::FAILPOINTS.join(", ")
+            );
+        }
+    }
     let load = || config::load(&cli.config).map_err(anyhow::Error::from);
     let mut stdout = std::io::stdout().lock();
     match cli.cmd {
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "darlings", &mut stdout);
+        }
+        Cmd::Presets { json, markdown } => {
+            let table = darlings::presets::all().map_err(anyhow::Error::msg)?;
+            if markdown {
+                write!(stdout, "{}", darlings::presets::markdown(table))?;
+            } else if json {
+                serde_json::to_writer_pretty(&mut stdout, &darlings::presets::to_json(table))?;
+                writeln!(stdout)?;
+            } else {
+                for p in table {
+                    writeln!(stdout, "{}: {}", p.name, p.about)?;
+                    for e in &p.entries {
+                        writeln!(
+                            stdout,
+                            "  {:<9} {} {}: {}",
+                            e.level.as_str(),
+                            e.kind.as_str(),
+                            e.path,
+                            e.why
+                        )?;
+                    }
+                }
+            }
         }
         Cmd::Man => {
             clap_mangen::Man::new(Cli::command())
@@ -173,6 +222,9 @@ fn run(cli: Cli) -> Result<()> {
                 config.root.backend_name(),
                 config.stores.len()
             )?;
+            for n in &config.notes {
+                writeln!(stdout, "note: {n}")?;
+            }
             if config_only {
                 return Ok(());
             }
@@ -211,8 +263,14 @@ fn run(cli: Cli) -> Result<()> {
             let plan = plan::build(&config, &accounts(&root)?)?;
             if json {
                 plan.write_json(&mut stdout)?;
+                for n in &config.notes {
+                    eprintln!("note: {n}");
+                }
             } else {
                 write!(stdout, "{plan}")?;
+                for n in &config.notes {
+                    writeln!(stdout, "note: {n}")?;
+                }
             }
         }
         Cmd::Apply {
@@ -248,8 +306,19 @@ fn run(cli: Cli) -> Result<()> {
             lines,
             no_sizes,
             save,
+            suggest,
+            nix,
+            store,
         } => {
             let config = load()?;
+            let store = match store {
+                Some(s) => Some(darlings::paths::AbsPath::parse(&s).map_err(|e| {
+                    anyhow::anyhow!(
+                        "store {s:?} {e}; give the store's absolute path, e.g. --store /persist"
+                    )
+                })?),
+                None => None,
+            };
             let limits = DiffLimits {
                 max_entries: max_entries.unwrap_or(usize::MAX),
                 time_budget: None,
@@ -281,7 +350,23 @@ fn run(cli: Cli) -> Result<()> {
                 t.elapsed()
             );
             let t = Instant::now();
-            if json {
+            if suggest {
+                let homes = darlings::suggest::homes_of(&accounts(&root)?);
+                let s = darlings::suggest::suggest(&report, &config, &homes);
+                let store = store
+                    .or_else(|| config.stores.first().map(|s| s.path.clone()))
+                    .unwrap_or_else(|| {
+                        darlings::paths::AbsPath::from_normal_bytes(b"/persist".to_vec())
+                    });
+                if json {
+                    serde_json::to_writer_pretty(&mut stdout, &s.to_json(&store))?;
+                    writeln!(stdout)?;
+                } else if nix {
+                    write!(stdout, "{}", s.to_nix(&store))?;
+                } else {
+                    write!(stdout, "{}", s.to_toml(&store))?;
+                }
+            } else if json {
                 report.write_json(&mut stdout)?;
             } else {
                 write!(stdout, "{}", report.to_text(lines))?;

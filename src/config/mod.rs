@@ -2,8 +2,9 @@
 //! (validate.rs) into `Config`, a type that can only hold a config every later step may trust.
 //! Every rejection names the file, line and column, the offending value, and the fix.
 
-mod doc;
+pub(crate) mod doc;
 pub mod mode;
+mod presets;
 mod raw;
 mod validate;
 
@@ -48,6 +49,10 @@ pub struct Config {
     pub boot: BootConfig,
     pub report: ReportConfig,
     pub stores: Vec<Store>,
+    /// What the presets left out, and why (`darlings plan` and `check` print them).
+    pub notes: Vec<String>,
+    /// The presets the config turns on, sorted.
+    pub presets: Vec<String>,
 }
 
 /// `[report]`: where fleet tooling picks up each boot's outcome and lost-state summary.
@@ -223,6 +228,8 @@ pub struct Entry {
     /// `seed-from-blank`: content the root (the blank) has there is copied into a store that
     /// lacks it, and once the store has it, it is bound over the blank's copy (README).
     pub seed_from_blank: bool,
+    /// The preset and level that gave this entry; `None` for the config's own.
+    pub origin: Option<crate::presets::Origin>,
 }
 
 /// `[persist.users.<name>]`: paths relative to that user's home, owned by the user.
@@ -343,8 +350,13 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         }
     };
     let mut problems = Problems::default();
-    let raw = raw::read(&doc::top(&document), &mut problems);
-    let config = validate::validate(raw, &mut problems);
+    let mut raw = raw::read(&doc::top(&document), &mut problems);
+    let expanded = presets::expand(&mut raw, &mut problems);
+    let config = validate::validate(raw, &mut problems).map(|c| Config {
+        notes: expanded.notes,
+        presets: expanded.used,
+        ..c
+    });
     match config {
         Some(config) if problems.list.is_empty() => Ok(config),
         _ => Err(ConfigError::Invalid {

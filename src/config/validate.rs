@@ -19,6 +19,7 @@ use super::{
 use crate::glob::Glob;
 use crate::owners::{valid_name, Who};
 use crate::paths::{AbsPath, RelPath, PATH_MAX};
+use crate::presets::{Level, Origin};
 
 impl Problems {
     fn abs(&mut self, what: &str, s: &Sp<String>) -> Option<AbsPath> {
@@ -211,6 +212,8 @@ pub(super) fn validate(raw: RawConfig, c: &mut Problems) -> Option<Config> {
         boot,
         report,
         stores,
+        notes: Vec::new(),
+        presets: Vec::new(),
     })
 }
 
@@ -621,6 +624,7 @@ fn validate_entry(e: &RawEntry, kind: Kind, store: StoreFlags, c: &mut Problems)
     let parent = c.parent(&e.parent, &ParentSpec::default());
     let method = c.method(kind, &e.method);
     let seed_from_blank = seed_from_blank(e, &path, method, c);
+    let origin = origin(e, c);
     Some(Entry {
         path,
         kind,
@@ -632,7 +636,49 @@ fn validate_entry(e: &RawEntry, kind: Kind, store: StoreFlags, c: &mut Problems)
         trash: e.allow_trash.as_ref().map_or(store.trash, |t| t.v),
         method,
         seed_from_blank,
+        origin,
     })
+}
+
+/// `preset` and `level` on an entry: both or neither, a known preset and a level.
+fn origin(e: &RawEntry, c: &mut Problems) -> Option<Origin> {
+    match (&e.preset, &e.level) {
+        (None, None) => None,
+        (Some(p), Some(l)) => {
+            let Some(level) = Level::parse(&l.v) else {
+                c.at(
+                    l.span.clone(),
+                    format!(
+                        "level {:?} is not a level; write transient, normal, important or secret",
+                        l.v
+                    ),
+                );
+                return None;
+            };
+            if crate::presets::find(&p.v).is_none() {
+                c.at(p.span.clone(), format!("preset {:?} is not a preset darlings knows (see `darlings presets`); remove preset and level from the entry", p.v));
+                return None;
+            }
+            Some(Origin {
+                preset: p.v.clone(),
+                level,
+            })
+        }
+        (Some(p), None) => {
+            c.at(
+                p.span.clone(),
+                "an entry with preset also needs level (transient, normal, important or secret)",
+            );
+            None
+        }
+        (None, Some(l)) => {
+            c.at(
+                l.span.clone(),
+                "an entry with level also needs preset, the preset that gave it",
+            );
+            None
+        }
+    }
 }
 
 /// Package databases: the record a whole-OS blank keeps of what it has installed. Persisted, a
@@ -675,6 +721,9 @@ fn validate_user_entry(
 ) -> Option<UserEntry> {
     if let Some(seed) = &e.seed_from_blank {
         c.at(seed.span.clone(), format!("user {name}: seed-from-blank is for system paths that a whole-OS blank fills (/var/log, /etc/ssh); copy what the home needs into the store instead, and remove it"));
+    }
+    if let Some(p) = e.preset.as_ref().or(e.level.as_ref()) {
+        c.at(p.span.clone(), format!("user {name}: preset and level are for the system entries presets give; remove them"));
     }
     if e.parent.is_some() {
         c.at(e.span.clone(), format!("user {name}: parent has no meaning here (directories up to the home belong to {name}, mode 0700); remove it"));
