@@ -36,6 +36,10 @@ struct Cli {
     /// Where log lines go.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     log: logging::Target,
+    /// journald's native socket, where `report.journald` sends the boot outcome and the
+    /// lost-state summary (nothing is sent when it does not exist).
+    #[arg(long, global = true, default_value = darlings::journal::SOCKET)]
+    journal_socket: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -519,6 +523,14 @@ fn run(cli: Cli) -> Result<()> {
                     .map_err(|e| anyhow::anyhow!(e))
                     .context("cannot save the lost-state report")?;
                 eprintln!("darlings: report saved as {path}");
+                darlings::fleet::after_diff_save(
+                    &config,
+                    &root,
+                    &cli.work_dir,
+                    &cli.journal_socket,
+                    &report,
+                    &path,
+                );
             }
             // Freeing one allocation per entry costs milliseconds on a big diff, and the process
             // ends right here: leave it to the kernel.
@@ -550,6 +562,7 @@ fn run(cli: Cli) -> Result<()> {
                 cmdline: &line,
                 dry_run,
                 utab: &utab,
+                journal_socket: &cli.journal_socket,
             });
             for l in &out.lines {
                 writeln!(stdout, "{l}")?;

@@ -217,6 +217,52 @@ fn status_without_a_boot_record() {
     );
 }
 
+/// The shipped journal catalog loads into systemd's own catalog database (journalctl --root
+/// writes beneath a scratch root, nothing on the machine) and journalctl lists both ids.
+#[test]
+fn journal_catalog_loads_into_journalctl() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("usr/lib/systemd/catalog");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("initrd/darlings.catalog"),
+        dir.join("darlings.catalog"),
+    )
+    .unwrap();
+    let journalctl = |args: &[&str]| {
+        std::process::Command::new("journalctl")
+            .arg("--root")
+            .arg(d.path())
+            .args(args)
+            .output()
+            .expect("journalctl (systemd) is needed for this test; Debian 12 has it")
+    };
+    let up = journalctl(&["--update-catalog"]);
+    assert!(up.status.success() && up.stderr.is_empty(), "{up:?}");
+    assert!(d.path().join("var/lib/systemd/catalog/database").exists());
+    let list = journalctl(&["--list-catalog"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    for (id, subject) in [
+        (
+            darlings::journal::MESSAGE_BOOT,
+            "darlings: darlings boot: @DARLINGS_OUTCOME@",
+        ),
+        (
+            darlings::journal::MESSAGE_LOST,
+            "darlings: Lost state: @DARLINGS_LOST_ENTRIES@ entries",
+        ),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{id} {subject}"))),
+            "{id} not listed as {subject:?}:\n{text}"
+        );
+    }
+    let dump = journalctl(&["--dump-catalog", darlings::journal::MESSAGE_LOST]);
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(text.contains("Documentation: man:darlings(1)"), "{text}");
+}
+
 const PRESETS: &str = "presets = [\"openssh\", \"networkmanager\"]\n[levels]\nnormal = \"/persist\"\nsecret = \"/persist/secret\"\n[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log\"]\n";
 
 #[test]

@@ -437,6 +437,15 @@ in
       };
     };
 
+    report = {
+      prometheus = nullOrStr "node_exporter's textfile collector file darlings rewrites after each boot and each `diff --save` (the boot's outcome, phase times, lost-state summary), seen from the root, e.g. \"/var/lib/prometheus-node-exporter-text-files/darlings.prom\" (services.prometheus.exporters.node with the textfile collector's directory).";
+      journald = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Send the boot's outcome and the lost-state summary to journald as structured entries (MESSAGE_ID and DARLINGS_* fields, README's Fleet reports), when its socket exists.";
+      };
+    };
+
     onFailure = mkOption {
       type = types.enum [
         "boot-old-root"

@@ -49,6 +49,13 @@ let
       }
   );
 
+  # Only what differs from darlings' defaults, so that a config without fleet reports renders
+  # as before.
+  reportTable = compact {
+    inherit (cfg.report) prometheus;
+    journald = if cfg.report.journald then null else false;
+  };
+
   diffTable = compact {
     on-boot = cfg.diff.onBoot;
     report-dir = cfg.diff.reportDir;
@@ -308,7 +315,8 @@ in
     boot.on-failure = cfg.onFailure;
     diff = diffTable;
     persist = map (store: tables.${store}.settings) (attrNames tables);
-  };
+  }
+  // lib.optionalAttrs (reportTable != { }) { report = reportTable; };
   entries = good;
   storePaths = attrNames tables;
   ignoredParents = filter (e: e.parentIgnored) good;

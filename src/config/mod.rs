@@ -48,11 +48,30 @@ pub struct Config {
     pub root: RootConfig,
     pub diff: DiffConfig,
     pub boot: BootConfig,
+    pub report: ReportConfig,
     pub stores: Vec<Store>,
     /// What the presets left out, and why (`darlings plan` and `check` print them).
     pub notes: Vec<String>,
     /// The presets the config turns on, sorted.
     pub presets: Vec<String>,
+}
+
+/// `[report]`: where fleet tooling picks up each boot's outcome and lost-state summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportConfig {
+    /// node_exporter's textfile collector file, beneath the root; `None`: not written.
+    pub prometheus: Option<AbsPath>,
+    /// Send the outcome and summary to journald when its socket exists.
+    pub journald: bool,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            prometheus: None,
+            journald: true,
+        }
+    }
 }
 
 /// What `darlings boot` does when a phase fails.

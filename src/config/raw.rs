@@ -11,6 +11,7 @@ pub struct RawConfig {
     pub root: Option<RawRoot>,
     pub diff: Option<RawDiff>,
     pub boot: Option<RawBoot>,
+    pub report: Option<RawReport>,
     pub persist: Vec<RawPersist>,
     pub levels: Option<RawLevels>,
     pub presets: Option<RawPresets>,
@@ -39,6 +40,11 @@ pub struct RawPresetLevel {
     pub level: Sp<String>,
     pub directories: Vec<RawEntry>,
     pub files: Vec<RawEntry>,
+}
+
+pub struct RawReport {
+    pub prometheus: Option<Sp<String>>,
+    pub journald: Option<Sp<bool>>,
 }
 
 pub struct RawBoot {
@@ -304,7 +310,9 @@ fn unknown_key(key: &str, table: &str, allowed: &[&str]) -> String {
     format!("unknown key `{key}` in {table}{hint}")
 }
 
-const TOP: &[&str] = &["root", "diff", "boot", "persist", "levels", "presets"];
+const TOP: &[&str] = &[
+    "root", "diff", "boot", "report", "persist", "levels", "presets",
+];
 const ROOT: &[&str] = &[
     "backend",
     "size",
@@ -326,6 +334,7 @@ const DIFF: &[&str] = &[
     "keep-reports",
 ];
 const BOOT: &[&str] = &["on-failure"];
+const REPORT: &[&str] = &["prometheus", "journald"];
 const PERSIST: &[&str] = &[
     "store",
     "hide-mounts",
@@ -382,6 +391,13 @@ pub fn read(doc: &Table<'_>, p: &mut Problems) -> RawConfig {
             on_failure: k.string("on-failure", p),
         }
     });
+    let report = top.table("report", p).map(|t| {
+        let k = Keys::new(&t, REPORT, p);
+        RawReport {
+            prometheus: k.string("prometheus", p),
+            journald: k.bool("journald", p),
+        }
+    });
     let persist = match top.node("persist") {
         None => Vec::new(),
         Some(Node::Array(items, _)) => items
@@ -411,6 +427,7 @@ pub fn read(doc: &Table<'_>, p: &mut Problems) -> RawConfig {
         root,
         diff,
         boot,
+        report,
         persist,
         levels,
         presets,

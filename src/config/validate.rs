@@ -8,10 +8,13 @@ use std::time::Duration;
 use darlings_backends::names::{zfs_component_ok, zfs_dataset_ok};
 
 use super::doc::{Scalar, Sp};
-use super::raw::{RawConfig, RawDiff, RawEntry, RawKeep, RawParent, RawPersist, RawRoot};
+use super::raw::{
+    RawConfig, RawDiff, RawEntry, RawKeep, RawParent, RawPersist, RawReport, RawRoot,
+};
 use super::{
     conflicts, mode, parse_duration, BootConfig, Config, DiffConfig, Entry, Keep, Kind, Method,
-    OnFailure, ParentSpec, Problems, RootConfig, Store, Target, UserEntry, UserHome, DENIED,
+    OnFailure, ParentSpec, Problems, ReportConfig, RootConfig, Store, Target, UserEntry, UserHome,
+    DENIED,
 };
 use crate::glob::Glob;
 use crate::owners::{valid_name, Who};
@@ -202,14 +205,41 @@ pub(super) fn validate(raw: RawConfig, c: &mut Problems) -> Option<Config> {
             ),
         }
     }
+    let report = validate_report(raw.report.as_ref(), c);
     Some(Config {
         root: root?,
         diff,
         boot,
+        report,
         stores,
         notes: Vec::new(),
         presets: Vec::new(),
     })
+}
+
+fn validate_report(raw: Option<&RawReport>, c: &mut Problems) -> ReportConfig {
+    let mut out = ReportConfig::default();
+    let Some(raw) = raw else { return out };
+    if let Some(j) = &raw.journald {
+        out.journald = j.v;
+    }
+    if let Some(p) = &raw.prometheus {
+        if let Some(path) = c.abs("report.prometheus", p) {
+            // node_exporter's textfile collector reads `*.prom` only: another name is a file
+            // nobody would ever scrape.
+            if !path.as_bytes().ends_with(b".prom") || path.as_bytes().ends_with(b"/.prom") {
+                c.at(p.span.clone(), format!("report.prometheus {path} is not a .prom file, and node_exporter's textfile collector reads only those; write e.g. \"/var/lib/prometheus/node-exporter/darlings.prom\""));
+            } else if let Some(d) = ["/proc", "/sys", "/dev"]
+                .iter()
+                .find(|d| path.as_bytes().starts_with(format!("{d}/").as_bytes()))
+            {
+                c.at(p.span.clone(), format!("report.prometheus {path} is inside {d}, a kernel filesystem; put it in node_exporter's textfile directory, e.g. /var/lib/prometheus/node-exporter"));
+            } else {
+                out.prometheus = Some(path);
+            }
+        }
+    }
+    out
 }
 
 /// A `[root]` key, where it was written, and the backends it belongs to.

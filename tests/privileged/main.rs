@@ -29,6 +29,7 @@ mod boot;
 mod btrfs_diff;
 mod btrfs_differential;
 mod btrfs_rollback;
+mod fleet;
 mod lost_state;
 #[path = "../support/ns.rs"]
 mod ns;
@@ -935,6 +936,7 @@ fn trials() -> Vec<libtest_mimic::Trial> {
     ];
     let mut all: Vec<Case> = tests.to_vec();
     all.extend(btrfs_rollback::cases());
+    all.extend(fleet::cases());
     all.extend(btrfs_diff::cases());
     all.extend(boot::cases());
     all.extend(whole_os::cases());
