@@ -550,8 +550,13 @@ fn adopt_refuses_with_exact_texts_before_touching_anything() {
     let cfg = write(d.path(), "c.toml", GOOD);
     let root = d.path().join("root");
     std::fs::create_dir_all(root.join("opt/tool")).unwrap();
+    // A work dir of its own: a normal user cannot take /run/darlings/lock (the fresh-machine
+    // tier's newcomer found it).
+    let work = d.path().join("run");
     let run = |args: &[&str]| {
         darlings(&cfg)
+            .arg("--work-dir")
+            .arg(&work)
             .args(["adopt", "--root"])
             .arg(&root)
             .args(args)
