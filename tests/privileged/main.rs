@@ -32,6 +32,7 @@ mod btrfs_rollback;
 mod lost_state;
 #[path = "../support/ns.rs"]
 mod ns;
+mod recover;
 mod safety;
 mod whole_os;
 
@@ -932,6 +933,7 @@ fn main() {
     all.extend(whole_os::cases());
     all.extend(safety::cases());
     all.extend(lost_state::cases());
+    all.extend(recover::cases());
     all.extend(btrfs_differential::cases());
     let tests = all.as_slice();
     let start = Instant::now();
