@@ -91,13 +91,22 @@ pub fn copy_into_store(
             out.entries += 1;
         }
     }
-    fs::renameat_with(
+    match fs::renameat_with(
         dst_dir,
         tmp.as_slice(),
         dst_dir,
         name,
         RenameFlags::NOREPLACE,
-    )
+    ) {
+        // ZFS before 2.2 refuses renameat2 flags with EINVAL (openzfs/zfs#2256, fixed by #14070);
+        // a directory cannot be hard-linked as reports.rs does, so look, then rename plainly.
+        Err(Errno::INVAL) => match fs::statat(dst_dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT) => fs::renameat(dst_dir, tmp.as_slice(), dst_dir, name),
+            Ok(_) => Err(Errno::EXIST),
+            Err(e) => Err(e),
+        },
+        r => r,
+    }
     .map_err(|e| {
         err(
             format!(
