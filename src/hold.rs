@@ -1,6 +1,7 @@
 //! `darlings hold`: asks the next boot, once, to skip its rollback (and its diff), so that a
 //! machine can be rebooted without losing what its root holds now. The flag lives where the
-//! backend keeps its own state on the disk (btrfs: the top level); the early stage consumes it.
+//! backend keeps its own state on the disk (btrfs: a file in the top level; zfs: a user property
+//! of the root dataset); the early stage consumes it.
 
 use darlings_backends::{Backend, BackendError, HoldOp, HoldState};
 

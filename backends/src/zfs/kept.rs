@@ -1,5 +1,6 @@
 //! Kept old roots on ZFS: `<dataset>-old/<time>` datasets listed with their `used` and
-//! `referenced` properties, and mounted read-only at a private directory for `darlings restore`.
+//! `referenced` properties, and mounted read-only at a private directory for `darlings restore`;
+//! and `darlings hold`'s flag, a user property of the root dataset.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Command;
@@ -10,7 +11,7 @@ use super::oldroots;
 use super::rollback::TempMount;
 use super::Zfs;
 use crate::error::IoContext;
-use crate::{BackendError, OldRoot, OpenTree};
+use crate::{BackendError, HoldOp, HoldState, OldRoot, OpenTree};
 
 /// The container's children named as retention names them, newest first.
 pub(crate) fn list(z: &Zfs) -> Result<Vec<OldRoot>, BackendError> {
@@ -108,4 +109,76 @@ pub(crate) fn open(z: &Zfs, name: &str) -> Result<Opened, BackendError> {
         shown: format!("dataset {ds} (read-only at {})", m.dir.display()),
         _mount: m,
     })
+}
+
+/// The user property that holds `darlings hold`'s flag on the root dataset: it lives in the
+/// pool, which outlives the boot, and the early stage reads it with the pool imported.
+pub const HOLD_PROPERTY: &str = "darlings:hold";
+
+fn zfs(args: &[&str]) -> Result<String, BackendError> {
+    let out = Command::new("zfs")
+        .args(args)
+        .output()
+        .ctx(|| "cannot run zfs; is zfsutils installed?".to_string())?;
+    if !out.status.success() {
+        return Err(BackendError::Refused(format!(
+            "zfs {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `darlings hold` on zfs: the property set locally on the root dataset. A value inherited from
+/// an ancestor was not set by darlings on this root: never honoured.
+pub(crate) fn hold(z: &Zfs, op: HoldOp) -> Result<HoldState, BackendError> {
+    super::program::valid_dataset(&z.dataset)?;
+    let ds = z.dataset.as_str();
+    let got = zfs(&[
+        "get",
+        "-H",
+        "-p",
+        "-o",
+        "value,source",
+        HOLD_PROPERTY,
+        "--",
+        ds,
+    ])?;
+    let (value, source) = got.trim_end().split_once('\t').unwrap_or(("-", "-"));
+    let state = match source {
+        "local" => HoldState::Held {
+            at: value.to_string(),
+        },
+        "-" => HoldState::None,
+        other => HoldState::Bad {
+            why: format!(
+                "{HOLD_PROPERTY} on {ds} comes from {other}, not from darlings hold on this dataset (not honoured)"
+            ),
+        },
+    };
+    let clear = || zfs(&["inherit", HOLD_PROPERTY, ds]).map(|_| ());
+    match op {
+        HoldOp::Read | HoldOp::Take { dry_run: true } => Ok(state),
+        HoldOp::Take { dry_run: false } => {
+            if let HoldState::Held { .. } = state {
+                clear()?;
+            }
+            Ok(state)
+        }
+        HoldOp::Set { at, dry_run } => {
+            if !dry_run {
+                // `zfs set` takes no `--`; the name was checked (no leading `-`) above.
+                zfs(&["set", &format!("{HOLD_PROPERTY}={at}"), ds])?;
+            }
+            Ok(HoldState::Held { at })
+        }
+        HoldOp::Cancel { dry_run } => {
+            // Only a local value is this dataset's to remove; an inherited one is its ancestor's.
+            if !dry_run && matches!(state, HoldState::Held { .. }) {
+                clear()?;
+            }
+            Ok(state)
+        }
+    }
 }

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::{
-    Backend, BackendError, DiffLimits, DiffOutput, Keep, OldRoot, OpenTree, Preflight,
-    RollbackOpts, RollbackOutcome,
+    Backend, BackendError, DiffLimits, DiffOutput, HoldOp, HoldState, Keep, OldRoot, OpenTree,
+    Preflight, RollbackOpts, RollbackOutcome,
 };
 
 #[derive(Debug, Clone)]
@@ -60,5 +60,9 @@ impl Backend for Zfs {
 
     fn open_old_root(&self, name: &str) -> Result<Box<dyn OpenTree>, BackendError> {
         Ok(Box::new(kept::open(self, name)?))
+    }
+
+    fn hold(&self, op: HoldOp) -> Result<HoldState, BackendError> {
+        kept::hold(self, op)
     }
 }
