@@ -438,14 +438,33 @@ fn orphans_are_listed_and_removed_only_as_asked() -> TestResult {
         "a refusal or dry run changed the store"
     );
 
-    let out = sb.run(&[
-        "orphans",
-        "--root",
-        &root,
-        "--remove",
-        "/persist/var/lib",
-        "/persist/stray-link",
-    ]);
+    // On a terminal (script(1) gives it one): one question per orphan, only `y` removes.
+    let cmd = format!(
+        "{} --config {} --work-dir {} orphans --root {root} --remove",
+        crate::BIN,
+        sb.config.display(),
+        sb.base.join("run").display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf 'n\\ny\\nN\\n' | script -qec '{cmd}' /dev/null"
+        ))
+        .output()
+        .map_err(e2s)?;
+    let said = stdout(&out);
+    check!(out.status.success(), "interactive: {}", text(&out));
+    check!(
+        said.contains("remove /persist/etc/ssh (dir") && said.contains("[y/N]"),
+        "no question: {said}"
+    );
+    check!(
+        std::fs::symlink_metadata(sb.store.join("stray-link")).is_err()
+            && sb.store.join("etc/ssh/key").exists()
+            && sb.store.join("var/lib/old/data").exists(),
+        "the answers were not followed: {said}"
+    );
+    let out = sb.run(&["orphans", "--root", &root, "--remove", "/persist/var/lib"]);
     check!(out.status.success(), "remove: {}", text(&out));
     check!(
         !sb.store.join("var/lib").exists()
