@@ -39,7 +39,7 @@ fn snapshot(dir: &Path) -> Vec<String> {
 }
 
 fn hold_skips_exactly_one_rollback_and_the_kernel_command_line_wins() -> TestResult {
-    let m = Machine::new("")?;
+    let mut m = Machine::new("")?;
     let flag = m.top("darlings-hold");
 
     // --dry-run writes nothing.
@@ -68,6 +68,19 @@ fn hold_skips_exactly_one_rollback_and_the_kernel_command_line_wins() -> TestRes
         phases(&rec)
     );
     check!(rec["report"].is_null(), "a held boot made a report: {rec}");
+    // The late stage of the held boot binds the stores as usual and keeps the outcome.
+    m.mount_root_and_store()?;
+    let late = m.boot("late")?;
+    check!(late.status.success(), "late: {}", text(&late));
+    check!(
+        m.sysroot.join("var/lib/keep/data").exists(),
+        "the held boot did not bind the store"
+    );
+    check!(
+        m.record()?["outcome"] == "held",
+        "after late: {}",
+        m.record()?
+    );
     let st = m.run(&["status"])?;
     check!(st.status.success(), "status: {}", text(&st));
     check!(
@@ -75,6 +88,9 @@ fn hold_skips_exactly_one_rollback_and_the_kernel_command_line_wins() -> TestRes
         "status: {}",
         stdout(&st)
     );
+    // Shut down: the next early stage finds the root unmounted, as an initrd does.
+    sh(&format!("umount -R {}", m.sysroot.display()))?;
+    m.fs.mounts.clear();
 
     // Exactly once: the next boot rolls back.
     let early = m.boot("early")?;
