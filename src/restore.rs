@@ -30,12 +30,25 @@ pub enum RestoreError {
     Backend(#[from] BackendError),
     #[error("restore refused, nothing was copied:\n{}", .0.join("\n"))]
     Refused(Vec<String>),
-    #[error("cannot restore {path}")]
+    #[error("cannot restore {path}{}", already(.done))]
     Copy {
         path: String,
+        /// The paths copied before this one failed: they stay.
+        done: Vec<String>,
         #[source]
-        source: crate::apply::ApplyError,
+        source: Box<crate::apply::ApplyError>,
     },
+}
+
+fn already(done: &[String]) -> String {
+    if done.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (already restored, and left in place: {})",
+            done.join(", ")
+        )
+    }
 }
 
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH
@@ -234,7 +247,12 @@ pub fn restore(
         )
         .map_err(|e| RestoreError::Copy {
             path: j.path.to_string(),
-            source: e,
+            done: jobs
+                .iter()
+                .take_while(|o| o.shown != j.shown)
+                .map(|o| o.path.to_string())
+                .collect(),
+            source: Box::new(e),
         })?;
         lines.push(format!(
             "restored {} from the old root {old} to {dest}: {} entr{}, {} byte(s){}",

@@ -342,6 +342,27 @@ fn restore_copies_back_with_owner_mode_times_and_refuses_what_it_must() -> TestR
         std::fs::read(m.top("persist/var/lib/keep/fromroot")).map_err(e2s)? == b"fromroot\n",
         "not in the store"
     );
+    // A copy that fails half-way (a read-only /etc) says what it had already restored.
+    let etc = m.sysroot.join("etc");
+    sh(&format!(
+        "set -e; rm -rf {r}/home {r}/etc/darling; mount --bind {e} {e}; mount -o remount,bind,ro {e}",
+        r = m.sysroot.display(),
+        e = etc.display()
+    ))?;
+    let out = restore(&["/home", "/etc/darling"])?;
+    sh(&format!("umount {}", etc.display()))?;
+    check!(
+        !out.status.success()
+            && stderr(&out).contains(
+                "cannot restore /etc/darling (already restored, and left in place: /home)"
+            ),
+        "half-way: {}",
+        text(&out)
+    );
+    check!(
+        m.sysroot.join("home/u/notes").exists(),
+        "the first copy went"
+    );
     // The old root was only read: mounted read-only, unmounted after.
     check!(
         m.top(&format!("old-roots/{name}/etc/darling")).exists(),
