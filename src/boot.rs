@@ -64,6 +64,9 @@ pub struct Record {
     /// was honoured (outcome "held").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// Unix time at which this boot's rollback succeeded (`report.prometheus` carries it on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -86,7 +89,11 @@ pub struct ReportInfo {
     pub lost: u64,
     pub lost_bytes: u64,
     pub persisted: u64,
+    #[serde(default)]
+    pub persisted_bytes: u64,
     pub ignored: u64,
+    #[serde(default)]
+    pub ignored_bytes: u64,
     /// Subtrees the diff could not list (paths past PATH_MAX, unreadable directories, or the
     /// whole root when the diff failed); the report names each and why.
     #[serde(default)]
@@ -107,6 +114,7 @@ impl Record {
             error: None,
             report: None,
             held: None,
+            rolled_back_at: None,
         }
     }
 }
@@ -121,6 +129,8 @@ pub struct Options<'a> {
     pub dry_run: bool,
     /// libmount's utab, where hide-mounts records x-gvfs-hide for the booted system.
     pub utab: &'a Path,
+    /// journald's socket (`journal::SOCKET` outside tests), for `report.journald`.
+    pub journal_socket: &'a Path,
 }
 
 pub struct Outcome {
@@ -159,6 +169,8 @@ struct Boot<'a> {
     policy: OnFailure,
     error: Option<BoxError>,
     lines: Vec<String>,
+    /// The config last loaded, for the fleet reports written when the boot ends.
+    config: Option<Config>,
 }
 
 impl Boot<'_> {
@@ -244,6 +256,7 @@ impl Boot<'_> {
             self.record.policy = self.policy.as_str().into();
         }
         self.record.backend = Some(config.root.backend_name().into());
+        self.config = Some(config.clone());
         Some(config)
     }
 
@@ -296,6 +309,9 @@ impl Boot<'_> {
             };
             Ok((out.steps, d))
         });
+        if steps.is_some() && !dry {
+            self.record.rolled_back_at = Some(chrono::Utc::now().timestamp());
+        }
         if dry {
             if let Some(steps) = steps {
                 self.lines
@@ -383,7 +399,9 @@ impl Boot<'_> {
                 lost: lost.entries,
                 lost_bytes: lost.bytes,
                 persisted: report.tally(Class::Persisted).entries,
+                persisted_bytes: report.tally(Class::Persisted).bytes,
                 ignored: report.tally(Class::Ignored).entries,
+                ignored_bytes: report.tally(Class::Ignored).bytes,
                 unlisted: report.unlisted.len() as u64,
                 truncated: report.truncated.map(|t| match t {
                     Truncation::MaxEntries(n) => format!("max-entries {n}"),
@@ -453,7 +471,7 @@ impl Boot<'_> {
                 Some(steps) if dry => self
                     .lines
                     .extend(steps.into_iter().map(|s| format!("would: {s}"))),
-                Some(_) => {}
+                Some(_) => self.record.rolled_back_at = Some(chrono::Utc::now().timestamp()),
                 None if self.halting() => return,
                 None => {}
             }
@@ -696,6 +714,7 @@ pub fn run(o: &Options) -> Outcome {
         policy,
         error: None,
         lines: Vec::new(),
+        config: None,
     };
     if let Some(p) = b.cmd.on_failure {
         b.record.policy = p.as_str().into();
@@ -746,6 +765,18 @@ pub fn run(o: &Options) -> Outcome {
         tracing::error!(
             "boot: on-failure = \"boot-old-root\": nothing more is changed; the boot goes on (marker {})",
             o.work_dir.join(FAILED).display()
+        );
+    }
+    // The boot's end as the fleet sees it: after the late stage (the root is mounted, the
+    // record final), or after an early stage that stops the boot.
+    let ended = matches!(o.stage, Stage::Late | Stage::All) || halt;
+    if ended && !o.dry_run {
+        crate::fleet::after_boot(
+            b.config.as_ref(),
+            o.root,
+            o.journal_socket,
+            &b.record,
+            o.stage != Stage::Early,
         );
     }
     Outcome {
@@ -894,6 +925,7 @@ mod tests {
             cmdline: cmdline.as_bytes(),
             dry_run: false,
             utab: Path::new("/nonexistent/utab"),
+            journal_socket: Path::new("/nonexistent/journal/socket"),
         })
     }
 
@@ -913,6 +945,41 @@ mod tests {
         let rec: Record =
             serde_json::from_slice(&std::fs::read(work.join(RECORD)).unwrap()).unwrap();
         assert_eq!(rec, out.record);
+    }
+
+    #[test]
+    fn a_boot_whose_config_fails_still_reaches_the_journal() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = write(d.path(), "c.toml", "[root]\nbackend = \"ext4\"\n");
+        let sock = d.path().join("journal.socket");
+        let server = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+        server.set_nonblocking(true).unwrap();
+        let out = run(&Options {
+            config: &cfg,
+            work_dir: &d.path().join("work"),
+            root: d.path(),
+            stage: Stage::Late,
+            cmdline: b"",
+            dry_run: false,
+            utab: Path::new("/nonexistent/utab"),
+            journal_socket: &sock,
+        });
+        assert_eq!(out.record.outcome, "failed");
+        let mut buf = vec![0; 65536];
+        let n = server.recv(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            text.contains(&format!("MESSAGE_ID={}\n", crate::journal::MESSAGE_BOOT)),
+            "{text}"
+        );
+        assert!(text.contains("DARLINGS_OUTCOME=failed\n"), "{text}");
+        assert!(
+            text.contains("DARLINGS_FAILED_PHASE=late config\n"),
+            "{text}"
+        );
+        assert!(text.contains("unknown backend \"ext4\""), "{text}");
+        // One entry: no lost-state summary without a diff.
+        assert!(server.recv(&mut buf).is_err());
     }
 
     #[test]
@@ -1055,6 +1122,7 @@ mod tests {
             error: Some("early preflight failed\n  caused by: blank missing".into()),
             report: None,
             held: None,
+            rolled_back_at: None,
         };
         let s = render_status(&r);
         assert!(
