@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use darlings_backends::{Backend, DiffLimits, RollbackOpts, Truncation};
+use darlings_backends::{Backend, DiffLimits, HoldOp, HoldState, RollbackOpts, Truncation};
 use serde::{Deserialize, Serialize};
 
 use crate::cmdline::{self, Cmdline};
@@ -49,7 +49,8 @@ pub enum Stage {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     pub schema: String,
-    /// "ok", "failed" or "skipped" (darlings.skip: nothing rolled back).
+    /// "ok", "failed", "skipped" (darlings.skip: nothing rolled back) or "held" (`darlings
+    /// hold` asked this boot to skip its rollback).
     pub outcome: String,
     pub policy: String,
     pub backend: Option<String>,
@@ -59,6 +60,10 @@ pub struct Record {
     /// The first failure: its message and causes, one per line.
     pub error: Option<String>,
     pub report: Option<ReportInfo>,
+    /// When `darlings hold` asked for this boot to skip its rollback, if it did and the hold
+    /// was honoured (outcome "held").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
     /// Unix time at which this boot's rollback succeeded (`report.prometheus` carries it on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_at: Option<i64>,
@@ -108,6 +113,7 @@ impl Record {
             phases: Vec::new(),
             error: None,
             report: None,
+            held: None,
             rolled_back_at: None,
         }
     }
@@ -286,6 +292,9 @@ impl Boot<'_> {
         }) else {
             return;
         };
+        if self.held(&*b) {
+            return;
+        }
         let want_diff = self.cmd.diff.unwrap_or(config.diff.on_boot);
         if want_diff && self.diff(&config, &*b).is_none() {
             return;
@@ -309,6 +318,48 @@ impl Boot<'_> {
                     .extend(steps.into_iter().map(|s| format!("would: {s}")));
             }
         }
+    }
+
+    /// Whether `darlings hold` holds this boot's rollback: its flag is read and consumed (so it
+    /// holds once), unless the kernel command line asks for the rollback (`darlings.skip=0`),
+    /// which wins and consumes it too. Nothing about the flag may stop the boot: a flag that
+    /// cannot be read, or is not one darlings wrote, is logged and the rollback goes on.
+    fn held(&mut self, b: &dyn Backend) -> bool {
+        let dry_run = self.o.dry_run;
+        let state = match b.hold(HoldOp::Take { dry_run }) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(
+                    "boot: cannot look for a darlings hold: {}; rolling back as usual",
+                    chain(&e)
+                );
+                return false;
+            }
+        };
+        let at = match state {
+            HoldState::None => return false,
+            HoldState::Bad { why } => {
+                tracing::warn!("boot: {why}; rolling back as usual");
+                return false;
+            }
+            HoldState::Held { at } => at,
+        };
+        if self.cmd.skip_given && !self.cmd.skip {
+            tracing::warn!(
+                "boot: a darlings hold (asked at {at}) is overridden by darlings.skip=0 on the kernel command line: rolling back"
+            );
+            return false;
+        }
+        self.record.outcome = "held".into();
+        self.record.held = Some(at.clone());
+        self.phase("early", "hold", |_| {
+            Ok(((), format!("{}; no diff, no rollback", held_line(&at))))
+        });
+        if dry_run {
+            self.lines
+                .push(format!("would: skip the rollback, {}", held_line(&at)));
+        }
+        true
     }
 
     /// The lost-state diff, classified and kept in the work dir until `late` can reach the store.
@@ -788,6 +839,11 @@ fn locked_out(o: &Options, cmd: &Cmdline, e: crate::lock::LockError) -> Outcome 
     }
 }
 
+/// What `darlings status` says of a held boot.
+pub fn held_line(at: &str) -> String {
+    format!("rollback skipped: held by `darlings hold` at {at}")
+}
+
 /// " (12 MiB)", or nothing when no size is known (a walk without sizes reports none).
 fn bytes_note(bytes: u64) -> String {
     if bytes == 0 {
@@ -820,6 +876,9 @@ pub fn render_status(r: &Record) -> String {
         ));
     }
     s.push_str(&format!("  total           {total:>9.1} ms\n"));
+    if let Some(at) = &r.held {
+        s.push_str(&format!("{}\n", held_line(at)));
+    }
     if let Some(e) = &r.error {
         s.push_str(&format!("error: {e}\n"));
     }
@@ -1062,6 +1121,7 @@ mod tests {
             ],
             error: Some("early preflight failed\n  caused by: blank missing".into()),
             report: None,
+            held: None,
             rolled_back_at: None,
         };
         let s = render_status(&r);

@@ -8,6 +8,9 @@ use crate::config::OnFailure;
 pub struct Cmdline {
     /// `darlings.skip`: no diff and no rollback this boot.
     pub skip: bool,
+    /// A `darlings.skip` word was given (either way): `darlings.skip=0` then asks for the
+    /// rollback explicitly, which wins over a `darlings hold`.
+    pub skip_given: bool,
     /// `darlings.diff=0|1`.
     pub diff: Option<bool>,
     /// `darlings.on-failure=boot-old-root|halt`.
@@ -70,9 +73,15 @@ pub fn parse(text: &[u8]) -> Cmdline {
             None => (rest.clone(), None),
         };
         match (key.as_str(), value.as_deref()) {
-            ("skip", None) => c.skip = true,
+            ("skip", None) => {
+                c.skip = true;
+                c.skip_given = true;
+            }
             ("skip", Some(v)) => match flag(v) {
-                Some(b) => c.skip = b,
+                Some(b) => {
+                    c.skip = b;
+                    c.skip_given = true;
+                }
                 None => c.warnings.push(format!(
                     "kernel parameter {word}: {v:?} is not 0 or 1; ignored"
                 )),
@@ -143,6 +152,20 @@ mod tests {
             assert_eq!(c.on_failure, *on_failure, "{text:?}");
             assert_eq!(c.warnings.len(), *warnings, "{text:?}: {:?}", c.warnings);
         }
+    }
+
+    #[test]
+    fn only_an_explicit_skip_0_asks_for_the_rollback() {
+        let forced = |t: &str| {
+            let c = parse(t.as_bytes());
+            c.skip_given && !c.skip
+        };
+        assert!(forced("darlings.skip=0"));
+        assert!(forced("darlings.skip darlings.skip=no"));
+        assert!(!forced(""));
+        assert!(!forced("darlings.skip"));
+        assert!(!forced("darlings.skip=0 darlings.skip"));
+        assert!(!forced("darlings.skip=maybe"));
     }
 
     #[test]

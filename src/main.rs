@@ -177,6 +177,56 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// What the stores hold that no entry covers any more (entries removed from the config).
+    Orphans {
+        /// The root the stores are mounted beneath (its etc/passwd resolves homes).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Remove orphans: the ones named (each must be listed), or with none named, ask for each
+        /// one on the terminal.
+        #[arg(long, num_args = 0.., value_name = "PATH")]
+        remove: Option<Vec<String>>,
+        /// Print what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List the old roots a rollback kept, with sizes and the report of the boot that retired each.
+    OldRoots {
+        /// Where the stores are mounted (for the saved reports).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Btrfs without quotas: walk each old root to sum its sizes (slow on a big root).
+        #[arg(long)]
+        sizes: bool,
+    },
+    /// Copy paths back from a kept old root (see old-roots) into the root or their store.
+    Restore {
+        /// The old root's name, as old-roots lists it.
+        old: String,
+        /// Absolute paths as they were in that root.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[arg(long, value_enum, default_value = "root")]
+        into: darlings::restore::Into,
+        /// The running root (and, beneath it, the stores).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Check everything and print what would be copied; copy nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Ask the next boot, once, to skip its rollback (the kernel command line still wins).
+    Hold {
+        /// Remove the hold instead.
+        #[arg(long)]
+        cancel: bool,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// List the presets: what each service keeps, at which level, and why.
     Presets {
         #[arg(long, conflicts_with = "markdown")]
@@ -641,6 +691,129 @@ fn run(cli: Cli) -> Result<()> {
                     config.root.backend_name()
                 )?,
             }
+        }
+        Cmd::Orphans {
+            root,
+            json,
+            remove,
+            dry_run,
+        } => {
+            let config = load()?;
+            let plan = plan::build(&config, &accounts(&root)?)?;
+            let found = darlings::orphans::find(&config, &plan, &root)?;
+            let Some(remove) = remove else {
+                if json {
+                    serde_json::to_writer_pretty(&mut stdout, &found.to_json())?;
+                    writeln!(stdout)?;
+                } else {
+                    write!(stdout, "{}", found.to_text())?;
+                }
+                return Ok(());
+            };
+            let chosen = if remove.is_empty() {
+                use std::io::IsTerminal;
+                if !std::io::stdin().is_terminal() {
+                    bail!("orphans --remove without paths asks on a terminal, and stdin is not one; name the orphans to remove (darlings orphans lists them)");
+                }
+                let mut chosen = Vec::new();
+                for o in &found.orphans {
+                    eprint!(
+                        "remove {} ({} {}, changed {})? [y/N] ",
+                        o.path,
+                        o.kind,
+                        darlings::report::human(o.usage.bytes),
+                        darlings::orphans::utc(o.usage.newest)
+                    );
+                    let mut answer = String::new();
+                    std::io::stdin().read_line(&mut answer)?;
+                    if matches!(answer.trim(), "y" | "Y" | "yes") {
+                        chosen.push(o);
+                    }
+                }
+                chosen
+            } else {
+                let mut paths = Vec::new();
+                for p in &remove {
+                    paths.push(
+                        darlings::paths::AbsPath::parse(p)
+                            .map_err(|e| anyhow::anyhow!("path {p:?} {e}"))?,
+                    );
+                }
+                found.select(&paths)?
+            };
+            for o in chosen {
+                if dry_run {
+                    writeln!(stdout, "would: remove {} ({})", o.path, o.kind)?;
+                } else {
+                    darlings::orphans::remove(&root, o)
+                        .with_context(|| format!("cannot remove the orphan {}", o.path))?;
+                    writeln!(stdout, "removed {}", o.path)?;
+                }
+            }
+        }
+        Cmd::OldRoots { root, json, sizes } => {
+            let config = load()?;
+            let b = backends::backend(
+                &config,
+                &backends::Ctx {
+                    root: &root,
+                    sizes: false,
+                    work_dir: &cli.work_dir,
+                },
+            )?;
+            let list = darlings::oldroots::list(&*b, &config, &root, sizes)?;
+            if json {
+                serde_json::to_writer_pretty(&mut stdout, &darlings::oldroots::to_json(&list))?;
+                writeln!(stdout)?;
+            } else {
+                write!(stdout, "{}", darlings::oldroots::to_text(&list))?;
+            }
+        }
+        Cmd::Restore {
+            old,
+            paths,
+            into,
+            root,
+            dry_run,
+        } => {
+            let config = load()?;
+            let mut abs = Vec::new();
+            for p in &paths {
+                abs.push(
+                    darlings::paths::AbsPath::parse(p)
+                        .map_err(|e| anyhow::anyhow!("path {p:?} {e}"))?,
+                );
+            }
+            let b = backends::backend(
+                &config,
+                &backends::Ctx {
+                    root: &root,
+                    sizes: false,
+                    work_dir: &cli.work_dir,
+                },
+            )?;
+            let plan = plan::build(&config, &accounts(&root)?)?;
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "restore"))
+                .transpose()?;
+            for l in darlings::restore::restore(&*b, &old, &abs, &root, &plan, into, dry_run)? {
+                writeln!(stdout, "{l}")?;
+            }
+        }
+        Cmd::Hold { cancel, dry_run } => {
+            let config = load()?;
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "hold"))
+                .transpose()?;
+            let b = backends::backend(
+                &config,
+                &backends::Ctx {
+                    root: Path::new("/"),
+                    sizes: false,
+                    work_dir: &cli.work_dir,
+                },
+            )?;
+            writeln!(stdout, "{}", darlings::hold::hold(&*b, cancel, dry_run)?)?;
         }
         Cmd::Rollback { root, dry_run } => {
             let config = load()?;

@@ -17,7 +17,7 @@ use crate::report::{Class, Report};
 
 /// The outcomes a boot record can hold; each gets a sample so that a query for one that did not
 /// happen finds 0, not nothing.
-pub const OUTCOMES: &[&str] = &["ok", "failed", "skipped"];
+pub const OUTCOMES: &[&str] = &["ok", "failed", "skipped", "held"];
 const LAST_ROLLBACK: &str = "darlings_last_rollback_success_timestamp_seconds";
 
 #[derive(Debug, thiserror::Error)]
@@ -510,6 +510,7 @@ mod tests {
             error: None,
             report: None,
             rolled_back_at: None,
+            held: None,
         }
     }
 
@@ -558,6 +559,7 @@ mod tests {
                     "darlings_boot_outcome{outcome=\"ok\"} 1".into(),
                     "darlings_boot_outcome{outcome=\"failed\"} 0".into(),
                     "darlings_boot_outcome{outcome=\"skipped\"} 0".into(),
+                    "darlings_boot_outcome{outcome=\"held\"} 0".into(),
                     "darlings_boot_phase_seconds{stage=\"early\",phase=\"config\"} 0.0004".into(),
                     "darlings_boot_phase_seconds{stage=\"early\",phase=\"rollback\"} 1.2345".into(),
                     "darlings_boot_phase_seconds{stage=\"late\",phase=\"apply\"} 0.012".into(),

@@ -424,6 +424,36 @@ pub fn read(
     Ok((format!("{dir}/{file}"), buf))
 }
 
+/// The saved reports' stems (`20261122T044127Z`, `…-1`), newest first; none when no report
+/// directory is configured or none was made yet.
+pub fn stems(config: &Config, root: &Path) -> Result<Vec<String>, ReportError> {
+    let Ok((store, dir)) = target(config) else {
+        return Ok(Vec::new());
+    };
+    let fd = match open_report_dir(root, store, dir, false, crate::stores::erased(&config.root)) {
+        Ok(fd) => fd,
+        Err(ReportError::Refused(m)) if m.contains("does not exist: no lost-state report") => {
+            return Ok(Vec::new())
+        }
+        Err(e) => return Err(e),
+    };
+    let at = shown(root, dir);
+    let mut v: Vec<Vec<u8>> = Vec::new();
+    for entry in fs::Dir::read_from(&fd).map_err(|e| io(format!("cannot list {at}"), e))? {
+        let entry = entry.map_err(|e| io(format!("cannot list {at}"), e))?;
+        if let Some(stem) = entry.file_name().to_bytes().strip_suffix(b".json") {
+            if report_stem(entry.file_name().to_bytes()).is_some() {
+                v.push(stem.to_vec());
+            }
+        }
+    }
+    v.sort_by(|a, b| stem_order(a, b));
+    v.dedup();
+    Ok(v.into_iter()
+        .map(|s| String::from_utf8_lossy(&s).into_owned())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -230,6 +230,79 @@ pub trait Backend {
     fn diff(&self, limits: &DiffLimits) -> Result<DiffOutput, BackendError>;
     /// Make the root blank. Idempotent; runs `preflight` first and changes nothing if it fails.
     fn rollback(&self, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError>;
+    /// `darlings hold`'s flag, which asks the next boot to skip its rollback once. Only a
+    /// backend that rolls back before the root is mounted, on a filesystem that outlives the
+    /// boot, can keep one.
+    /// The kept old roots, newest first.
+    fn old_roots(&self) -> Result<Vec<OldRoot>, BackendError> {
+        Err(BackendError::Refused(format!(
+            "the {} backend keeps no old roots",
+            self.name()
+        )))
+    }
+    /// Mounts the old root `name` (one of `old_roots`) read-only at a private directory.
+    fn open_old_root(&self, name: &str) -> Result<Box<dyn OpenTree>, BackendError> {
+        let _ = name;
+        Err(BackendError::Refused(format!(
+            "the {} backend keeps no old roots",
+            self.name()
+        )))
+    }
+    fn hold(&self, op: HoldOp) -> Result<HoldState, BackendError> {
+        let _ = op;
+        Err(BackendError::Refused(format!(
+            "the {} backend cannot hold a rollback; boot once with darlings.skip on the kernel command line instead",
+            self.name()
+        )))
+    }
+}
+
+/// An old root a rollback kept (btrfs `old-roots/<time>`, zfs `<dataset>-old/<time>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OldRoot {
+    /// Its name there (the last component).
+    pub name: String,
+    /// When it was retired, seconds since the epoch (UTC), from its name.
+    pub secs: i64,
+    /// Bytes only it holds (btrfs: the qgroup's exclusive; zfs: `used`), when known.
+    pub exclusive: Option<u64>,
+    /// Bytes it refers to, shared ones too (qgroup referenced; zfs `referenced`), when known.
+    pub referenced: Option<u64>,
+}
+
+/// An old root opened read-only for reading (`darlings restore`); dropping it unmounts.
+pub trait OpenTree {
+    fn dir(&self) -> std::os::fd::BorrowedFd<'_>;
+    /// Where it is mounted, for messages.
+    fn shown(&self) -> String;
+}
+
+/// What to do with the hold flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldOp {
+    /// Look only.
+    Read,
+    /// Read it and remove it (the boot that honours it): a hold holds exactly once.
+    Take { dry_run: bool },
+    /// Write it, saying when it was asked for.
+    Set { at: String, dry_run: bool },
+    /// Remove it if it is there.
+    Cancel { dry_run: bool },
+}
+
+/// What the hold flag's place holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldState {
+    None,
+    /// A flag written by `darlings hold` at this time.
+    Held {
+        at: String,
+    },
+    /// Something that is not a flag darlings wrote (a symlink, a directory, unreadable): never
+    /// honoured, never followed.
+    Bad {
+        why: String,
+    },
 }
 
 #[cfg(feature = "btrfs")]

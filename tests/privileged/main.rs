@@ -33,6 +33,7 @@ mod fleet;
 mod lost_state;
 #[path = "../support/ns.rs"]
 mod ns;
+mod recover;
 mod safety;
 mod whole_os;
 
@@ -942,6 +943,7 @@ fn trials() -> Vec<libtest_mimic::Trial> {
     all.extend(whole_os::cases());
     all.extend(safety::cases());
     all.extend(lost_state::cases());
+    all.extend(recover::cases());
     all.extend(btrfs_differential::cases());
     all.extend(adopt::cases());
     all.into_iter()

@@ -5,6 +5,7 @@ pub mod ancestry;
 mod compare;
 pub mod diff;
 mod inode;
+pub mod kept;
 pub mod resolve;
 pub mod rollback;
 mod send;
@@ -15,7 +16,8 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::{
-    Backend, BackendError, DiffLimits, DiffOutput, Preflight, RollbackOpts, RollbackOutcome,
+    Backend, BackendError, DiffLimits, DiffOutput, HoldOp, HoldState, OldRoot, OpenTree, Preflight,
+    RollbackOpts, RollbackOutcome,
 };
 
 pub use crate::Keep;
@@ -55,5 +57,17 @@ impl Backend for Btrfs {
 
     fn rollback(&self, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError> {
         rollback::rollback(self, opts)
+    }
+
+    fn hold(&self, op: HoldOp) -> Result<HoldState, BackendError> {
+        kept::hold(self, op)
+    }
+
+    fn old_roots(&self) -> Result<Vec<OldRoot>, BackendError> {
+        kept::list(self)
+    }
+
+    fn open_old_root(&self, name: &str) -> Result<Box<dyn OpenTree>, BackendError> {
+        Ok(Box::new(kept::open(self, name.as_bytes())?))
     }
 }

@@ -681,7 +681,7 @@ fn format_ts(secs: i64) -> String {
 
 /// The time and collision number of a name `format_ts` (plus an optional `.N`) made; `None` for
 /// anything else, which retention then never touches.
-fn parse_ts(name: &[u8]) -> Option<(i64, u32)> {
+pub(crate) fn parse_ts(name: &[u8]) -> Option<(i64, u32)> {
     let (ts, rest) = (name.get(..20)?, &name[20..]);
     let seq = match rest {
         [] => 0,

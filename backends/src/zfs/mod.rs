@@ -2,6 +2,7 @@
 //! datasets, `init`, and a diff from `zfs diff -H -F` (parsed in `diff_parse`).
 
 pub mod diff_parse;
+mod kept;
 mod lzc;
 mod oldroots;
 mod program;
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::{
-    Backend, BackendError, DiffLimits, DiffOutput, Keep, Preflight, RollbackOpts, RollbackOutcome,
+    Backend, BackendError, DiffLimits, DiffOutput, HoldOp, HoldState, Keep, OldRoot, OpenTree,
+    Preflight, RollbackOpts, RollbackOutcome,
 };
 
 #[derive(Debug, Clone)]
@@ -50,5 +52,17 @@ impl Backend for Zfs {
 
     fn rollback(&self, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError> {
         rollback::rollback(self, opts)
+    }
+
+    fn old_roots(&self) -> Result<Vec<OldRoot>, BackendError> {
+        kept::list(self)
+    }
+
+    fn open_old_root(&self, name: &str) -> Result<Box<dyn OpenTree>, BackendError> {
+        Ok(Box::new(kept::open(self, name)?))
+    }
+
+    fn hold(&self, op: HoldOp) -> Result<HoldState, BackendError> {
+        kept::hold(self, op)
     }
 }

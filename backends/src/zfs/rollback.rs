@@ -461,12 +461,12 @@ fn rollback_fast(z: &Zfs, n: &Names) -> Result<Option<RollbackOutcome>, BackendE
 }
 
 /// A private read-only mount of the dataset under `work_dir`, unmounted and removed on drop.
-struct TempMount {
-    dir: PathBuf,
+pub(crate) struct TempMount {
+    pub(crate) dir: PathBuf,
 }
 
 impl TempMount {
-    fn new(work_dir: &Path, dataset: &str) -> Result<TempMount, BackendError> {
+    pub(crate) fn new(work_dir: &Path, dataset: &str) -> Result<TempMount, BackendError> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
