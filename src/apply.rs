@@ -20,9 +20,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use darlings_backends::beneath;
 use darlings_backends::bytes::Show;
 use darlings_backends::placement::{Placement, PlacementError};
-use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags, Statx, StatxFlags};
+use rustix::fs::{self, AtFlags, Mode, OFlags, Statx, StatxFlags};
 use rustix::io::Errno;
 use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
 
@@ -115,15 +116,6 @@ pub struct Marked {
     pub target: Vec<u8>,
     pub hide: bool,
     pub trash: bool,
-}
-
-const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
-
-/// Opens `name` beneath `dir`, never through a symlink (the final component included).
-fn open_beneath(dir: BorrowedFd<'_>, name: &[u8], flags: OFlags) -> rustix::io::Result<OwnedFd> {
-    fs::openat2(dir, name, flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE)
 }
 
 fn symlink_refusal(tree: &str, shown: &[u8]) -> String {
@@ -270,7 +262,7 @@ impl Tree {
             }
             let dir = self.deepest();
             let shown = self.shown(&parents[..=depth]);
-            let fd = match open_beneath(dir, comp, OFlags::RDONLY | OFlags::DIRECTORY) {
+            let fd = match beneath::open(dir, comp, OFlags::RDONLY | OFlags::DIRECTORY) {
                 Ok(fd) => fd,
                 Err(Errno::LOOP) => {
                     return Err(ApplyError::Step(symlink_refusal(self.name, &shown)))
@@ -340,7 +332,7 @@ fn make_dir(
         Ok(()) => *made = true,
         Err(e) => return Err(io(format!("cannot create directory {}", Show(shown)), e)),
     }
-    let fd = open_beneath(parent, name, OFlags::RDONLY | OFlags::DIRECTORY)
+    let fd = beneath::open(parent, name, OFlags::RDONLY | OFlags::DIRECTORY)
         .map_err(|e| io(format!("cannot open new directory {}", Show(shown)), e))?;
     set_owner_mode(&fd, spec, shown)?;
     Ok(fd)
@@ -421,10 +413,25 @@ fn look(
     name: &[u8],
     shown: &[u8],
 ) -> Result<Option<Found>, ApplyError> {
-    let fd = match open_beneath(dir, name, OFlags::PATH) {
+    open_found(tree, dir, name, shown, OFlags::PATH)
+}
+
+/// Opens `name` with `flags` and stats it; a directory wanted (`O_DIRECTORY`) that is something
+/// else is looked at as what it is, for the refusal that names it.
+fn open_found(
+    tree: &str,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    shown: &[u8],
+    flags: OFlags,
+) -> Result<Option<Found>, ApplyError> {
+    let fd = match beneath::open(dir, name, flags) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(None),
         Err(Errno::LOOP) => return Err(ApplyError::Step(symlink_refusal(tree, shown))),
+        Err(Errno::NOTDIR) if flags.contains(OFlags::DIRECTORY) => {
+            return look(tree, dir, name, shown)
+        }
         Err(e) => return Err(io(format!("cannot open {tree} path {}", Show(shown)), e)),
     };
     let st = fs::statx(
@@ -486,22 +493,7 @@ fn look_dir(
     name: &[u8],
     shown: &[u8],
 ) -> Result<Option<Found>, ApplyError> {
-    let fd = match open_beneath(dir, name, OFlags::RDONLY | OFlags::DIRECTORY) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(None),
-        Err(Errno::LOOP) => return Err(ApplyError::Step(symlink_refusal(tree, shown))),
-        // Not a directory: looked at as what it is, for the refusal that names it.
-        Err(Errno::NOTDIR) => return look(tree, dir, name, shown),
-        Err(e) => return Err(io(format!("cannot open {tree} path {}", Show(shown)), e)),
-    };
-    let st = fs::statx(
-        &fd,
-        "",
-        AtFlags::EMPTY_PATH,
-        StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
-    )
-    .map_err(|e| io(format!("cannot stat {tree} path {}", Show(shown)), e))?;
-    Ok(Some(Found { fd: Some(fd), st }))
+    open_found(tree, dir, name, shown, OFlags::RDONLY | OFlags::DIRECTORY)
 }
 
 fn vanished(shown: &[u8]) -> ApplyError {
@@ -526,7 +518,7 @@ fn dir_fd_is_empty(fd: BorrowedFd<'_>, shown: &[u8]) -> Result<bool, ApplyError>
 }
 
 fn dir_is_empty(dir: BorrowedFd<'_>, name: &[u8], shown: &[u8]) -> Result<bool, ApplyError> {
-    let fd = open_beneath(dir, name, OFlags::RDONLY | OFlags::DIRECTORY)
+    let fd = beneath::open(dir, name, OFlags::RDONLY | OFlags::DIRECTORY)
         .map_err(|e| io(format!("cannot open {}", Show(shown)), e))?;
     let d = fs::Dir::new(fd).map_err(|e| io(format!("cannot read {}", Show(shown)), e))?;
     for entry in d {
@@ -540,7 +532,7 @@ fn dir_is_empty(dir: BorrowedFd<'_>, name: &[u8], shown: &[u8]) -> Result<bool, 
 }
 
 fn open_read(dir: BorrowedFd<'_>, name: &[u8], shown: &[u8]) -> Result<std::fs::File, ApplyError> {
-    open_beneath(
+    beneath::open(
         dir,
         name,
         OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
@@ -712,7 +704,7 @@ impl Applier {
             Kind::Dir => OFlags::RDONLY | OFlags::DIRECTORY,
             Kind::File => OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
         };
-        open_beneath(dir, name, flags).map_err(|e| io(format!("cannot open {}", Show(&shown)), e))
+        beneath::open(dir, name, flags).map_err(|e| io(format!("cannot open {}", Show(&shown)), e))
     }
 
     /// Makes the target of `b` and its missing parents, when the root's mount is read-only,
@@ -784,7 +776,7 @@ impl Applier {
         let key = store.as_bytes().to_vec();
         if !self.stores.contains_key(&key) {
             let shown = self.root.shown(&[store.relative()]);
-            let fd = match open_beneath(
+            let fd = match beneath::open(
                 self.root.base.as_fd(),
                 store.relative(),
                 OFlags::RDONLY | OFlags::DIRECTORY,
@@ -1355,7 +1347,7 @@ impl Applier {
         if rel.is_empty() {
             return rustix::io::fcntl_dupfd_cloexec(&self.root.base, 0).map_err(|e| e.to_string());
         }
-        open_beneath(
+        beneath::open(
             self.root.base.as_fd(),
             rel,
             OFlags::RDONLY | OFlags::DIRECTORY,
@@ -1379,7 +1371,7 @@ impl Applier {
         let parent = if parent_rel.is_empty() {
             top
         } else {
-            open_beneath(top.as_fd(), parent_rel, OFlags::RDONLY | OFlags::DIRECTORY)
+            beneath::open(top.as_fd(), parent_rel, OFlags::RDONLY | OFlags::DIRECTORY)
                 .map_err(|e| format!("cannot open its parent again: {e}"))?
         };
         if let Some((ma, mi, ino)) = id {
@@ -1412,7 +1404,7 @@ impl Applier {
     /// Unmounts the bind `mnt_id` at `rel` in the root, if it is still there.
     fn unmount(&self, mnt_id: u64, rel: &[u8]) -> Result<&'static str, String> {
         // The lookup ends on the mount's own top, which is what umount needs.
-        let fd = open_beneath(self.root.base.as_fd(), rel, OFlags::PATH)
+        let fd = beneath::open(self.root.base.as_fd(), rel, OFlags::PATH)
             .map_err(|e| format!("cannot open it again: {e}"))?;
         let st = fs::statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
             .map_err(|e| format!("cannot stat it: {e}"))?;
@@ -1493,14 +1485,8 @@ fn create_entry(
     match kind {
         Kind::Dir => make_dir(dir, name, spec, shown, made),
         Kind::File => {
-            let fd = fs::openat2(
-                dir,
-                name,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-                RESOLVE,
-            )
-            .map_err(|e| io(format!("cannot create file {}", Show(shown)), e))?;
+            let fd = beneath::create(dir, name, OFlags::WRONLY, Mode::from_raw_mode(0o600))
+                .map_err(|e| io(format!("cannot create file {}", Show(shown)), e))?;
             *made = true;
             if let Some(seed) = seed {
                 let mut written = 0;
@@ -1834,13 +1820,24 @@ pub fn record_marked(utab: &Path, mountinfo: &Path, marked: &[Marked]) -> Result
             text.extend_from_slice(&line);
         }
     }
-    let tmp = utab.with_extension("darlings-tmp");
-    std::fs::write(&tmp, &text)
-        .and_then(|()| std::fs::rename(&tmp, utab))
-        .map_err(|e| ApplyError::Io {
-            what: format!("cannot write {}", Show(utab_shown)),
-            source: e,
-        })
+    // utab is libmount's, in /run: readable by all, replaced whole, and gone at shutdown, so
+    // not worth an fsync.
+    let dirfd = fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io(format!("cannot open {}", dir.display()), e))?;
+    let name = utab.file_name().unwrap_or(utab.as_os_str());
+    let opts = beneath::Atomic {
+        mode: 0o644,
+        fsync: false,
+        replace: true,
+    };
+    beneath::write_atomic(dirfd.as_fd(), name, &text, opts).map_err(|e| ApplyError::Io {
+        what: format!("cannot write {}", Show(utab_shown)),
+        source: std::io::Error::other(e),
+    })
 }
 
 /// One utab line. libmount escapes space, tab, newline and backslash in its fields as octal.
