@@ -21,6 +21,10 @@ let
       ./Cargo.lock
       ./src
       ./backends
+      # The preset table, which the binary embeds.
+      ./presets
+      # The journal catalog: installed below, and read by a unit test.
+      ./initrd/darlings.catalog
       ./tests/cli.rs
       ./tests/privileged
       ./tests/bench
@@ -61,7 +65,10 @@ rustPlatform.buildRustPackage {
     "--lib"
   ];
 
-  postInstall = lib.optionalString canRun ''
+  postInstall = ''
+    install -Dm444 initrd/darlings.catalog $out/lib/systemd/catalog/darlings.catalog
+  ''
+  + lib.optionalString canRun ''
     $out/bin/darlings man > darlings.1
     installManPage darlings.1
     installShellCompletion --cmd darlings \

@@ -557,7 +557,7 @@ fn fill(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Compares two files' content in bounded memory (two 64 KiB buffers), whatever their size:
 /// an initrd has little memory, and persisted files can be large.
-fn same_content(
+pub(crate) fn same_content(
     a: (BorrowedFd<'_>, &[u8], &[u8]),
     b: (BorrowedFd<'_>, &[u8], &[u8]),
 ) -> Result<bool, ApplyError> {
@@ -1558,6 +1558,8 @@ fn mount_setattr(fd: &OwnedFd, set: u64, clr: u64) -> std::io::Result<()> {
     };
     // SAFETY: the path is a valid NUL-terminated string, `attr` is a live, correctly sized
     // `struct mount_attr`, and `fd` is open for the duration of the call.
+    // mount_setattr(2) through syscall(2); the SAFETY note above says why it is sound.
+    #[allow(unsafe_code)]
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,

@@ -58,6 +58,9 @@ pub struct Record {
     /// The first failure: its message and causes, one per line.
     pub error: Option<String>,
     pub report: Option<ReportInfo>,
+    /// Unix time at which this boot's rollback succeeded (`report.prometheus` carries it on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -80,7 +83,11 @@ pub struct ReportInfo {
     pub lost: u64,
     pub lost_bytes: u64,
     pub persisted: u64,
+    #[serde(default)]
+    pub persisted_bytes: u64,
     pub ignored: u64,
+    #[serde(default)]
+    pub ignored_bytes: u64,
     /// Subtrees the diff could not list (paths past PATH_MAX, unreadable directories, or the
     /// whole root when the diff failed); the report names each and why.
     #[serde(default)]
@@ -100,6 +107,7 @@ impl Record {
             phases: Vec::new(),
             error: None,
             report: None,
+            rolled_back_at: None,
         }
     }
 }
@@ -114,6 +122,8 @@ pub struct Options<'a> {
     pub dry_run: bool,
     /// libmount's utab, where hide-mounts records x-gvfs-hide for the booted system.
     pub utab: &'a Path,
+    /// journald's socket (`journal::SOCKET` outside tests), for `report.journald`.
+    pub journal_socket: &'a Path,
 }
 
 pub struct Outcome {
@@ -152,6 +162,8 @@ struct Boot<'a> {
     policy: OnFailure,
     error: Option<BoxError>,
     lines: Vec<String>,
+    /// The config last loaded, for the fleet reports written when the boot ends.
+    config: Option<Config>,
 }
 
 impl Boot<'_> {
@@ -237,6 +249,7 @@ impl Boot<'_> {
             self.record.policy = self.policy.as_str().into();
         }
         self.record.backend = Some(config.root.backend_name().into());
+        self.config = Some(config.clone());
         Some(config)
     }
 
@@ -286,6 +299,9 @@ impl Boot<'_> {
             };
             Ok((out.steps, d))
         });
+        if steps.is_some() && !dry {
+            self.record.rolled_back_at = Some(chrono::Utc::now().timestamp());
+        }
         if dry {
             if let Some(steps) = steps {
                 self.lines
@@ -331,7 +347,9 @@ impl Boot<'_> {
                 lost: lost.entries,
                 lost_bytes: lost.bytes,
                 persisted: report.tally(Class::Persisted).entries,
+                persisted_bytes: report.tally(Class::Persisted).bytes,
                 ignored: report.tally(Class::Ignored).entries,
+                ignored_bytes: report.tally(Class::Ignored).bytes,
                 unlisted: report.unlisted.len() as u64,
                 truncated: report.truncated.map(|t| match t {
                     Truncation::MaxEntries(n) => format!("max-entries {n}"),
@@ -401,7 +419,7 @@ impl Boot<'_> {
                 Some(steps) if dry => self
                     .lines
                     .extend(steps.into_iter().map(|s| format!("would: {s}"))),
-                Some(_) => {}
+                Some(_) => self.record.rolled_back_at = Some(chrono::Utc::now().timestamp()),
                 None if self.halting() => return,
                 None => {}
             }
@@ -641,6 +659,7 @@ pub fn run(o: &Options) -> Outcome {
         policy,
         error: None,
         lines: Vec::new(),
+        config: None,
     };
     if let Some(p) = b.cmd.on_failure {
         b.record.policy = p.as_str().into();
@@ -691,6 +710,18 @@ pub fn run(o: &Options) -> Outcome {
         tracing::error!(
             "boot: on-failure = \"boot-old-root\": nothing more is changed; the boot goes on (marker {})",
             o.work_dir.join(FAILED).display()
+        );
+    }
+    // The boot's end as the fleet sees it: after the late stage (the root is mounted, the
+    // record final), or after an early stage that stops the boot.
+    let ended = matches!(o.stage, Stage::Late | Stage::All) || halt;
+    if ended && !o.dry_run {
+        crate::fleet::after_boot(
+            b.config.as_ref(),
+            o.root,
+            o.journal_socket,
+            &b.record,
+            o.stage != Stage::Early,
         );
     }
     Outcome {
@@ -831,6 +862,7 @@ mod tests {
             cmdline: cmdline.as_bytes(),
             dry_run: false,
             utab: Path::new("/nonexistent/utab"),
+            journal_socket: Path::new("/nonexistent/journal/socket"),
         })
     }
 
@@ -850,6 +882,41 @@ mod tests {
         let rec: Record =
             serde_json::from_slice(&std::fs::read(work.join(RECORD)).unwrap()).unwrap();
         assert_eq!(rec, out.record);
+    }
+
+    #[test]
+    fn a_boot_whose_config_fails_still_reaches_the_journal() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = write(d.path(), "c.toml", "[root]\nbackend = \"ext4\"\n");
+        let sock = d.path().join("journal.socket");
+        let server = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+        server.set_nonblocking(true).unwrap();
+        let out = run(&Options {
+            config: &cfg,
+            work_dir: &d.path().join("work"),
+            root: d.path(),
+            stage: Stage::Late,
+            cmdline: b"",
+            dry_run: false,
+            utab: Path::new("/nonexistent/utab"),
+            journal_socket: &sock,
+        });
+        assert_eq!(out.record.outcome, "failed");
+        let mut buf = vec![0; 65536];
+        let n = server.recv(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            text.contains(&format!("MESSAGE_ID={}\n", crate::journal::MESSAGE_BOOT)),
+            "{text}"
+        );
+        assert!(text.contains("DARLINGS_OUTCOME=failed\n"), "{text}");
+        assert!(
+            text.contains("DARLINGS_FAILED_PHASE=late config\n"),
+            "{text}"
+        );
+        assert!(text.contains("unknown backend \"ext4\""), "{text}");
+        // One entry: no lost-state summary without a diff.
+        assert!(server.recv(&mut buf).is_err());
     }
 
     #[test]
@@ -991,6 +1058,7 @@ mod tests {
             ],
             error: Some("early preflight failed\n  caused by: blank missing".into()),
             report: None,
+            rolled_back_at: None,
         };
         let s = render_status(&r);
         assert!(

@@ -36,6 +36,10 @@ struct Cli {
     /// Where log lines go.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     log: logging::Target,
+    /// journald's native socket, where `report.journald` sends the boot outcome and the
+    /// lost-state summary (nothing is sent when it does not exist).
+    #[arg(long, global = true, default_value = darlings::journal::SOCKET)]
+    journal_socket: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -71,6 +75,33 @@ enum Cmd {
         #[arg(long, default_value = "/run/mount/utab")]
         utab: PathBuf,
     },
+    /// Move existing state from the live root into a store so that the next boot keeps it:
+    /// copy (verified) when the store lacks it, bind when the store's copy is identical, refuse
+    /// when it differs.
+    Adopt {
+        /// The paths to adopt, absolute as in the config.
+        #[arg(required_unless_present = "all_suggested")]
+        paths: Vec<String>,
+        /// The live root whose state is adopted, with its stores mounted beneath it.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// The store for paths the config has no entry for (one of its [[persist]] stores).
+        #[arg(long)]
+        store: Option<String>,
+        /// Check everything and print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Add the entries for --store's paths to the config file (TOML), or print the Nix to
+        /// add when the config is the NixOS module's.
+        #[arg(long)]
+        write_config: bool,
+        /// Adopt every path `darlings diff --suggest` suggests.
+        #[arg(long)]
+        all_suggested: bool,
+        /// libmount's utab, where hide-mounts records x-gvfs-hide.
+        #[arg(long, default_value = "/run/mount/utab")]
+        utab: PathBuf,
+    },
     /// What the root holds that the blank does not: lost, persisted or ignored.
     Diff {
         #[arg(long, default_value = "/")]
@@ -90,6 +121,15 @@ enum Cmd {
         /// root, whose state is gone after power-off: run it at shutdown).
         #[arg(long)]
         save: bool,
+        /// Propose config entries that would keep what is lost (TOML; --json, --nix).
+        #[arg(long)]
+        suggest: bool,
+        /// With --suggest: the NixOS module's Nix instead of TOML.
+        #[arg(long, requires = "suggest", conflicts_with = "json")]
+        nix: bool,
+        /// With --suggest: the store the entries go to (default: the config's first store).
+        #[arg(long, requires = "suggest")]
+        store: Option<String>,
     },
     /// What an initrd runs: preflight, lost-state diff, rollback (early); fresh tmpfs, saved
     /// report, bind mounts (late). Exits 1 only when on-failure = "halt" and a phase failed.
@@ -137,10 +177,97 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List the presets: what each service keeps, at which level, and why.
+    Presets {
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// The table README.md shows (generated from the same data).
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
     Man,
+}
+
+/// The lost-state report of ROOT, as `darlings diff` and a boot's early stage make it.
+fn lost_report(
+    config: &config::Config,
+    root: &Path,
+    work_dir: &Path,
+    sizes: bool,
+    limits: &DiffLimits,
+) -> Result<(darlings::report::Report, &'static str)> {
+    let b = backends::backend(
+        config,
+        &backends::Ctx {
+            root,
+            sizes,
+            work_dir,
+        },
+    )?;
+    // Homes named only in passwd are persisted too: resolve them as the plan does.
+    let plan = plan::build(config, &accounts(root)?)?;
+    let classifier = Classifier::of_plan(config, &plan);
+    let report = lost_state(
+        &*b,
+        root.as_os_str().as_encoded_bytes(),
+        limits,
+        &classifier,
+    )
+    .with_context(|| format!("cannot diff root {}", root.display()))?;
+    Ok((report, b.name()))
+}
+
+/// What `adopt --all-suggested` adopts: every entry `diff --suggest` proposes, into STORE or
+/// the config's first store. A preset is not an entry to adopt: it needs its level's store in
+/// the config first, after which adopt finds its entries there by path.
+fn suggested_requests(
+    config: &config::Config,
+    root: &Path,
+    work_dir: &Path,
+    store: Option<darlings::paths::AbsPath>,
+) -> Result<Vec<darlings::adopt::Request>> {
+    use darlings::suggest::What;
+    let limits = DiffLimits {
+        max_entries: usize::MAX,
+        time_budget: None,
+    };
+    let (report, _) = lost_report(config, root, work_dir, true, &limits)?;
+    let homes = darlings::suggest::homes_of(&accounts(root)?);
+    let s = darlings::suggest::suggest(&report, config, &homes);
+    let store = store
+        .or_else(|| config.stores.first().map(|s| s.path.clone()))
+        .context("adopt --all-suggested: the config has no store; pass --store")?;
+    let mut out = Vec::new();
+    for x in s.list {
+        match x.what {
+            What::Preset { name, level } => eprintln!(
+                "adopt: not adopting preset {name} (level {level}): add it to presets, with a store for its level in [levels], then adopt its paths"
+            ),
+            What::Entry { path, kind } => out.push(darlings::adopt::Request {
+                path,
+                kind: Some(kind),
+                store: Some(store.clone()),
+            }),
+            What::User { user, path, kind } => {
+                let home = homes
+                    .iter()
+                    .find(|(_, u)| *u == user)
+                    .map(|(h, _)| h.clone())
+                    .unwrap_or_else(|| {
+                        darlings::paths::AbsPath::from_normal_bytes(format!("/home/{user}").into_bytes())
+                    });
+                out.push(darlings::adopt::Request {
+                    path: home.join(&path),
+                    kind: Some(kind),
+                    store: Some(store.clone()),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The target root's accounts, read beneath it without following symlinks.
@@ -149,11 +276,43 @@ fn accounts(root: &Path) -> Result<Accounts> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(step) = std::env::var_os("DARLINGS_FAILPOINT") {
+        let step = step.to_string_lossy();
+        if !darlings_backends::FAILPOINTS.contains(&step.as_ref()) {
+            bail!(
+                "unknown failpoint {step:?} in DARLINGS_FAILPOINT; the steps are {}",
+                darlings_backends::FAILPOINTS.join(", ")
+            );
+        }
+    }
     let load = || config::load(&cli.config).map_err(anyhow::Error::from);
     let mut stdout = std::io::stdout().lock();
     match cli.cmd {
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "darlings", &mut stdout);
+        }
+        Cmd::Presets { json, markdown } => {
+            let table = darlings::presets::all().map_err(anyhow::Error::msg)?;
+            if markdown {
+                write!(stdout, "{}", darlings::presets::markdown(table))?;
+            } else if json {
+                serde_json::to_writer_pretty(&mut stdout, &darlings::presets::to_json(table))?;
+                writeln!(stdout)?;
+            } else {
+                for p in table {
+                    writeln!(stdout, "{}: {}", p.name, p.about)?;
+                    for e in &p.entries {
+                        writeln!(
+                            stdout,
+                            "  {:<9} {} {}: {}",
+                            e.level.as_str(),
+                            e.kind.as_str(),
+                            e.path,
+                            e.why
+                        )?;
+                    }
+                }
+            }
         }
         Cmd::Man => {
             clap_mangen::Man::new(Cli::command())
@@ -169,6 +328,9 @@ fn run(cli: Cli) -> Result<()> {
                 config.root.backend_name(),
                 config.stores.len()
             )?;
+            for n in &config.notes {
+                writeln!(stdout, "note: {n}")?;
+            }
             if config_only {
                 return Ok(());
             }
@@ -207,8 +369,14 @@ fn run(cli: Cli) -> Result<()> {
             let plan = plan::build(&config, &accounts(&root)?)?;
             if json {
                 plan.write_json(&mut stdout)?;
+                for n in &config.notes {
+                    eprintln!("note: {n}");
+                }
             } else {
                 write!(stdout, "{plan}")?;
+                for n in &config.notes {
+                    writeln!(stdout, "note: {n}")?;
+                }
             }
         }
         Cmd::Apply {
@@ -237,6 +405,63 @@ fn run(cli: Cli) -> Result<()> {
                 out.deferred
             )?;
         }
+        Cmd::Adopt {
+            paths,
+            root,
+            store,
+            dry_run,
+            write_config,
+            all_suggested,
+            utab,
+        } => {
+            let parse = |s: &str, what: &str| {
+                darlings::paths::AbsPath::parse(s).map_err(|e| anyhow::anyhow!("{what} {s:?} {e}"))
+            };
+            let store = store.as_deref().map(|s| parse(s, "store")).transpose()?;
+            let mut requests = paths
+                .iter()
+                .map(|p| {
+                    Ok(darlings::adopt::Request {
+                        path: parse(p, "path")?,
+                        kind: None,
+                        store: store.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if all_suggested {
+                requests.extend(suggested_requests(
+                    &load()?,
+                    &root,
+                    &cli.work_dir,
+                    store.clone(),
+                )?);
+                if requests.is_empty() {
+                    writeln!(
+                        stdout,
+                        "adopt: darlings diff --suggest suggests nothing to adopt"
+                    )?;
+                    return Ok(());
+                }
+            }
+            let _lock = (!dry_run)
+                .then(|| darlings::lock::acquire(&cli.work_dir, "adopt"))
+                .transpose()?;
+            let out = darlings::adopt::run(
+                &darlings::adopt::Options {
+                    config: &cli.config,
+                    root: &root,
+                    dry_run,
+                    write_config,
+                },
+                &requests,
+            )?;
+            for l in &out.lines {
+                writeln!(stdout, "{l}")?;
+            }
+            if !dry_run {
+                apply::record_marked(&utab, Path::new("/proc/self/mountinfo"), &out.marked)?;
+            }
+        }
         Cmd::Diff {
             root,
             json,
@@ -244,40 +469,50 @@ fn run(cli: Cli) -> Result<()> {
             lines,
             no_sizes,
             save,
+            suggest,
+            nix,
+            store,
         } => {
             let config = load()?;
+            let store = match store {
+                Some(s) => Some(darlings::paths::AbsPath::parse(&s).map_err(|e| {
+                    anyhow::anyhow!(
+                        "store {s:?} {e}; give the store's absolute path, e.g. --store /persist"
+                    )
+                })?),
+                None => None,
+            };
             let limits = DiffLimits {
                 max_entries: max_entries.unwrap_or(usize::MAX),
                 time_budget: None,
             };
-            let b = backends::backend(
-                &config,
-                &backends::Ctx {
-                    root: &root,
-                    sizes: !no_sizes,
-                    work_dir: &cli.work_dir,
-                },
-            )?;
-            // Homes named only in passwd are persisted too: resolve them as the plan does.
-            let plan = plan::build(&config, &accounts(&root)?)?;
-            let classifier = Classifier::of_plan(&config, &plan);
             let t = Instant::now();
-            // The same diff and classification as a boot's report.
-            let report = lost_state(
-                &*b,
-                root.as_os_str().as_encoded_bytes(),
-                &limits,
-                &classifier,
-            )
-            .with_context(|| format!("cannot diff root {}", root.display()))?;
+            let (report, backend_name) =
+                lost_report(&config, &root, &cli.work_dir, !no_sizes, &limits)?;
             tracing::info!(
                 "diff: {} entries from the {} backend, classified, in {:?}",
                 report.entries.len(),
-                b.name(),
+                backend_name,
                 t.elapsed()
             );
             let t = Instant::now();
-            if json {
+            if suggest {
+                let homes = darlings::suggest::homes_of(&accounts(&root)?);
+                let s = darlings::suggest::suggest(&report, &config, &homes);
+                let store = store
+                    .or_else(|| config.stores.first().map(|s| s.path.clone()))
+                    .unwrap_or_else(|| {
+                        darlings::paths::AbsPath::from_normal_bytes(b"/persist".to_vec())
+                    });
+                if json {
+                    serde_json::to_writer_pretty(&mut stdout, &s.to_json(&store))?;
+                    writeln!(stdout)?;
+                } else if nix {
+                    write!(stdout, "{}", s.to_nix(&store))?;
+                } else {
+                    write!(stdout, "{}", s.to_toml(&store))?;
+                }
+            } else if json {
                 report.write_json(&mut stdout)?;
             } else {
                 write!(stdout, "{}", report.to_text(lines))?;
@@ -288,6 +523,14 @@ fn run(cli: Cli) -> Result<()> {
                     .map_err(|e| anyhow::anyhow!(e))
                     .context("cannot save the lost-state report")?;
                 eprintln!("darlings: report saved as {path}");
+                darlings::fleet::after_diff_save(
+                    &config,
+                    &root,
+                    &cli.work_dir,
+                    &cli.journal_socket,
+                    &report,
+                    &path,
+                );
             }
             // Freeing one allocation per entry costs milliseconds on a big diff, and the process
             // ends right here: leave it to the kernel.
@@ -319,6 +562,7 @@ fn run(cli: Cli) -> Result<()> {
                 cmdline: &line,
                 dry_run,
                 utab: &utab,
+                journal_socket: &cli.journal_socket,
             });
             for l in &out.lines {
                 writeln!(stdout, "{l}")?;

@@ -53,6 +53,8 @@ pub struct Bind {
     /// `seed-from-blank`: the root's content seeds a store that lacks it, and the store's copy
     /// is then bound over the root's (apply).
     pub seed_from_blank: bool,
+    /// The preset and level that gave the entry, shown by `plan`.
+    pub origin: Option<crate::presets::Origin>,
 }
 
 impl Bind {
@@ -137,6 +139,7 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                         .then_some(MACHINE_ID_SEED),
                     method: e.method,
                     seed_from_blank: e.seed_from_blank,
+                    origin: e.origin.clone(),
                 }),
                 Err(Unresolved(why)) => deferred.push(Deferred {
                     kind: e.kind,
@@ -257,6 +260,7 @@ pub fn build(config: &Config, acc: &Accounts) -> Result<Plan, PlanError> {
                     seed: None,
                     method: e.method,
                     seed_from_blank: false,
+                    origin: None,
                 });
             }
         }
@@ -341,6 +345,10 @@ fn step_json(s: &Step) -> Value {
                 "seed": b.seed.map(|s| String::from_utf8_lossy(s).trim_end().to_string()),
                 "seed_from_blank": b.seed_from_blank,
             });
+            if let Some(o) = &b.origin {
+                v["preset"] = json!(o.preset);
+                v["level"] = json!(o.level.as_str());
+            }
             path_fields(&mut v, "target", b.target.as_bytes());
             path_fields(&mut v, "source", b.source().as_bytes());
             v
@@ -393,7 +401,10 @@ impl fmt::Display for Plan {
                     if b.seed.is_some() {
                         write!(f, ", seeded \"uninitialized\" if the store has none")?;
                     }
-                    writeln!(f, "]")?;
+                    match &b.origin {
+                        Some(o) => writeln!(f, "; from {o}]")?,
+                        None => writeln!(f, "]")?,
+                    }
                 }
                 Step::Deferred(d) => writeln!(
                     f,

@@ -128,15 +128,29 @@ struct Node {
 pub struct Classifier {
     nodes: Vec<Node>,
     ignore: Vec<Glob>,
+    /// Presets the config uses: a lost path one of them would keep is then left out by the
+    /// config (its level has no store, or the preset was overridden), not a preset to add.
+    presets_in_use: Vec<String>,
 }
 
 impl Classifier {
     /// Per-user entries whose home comes from passwd are not known here; pass the resolved plan's
     /// targets through `with_targets` when they matter.
     pub fn new(config: &Config) -> Classifier {
+        // Named in the config, or given entries by the NixOS module.
+        let mut presets_in_use: Vec<String> = config
+            .stores
+            .iter()
+            .flat_map(|s| s.entries.iter().filter_map(|e| e.origin.as_ref()))
+            .map(|o| o.preset.clone())
+            .chain(config.presets.iter().cloned())
+            .collect();
+        presets_in_use.sort();
+        presets_in_use.dedup();
         let mut c = Classifier {
             nodes: vec![Node::default()],
             ignore: config.diff.ignore.clone(),
+            presets_in_use,
         };
         for s in &config.stores {
             // The store's mount point lives in the root too (the initrd makes it each boot);
@@ -314,6 +328,17 @@ pub struct Report {
     pub entries: Vec<Entry>,
     pub truncated: Option<Truncation>,
     pub unlisted: Vec<UnlistedEntry>,
+    /// The presets the config uses, for the hints on lost paths a preset would keep.
+    pub presets_in_use: Vec<String>,
+}
+
+/// What the diff says of a lost path that a preset would keep.
+pub struct PresetHint {
+    pub preset: &'static str,
+    /// The preset's entry (the lost path itself, or the directory it is in).
+    pub entry: &'static str,
+    pub level: crate::presets::Level,
+    pub text: String,
 }
 
 /// The lost-state report of `backend`'s root, the one `darlings diff` prints and `darlings boot`
@@ -362,6 +387,7 @@ impl Report {
                 class: Class::Lost,
                 why: None,
             }],
+            presets_in_use: Vec::new(),
         }
     }
 
@@ -407,7 +433,27 @@ impl Report {
             entries,
             truncated,
             unlisted,
+            presets_in_use: classifier.presets_in_use.clone(),
         }
+    }
+
+    /// The hint for a lost path that a preset would keep.
+    pub fn preset_hint(&self, path: &[u8]) -> Option<PresetHint> {
+        let (p, e) = crate::presets::Index::get().lookup(path)?;
+        let text = if self.presets_in_use.contains(&p.name) {
+            format!("would be kept by preset {} at level {}, which this config leaves out: give level {} a store in [levels], or restore the entry in presets.{}", p.name, e.level, e.level, p.name)
+        } else {
+            format!(
+                "would be kept by preset {} at level {}: add it to presets",
+                p.name, e.level
+            )
+        };
+        Some(PresetHint {
+            preset: &p.name,
+            entry: &e.path,
+            level: e.level,
+            text,
+        })
     }
 
     /// Subtrees not listed that are lost (not ignored as a whole).
@@ -443,7 +489,7 @@ impl Report {
             if i > 0 {
                 w.write_all(b",")?;
             }
-            serde_json::to_writer(&mut w, &entry_json(e))?;
+            serde_json::to_writer(&mut w, &self.entry_json(e))?;
         }
         w.write_all(b"]}\n")?;
         w.flush()
@@ -452,7 +498,23 @@ impl Report {
     /// The `--json` form, schema `darlings.diff/1` (documented in README.md).
     pub fn to_json(&self) -> Value {
         let mut v = self.header_json();
-        v["entries"] = Value::Array(self.sorted().into_iter().map(entry_json).collect());
+        v["entries"] = Value::Array(
+            self.sorted()
+                .into_iter()
+                .map(|e| self.entry_json(e))
+                .collect(),
+        );
+        v
+    }
+
+    fn entry_json(&self, e: &Entry) -> Value {
+        let mut v = entry_json(e);
+        if e.class == Class::Lost && e.why.is_none() {
+            if let Some(h) = self.preset_hint(&e.change.path) {
+                v["preset"] =
+                    json!({ "name": h.preset, "level": h.level.as_str(), "hint": h.text });
+            }
+        }
         v
     }
 
@@ -592,6 +654,7 @@ impl Report {
             }
         }
         self.why_lines(&mut s, max_lines);
+        self.preset_lines(&mut s, max_lines);
         if !self.unlisted.is_empty() {
             let _ = writeln!(
                 s,
@@ -615,6 +678,42 @@ impl Report {
             }
         }
         s
+    }
+
+    /// Lost entries a preset would keep, one line per preset entry.
+    fn preset_lines(&self, s: &mut String, max_lines: usize) {
+        let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
+        for e in &self.entries {
+            // Under a persisted path already: its own line says why it is lost.
+            if e.class != Class::Lost || e.why.is_some() {
+                continue;
+            }
+            if let Some(h) = self.preset_hint(&e.change.path) {
+                groups
+                    .entry(format!("{}: {}", h.entry, h.text))
+                    .or_default()
+                    .add(&e.change);
+            }
+        }
+        if groups.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "\nlost, but a preset would keep them:");
+        for (text, t) in groups.iter().take(max_lines.max(1)) {
+            let _ = writeln!(
+                s,
+                "  {:>9} entries {:>10}  {text}",
+                t.entries,
+                human(t.bytes)
+            );
+        }
+        if groups.len() > max_lines.max(1) {
+            let _ = writeln!(
+                s,
+                "  ... and {} more (--json has a preset for each entry)",
+                groups.len() - max_lines.max(1)
+            );
+        }
     }
 
     /// The lost entries a persisted path concerns, one line per reason: a user who persisted
@@ -1316,6 +1415,65 @@ mod tests {
         r.write_json(&mut buf).unwrap();
         let parsed: Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(parsed, r.to_json());
+    }
+
+    #[test]
+    fn lost_paths_a_preset_would_keep_say_so() {
+        let out = DiffOutput {
+            changes: vec![
+                added(b"/var/lib/NetworkManager", FileType::Dir, None),
+                added(
+                    b"/var/lib/NetworkManager/timestamps",
+                    FileType::File,
+                    Some(10),
+                ),
+                added(b"/var/lib/bluetooth/AA/info", FileType::File, Some(5)),
+                added(b"/var/log/journal/x", FileType::File, Some(5)),
+                added(b"/srv/x", FileType::File, Some(1)),
+            ],
+            truncated: None,
+            unlisted: Vec::new(),
+        };
+        // bluetooth in use, but its level has no store; networkmanager not in use at all.
+        let config = crate::config::parse(
+            "presets = [\"bluetooth\"]\n[levels]\nsecret = \"/vault\"\n[root]\nbackend = \"tmpfs\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let r = Report::new("tmpfs", b"/r", out, &Classifier::new(&config));
+        let text = r.to_text(40);
+        assert!(
+            text.contains("lost, but a preset would keep them:"),
+            "{text}"
+        );
+        assert!(text.contains("2 entries       10 B  /var/lib/NetworkManager: would be kept by preset networkmanager at level transient: add it to presets"), "{text}");
+        assert!(text.contains("/var/lib/bluetooth: would be kept by preset bluetooth at level normal, which this config leaves out"), "{text}");
+        let v = r.to_json();
+        let by_path = |p: &str| {
+            v["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["path"] == p)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            by_path("/var/lib/NetworkManager/timestamps")["preset"]["name"],
+            "networkmanager"
+        );
+        assert_eq!(
+            by_path("/var/lib/NetworkManager/timestamps")["preset"]["level"],
+            "transient"
+        );
+        assert!(by_path("/srv/x").get("preset").is_none());
+        // Under persisted /var/log: its why says what is wrong, not a preset.
+        assert!(by_path("/var/log/journal/x")["why"].is_string());
+        assert!(by_path("/var/log/journal/x").get("preset").is_none());
+        assert!(!text.contains("/var/log/journal: would be kept"), "{text}");
+        let mut buf = Vec::new();
+        r.write_json(&mut buf).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&buf).unwrap(), v);
     }
 
     #[test]

@@ -350,6 +350,9 @@ let
   ) "${utils.escapeSystemdPath cfg.root.device}.device";
 in
 {
+  # Persistence levels and the presets of presets/presets.toml: they add to darlings.persistence.
+  imports = [ ./presets.nix ];
+
   options.darlings = {
     enable = mkEnableOption "darlings, which returns the root to blank at every boot and bind-mounts the persisted state back";
 
@@ -431,6 +434,15 @@ in
         type = types.nullOr types.ints.positive;
         default = null;
         description = "Saved lost-state reports to keep (one per boot; darlings' default: 30).";
+      };
+    };
+
+    report = {
+      prometheus = nullOrStr "node_exporter's textfile collector file darlings rewrites after each boot and each `diff --save` (the boot's outcome, phase times, lost-state summary), seen from the root, e.g. \"/var/lib/prometheus-node-exporter-text-files/darlings.prom\" (services.prometheus.exporters.node with the textfile collector's directory).";
+      journald = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Send the boot's outcome and the lost-state summary to journald as structured entries (MESSAGE_ID and DARLINGS_* fields, README's Fleet reports), when its socket exists.";
       };
     };
 

@@ -128,6 +128,27 @@ let
           internal = true;
           description = "Accepted for impermanence's configurations; darlings logs to the kernel log either way.";
         };
+        # Set by presets.nix on the entries a preset adds, so the rendered TOML says where each
+        # came from and render.nix can let the user's own entries win over them.
+        preset = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          internal = true;
+          description = "The preset this entry came from (presets/presets.toml).";
+        };
+        level = mkOption {
+          type = types.nullOr (
+            types.enum [
+              "transient"
+              "normal"
+              "important"
+              "secret"
+            ]
+          );
+          default = null;
+          internal = true;
+          description = "The persistence level the preset entry was placed at.";
+        };
         assertions = assertionsOption;
       }
       // perm kind defaults

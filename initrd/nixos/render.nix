@@ -49,6 +49,13 @@ let
       }
   );
 
+  # Only what differs from darlings' defaults, so that a config without fleet reports renders
+  # as before.
+  reportTable = compact {
+    inherit (cfg.report) prometheus;
+    journald = if cfg.report.journald then null else false;
+  };
+
   diffTable = compact {
     on-boot = cfg.diff.onBoot;
     report-dir = cfg.diff.reportDir;
@@ -105,6 +112,7 @@ let
       user = if homeEntry then null else user;
       store = e.persistentStoragePath;
       inherit attr;
+      inherit (e) preset level;
       inherit (s) hideMounts nosuid nodev;
       hide = if kind == "directory" then e.hideMount else null;
       trash = if kind == "directory" then e.allowTrash else null;
@@ -149,6 +157,7 @@ let
         )
         // lib.optionalAttrs (user == null) {
           parent = parentTable e.parentDirectory;
+          inherit (e) preset level;
         }
         // lib.optionalAttrs (kind == "file" && e.method != "auto") {
           inherit (e) method;
@@ -171,11 +180,64 @@ let
       )
     ) enabled
   );
-  good = filter (e: e.problem == null) entries;
+  valid = filter (e: e.problem == null) entries;
+
+  # ---- presets: the user's own entries win -------------------------------------------------
+
+  # A preset entry the user keeps already (the same path, in any store) or that lies inside one
+  # of the user's directories is dropped: the user's entry covers it. A user's entry inside a
+  # preset's directory is refused instead: darlings would refuse the nesting at boot, and only
+  # the user knows which of the two is meant.
+  inside = dir: p: dir == "/" || lib.hasPrefix "${dir}/" p;
+  own = filter (e: e.preset == null && e.target != null) valid;
+  ownDirs = filter (e: e.kind == "directory") own;
+  covered =
+    e:
+    e.preset != null
+    && e.target != null
+    && (lib.any (u: u.target == e.target) own || lib.any (d: inside d.target e.target) ownDirs);
+  # A preset's entries take the flags of the user's own attributes of their store, as
+  # darlings.toml's take those of their store's [[persist]] table: presets.nix places them in the
+  # attribute named by the store path, which need not be the one the user wrote.
+  ownAttrsOf = store: unique (map (e: e.attr) (filter (e: e.store == store) own));
+  adopt =
+    e:
+    let
+      attrs = map (a: cfg.persistence.${a}) (ownAttrsOf e.store);
+      hide = lib.all (s: s.hideMounts) attrs;
+      trash = lib.all (s: s.allowTrash) attrs;
+    in
+    if e.preset == null || attrs == [ ] then
+      e
+    else
+      e
+      // {
+        hideMounts = hide;
+      }
+      // lib.optionalAttrs (e.kind == "directory") { inherit hide trash; };
+  good = map adopt (filter (e: !covered e) valid);
+  presetDirs = filter (e: e.preset != null && e.kind == "directory" && e.target != null) good;
+  presetOption = name: (lib.importTOML ../../presets/presets.toml).presets.${name}.nixos.option or null;
+  nestedInPresets = concatMap (
+    u:
+    map (
+      p:
+      "darlings: ${u.kind} ${u.target} (darlings.persistence.\"${u.attr}\") lies inside ${p.target}, which preset ${p.preset} keeps at level ${p.level}; keep one of the two: remove your entry (the preset's directory keeps it already), or ${
+        if presetOption p.preset == null then
+          "remove ${p.preset} from darlings.presets"
+        else
+          "set ${presetOption p.preset} to the entries you want without ${p.target} (`{ }` for none)"
+      }"
+    ) (filter (p: inside p.target u.target) presetDirs)
+  ) own;
 
   # ---- one [[persist]] table per store path ------------------------------------------------
 
-  byStore = lib.groupBy (e: e.store) good;
+  # The user's own entries first, then the presets': which of the two the module system merges
+  # first differs between nixpkgs' libs, and the TOML should not.
+  byStore = lib.groupBy (e: e.store) (
+    filter (e: e.preset == null) good ++ filter (e: e.preset != null) good
+  );
   agreed = values: unique (filter (v: v != null) values);
 
   table =
@@ -253,12 +315,14 @@ in
     boot.on-failure = cfg.onFailure;
     diff = diffTable;
     persist = map (store: tables.${store}.settings) (attrNames tables);
-  };
+  }
+  // lib.optionalAttrs (reportTable != { }) { report = reportTable; };
   entries = good;
   storePaths = attrNames tables;
   ignoredParents = filter (e: e.parentIgnored) good;
   problems =
     filter (p: p != null) (map (e: e.problem) entries)
+    ++ nestedInPresets
     ++ concatMap (store: tables.${store}.problems) (attrNames tables)
     ++ map (
       t: "darlings: ${t} is persisted twice (in the same store or in two); keep one entry"

@@ -2,8 +2,10 @@
 //! (validate.rs) into `Config`, a type that can only hold a config every later step may trust.
 //! Every rejection names the file, line and column, the offending value, and the fix.
 
-mod doc;
+pub(crate) mod doc;
+pub mod edit;
 pub mod mode;
+mod presets;
 mod raw;
 mod validate;
 
@@ -46,7 +48,30 @@ pub struct Config {
     pub root: RootConfig,
     pub diff: DiffConfig,
     pub boot: BootConfig,
+    pub report: ReportConfig,
     pub stores: Vec<Store>,
+    /// What the presets left out, and why (`darlings plan` and `check` print them).
+    pub notes: Vec<String>,
+    /// The presets the config turns on, sorted.
+    pub presets: Vec<String>,
+}
+
+/// `[report]`: where fleet tooling picks up each boot's outcome and lost-state summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportConfig {
+    /// node_exporter's textfile collector file, beneath the root; `None`: not written.
+    pub prometheus: Option<AbsPath>,
+    /// Send the outcome and summary to journald when its socket exists.
+    pub journald: bool,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            prometheus: None,
+            journald: true,
+        }
+    }
 }
 
 /// What `darlings boot` does when a phase fails.
@@ -204,6 +229,8 @@ pub struct Entry {
     /// `seed-from-blank`: content the root (the blank) has there is copied into a store that
     /// lacks it, and once the store has it, it is bound over the blank's copy (README).
     pub seed_from_blank: bool,
+    /// The preset and level that gave this entry; `None` for the config's own.
+    pub origin: Option<crate::presets::Origin>,
 }
 
 /// `[persist.users.<name>]`: paths relative to that user's home, owned by the user.
@@ -324,8 +351,13 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         }
     };
     let mut problems = Problems::default();
-    let raw = raw::read(&doc::top(&document), &mut problems);
-    let config = validate::validate(raw, &mut problems);
+    let mut raw = raw::read(&doc::top(&document), &mut problems);
+    let expanded = presets::expand(&mut raw, &mut problems);
+    let config = validate::validate(raw, &mut problems).map(|c| Config {
+        notes: expanded.notes,
+        presets: expanded.used,
+        ..c
+    });
     match config {
         Some(config) if problems.list.is_empty() => Ok(config),
         _ => Err(ConfigError::Invalid {

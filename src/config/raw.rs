@@ -11,7 +11,40 @@ pub struct RawConfig {
     pub root: Option<RawRoot>,
     pub diff: Option<RawDiff>,
     pub boot: Option<RawBoot>,
+    pub report: Option<RawReport>,
     pub persist: Vec<RawPersist>,
+    pub levels: Option<RawLevels>,
+    pub presets: Option<RawPresets>,
+}
+
+/// `[levels]`: a store per persistence level.
+pub struct RawLevels {
+    pub values: Vec<(Sp<String>, Sp<String>)>,
+}
+
+/// `presets = ["openssh", ...]`, or a table of names to `true`, `false` or their own entries by
+/// level (`{}`: none at all).
+pub enum RawPresets {
+    List(Vec<Sp<String>>),
+    Table(Vec<(Sp<String>, RawPresetValue)>),
+}
+
+pub enum RawPresetValue {
+    Default,
+    Off,
+    Levels(Vec<RawPresetLevel>),
+}
+
+/// `networkmanager.normal = { directories = [...], files = [...] }`.
+pub struct RawPresetLevel {
+    pub level: Sp<String>,
+    pub directories: Vec<RawEntry>,
+    pub files: Vec<RawEntry>,
+}
+
+pub struct RawReport {
+    pub prometheus: Option<Sp<String>>,
+    pub journald: Option<Sp<bool>>,
 }
 
 pub struct RawBoot {
@@ -78,6 +111,10 @@ pub struct RawEntry {
     pub allow_trash: Option<Sp<bool>>,
     pub method: Option<Sp<String>>,
     pub seed_from_blank: Option<Sp<bool>>,
+    /// `preset` and `level`: where the entry came from (the NixOS module writes them for the
+    /// entries its presets gave; the config's own presets set them when they expand).
+    pub preset: Option<Sp<String>>,
+    pub level: Option<Sp<String>>,
 }
 
 impl Default for Sp<String> {
@@ -273,7 +310,9 @@ fn unknown_key(key: &str, table: &str, allowed: &[&str]) -> String {
     format!("unknown key `{key}` in {table}{hint}")
 }
 
-const TOP: &[&str] = &["root", "diff", "boot", "persist"];
+const TOP: &[&str] = &[
+    "root", "diff", "boot", "report", "persist", "levels", "presets",
+];
 const ROOT: &[&str] = &[
     "backend",
     "size",
@@ -295,6 +334,7 @@ const DIFF: &[&str] = &[
     "keep-reports",
 ];
 const BOOT: &[&str] = &["on-failure"];
+const REPORT: &[&str] = &["prometheus", "journald"];
 const PERSIST: &[&str] = &[
     "store",
     "hide-mounts",
@@ -315,6 +355,8 @@ const DIR_ENTRY: &[&str] = &[
     "hide-mount",
     "allow-trash",
     "seed-from-blank",
+    "preset",
+    "level",
 ];
 const FILE_ENTRY: &[&str] = &[
     "path",
@@ -324,6 +366,8 @@ const FILE_ENTRY: &[&str] = &[
     "parent",
     "method",
     "seed-from-blank",
+    "preset",
+    "level",
 ];
 const PARENT: &[&str] = &["user", "group", "mode"];
 
@@ -345,6 +389,13 @@ pub fn read(doc: &Table<'_>, p: &mut Problems) -> RawConfig {
         let k = Keys::new(&t, BOOT, p);
         RawBoot {
             on_failure: k.string("on-failure", p),
+        }
+    });
+    let report = top.table("report", p).map(|t| {
+        let k = Keys::new(&t, REPORT, p);
+        RawReport {
+            prometheus: k.string("prometheus", p),
+            journald: k.bool("journald", p),
         }
     });
     let persist = match top.node("persist") {
@@ -370,11 +421,101 @@ pub fn read(doc: &Table<'_>, p: &mut Problems) -> RawConfig {
             Vec::new()
         }
     };
+    let levels = top.table("levels", p).map(|t| read_levels(&t, p));
+    let presets = read_presets(&top, p);
     RawConfig {
         root,
         diff,
         boot,
+        report,
         persist,
+        levels,
+        presets,
+    }
+}
+
+fn read_levels(t: &Table<'_>, p: &mut Problems) -> RawLevels {
+    let mut values = Vec::new();
+    for (key, span) in t.keys() {
+        match t.get(&key) {
+            Some(Node::Scalar(Sp {
+                v: Scalar::Str(v),
+                span: vspan,
+            })) => values.push((Sp { v: key, span }, Sp { v, span: vspan })),
+            Some(other) => p.at(
+                other.span(),
+                format!(
+                    "levels.{key} must be a store path string such as \"/persist\", not a {}",
+                    other.type_str()
+                ),
+            ),
+            None => {}
+        }
+    }
+    RawLevels { values }
+}
+
+const PRESET_LEVEL: &[&str] = &["directories", "files"];
+
+fn read_presets(top: &Keys<'_, '_>, p: &mut Problems) -> Option<RawPresets> {
+    match top.node("presets")? {
+        Node::Array(..) => Some(RawPresets::List(top.strings("presets", p))),
+        Node::Table(t) => {
+            let mut out = Vec::new();
+            for (name, span) in t.keys() {
+                let value = match t.get(&name) {
+                    Some(Node::Scalar(Sp {
+                        v: Scalar::Bool(true),
+                        ..
+                    })) => RawPresetValue::Default,
+                    Some(Node::Scalar(Sp {
+                        v: Scalar::Bool(false),
+                        ..
+                    })) => RawPresetValue::Off,
+                    Some(Node::Table(levels)) => {
+                        let mut list = Vec::new();
+                        for (level, lspan) in levels.keys() {
+                            match levels.get(&level) {
+                                Some(Node::Table(lt)) => {
+                                    let k = Keys::new(&lt, PRESET_LEVEL, p);
+                                    list.push(RawPresetLevel {
+                                        level: Sp { v: level, span: lspan },
+                                        directories: entries(&k, "directories", DIR_ENTRY, p),
+                                        files: entries(&k, "files", FILE_ENTRY, p),
+                                    });
+                                }
+                                Some(other) => p.at(
+                                    other.span(),
+                                    format!("presets.{name}.{level} must be a table such as {{ directories = [\"/var/lib/x\"] }}, not a {}", other.type_str()),
+                                ),
+                                None => {}
+                            }
+                        }
+                        RawPresetValue::Levels(list)
+                    }
+                    Some(other) => {
+                        p.at(
+                            other.span(),
+                            format!("presets.{name} must be true (its own entries), false or {{}} (none), or a table of entries by level, not a {}", other.type_str()),
+                        );
+                        continue;
+                    }
+                    None => continue,
+                };
+                out.push((Sp { v: name, span }, value));
+            }
+            Some(RawPresets::Table(out))
+        }
+        other => {
+            p.at(
+                other.span(),
+                format!(
+                    "presets must be a list of preset names such as [\"openssh\"], or a table, not a {}",
+                    other.type_str()
+                ),
+            );
+            None
+        }
     }
 }
 
@@ -531,6 +672,14 @@ fn read_entry(
         seed_from_blank: allowed
             .contains(&"seed-from-blank")
             .then(|| k.bool("seed-from-blank", p))
+            .flatten(),
+        preset: allowed
+            .contains(&"preset")
+            .then(|| k.string("preset", p))
+            .flatten(),
+        level: allowed
+            .contains(&"level")
+            .then(|| k.string("level", p))
             .flatten(),
     })
 }

@@ -537,3 +537,58 @@ fn nested_stores_are_accepted_when_their_entries_do_not_overlap() {
     .unwrap();
     assert_eq!(c.stores.len(), 2);
 }
+
+#[test]
+fn report_table_defaults_and_values() {
+    let c = parse(HEAD, "t.toml").unwrap();
+    assert_eq!(c.report, ReportConfig::default());
+    assert!(c.report.journald);
+    let c = parse(
+        &format!("{HEAD}[report]\nprometheus = \"/var/lib/prometheus/node-exporter/darlings.prom\"\njournald = false\n"),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.report
+            .prometheus
+            .as_ref()
+            .map(|p| p.to_string())
+            .as_deref(),
+        Some("/var/lib/prometheus/node-exporter/darlings.prom")
+    );
+    assert!(!c.report.journald);
+}
+
+#[test]
+fn report_table_refusals_name_the_place_and_the_fix() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[report]\nprometheus = \"darlings.prom\"\n",
+            "t.toml:4:14: report.prometheus \"darlings.prom\"",
+        ),
+        (
+            "[report]\nprometheus = \"/var/lib/prometheus/node-exporter/darlings.txt\"\n",
+            "t.toml:4:14: report.prometheus /var/lib/prometheus/node-exporter/darlings.txt is not a .prom file",
+        ),
+        (
+            "[report]\nprometheus = \"/proc/darlings.prom\"\n",
+            "t.toml:4:14: report.prometheus /proc/darlings.prom is inside /proc",
+        ),
+        (
+            "[report]\njournald = \"yes\"\n",
+            "t.toml:4:12: report.journald must be true or false, not a string",
+        ),
+        (
+            "[report]\nprometheus = 1\n",
+            "t.toml:4:14: report.prometheus must be a string",
+        ),
+        (
+            "[report]\ntextfile = \"/x.prom\"\n",
+            "t.toml:4:1: unknown key `textfile` in [report]; the keys here are `prometheus`, `journald`",
+        ),
+    ];
+    for (body, want) in cases {
+        let got = problems(body);
+        assert!(got.contains(want), "{body}\nwant: {want}\ngot: {got}");
+    }
+}

@@ -8,14 +8,18 @@ use std::time::Duration;
 use darlings_backends::names::{zfs_component_ok, zfs_dataset_ok};
 
 use super::doc::{Scalar, Sp};
-use super::raw::{RawConfig, RawDiff, RawEntry, RawKeep, RawParent, RawPersist, RawRoot};
+use super::raw::{
+    RawConfig, RawDiff, RawEntry, RawKeep, RawParent, RawPersist, RawReport, RawRoot,
+};
 use super::{
     conflicts, mode, parse_duration, BootConfig, Config, DiffConfig, Entry, Keep, Kind, Method,
-    OnFailure, ParentSpec, Problems, RootConfig, Store, Target, UserEntry, UserHome, DENIED,
+    OnFailure, ParentSpec, Problems, ReportConfig, RootConfig, Store, Target, UserEntry, UserHome,
+    DENIED,
 };
 use crate::glob::Glob;
 use crate::owners::{valid_name, Who};
 use crate::paths::{AbsPath, RelPath, PATH_MAX};
+use crate::presets::{Level, Origin};
 
 impl Problems {
     fn abs(&mut self, what: &str, s: &Sp<String>) -> Option<AbsPath> {
@@ -201,12 +205,41 @@ pub(super) fn validate(raw: RawConfig, c: &mut Problems) -> Option<Config> {
             ),
         }
     }
+    let report = validate_report(raw.report.as_ref(), c);
     Some(Config {
         root: root?,
         diff,
         boot,
+        report,
         stores,
+        notes: Vec::new(),
+        presets: Vec::new(),
     })
+}
+
+fn validate_report(raw: Option<&RawReport>, c: &mut Problems) -> ReportConfig {
+    let mut out = ReportConfig::default();
+    let Some(raw) = raw else { return out };
+    if let Some(j) = &raw.journald {
+        out.journald = j.v;
+    }
+    if let Some(p) = &raw.prometheus {
+        if let Some(path) = c.abs("report.prometheus", p) {
+            // node_exporter's textfile collector reads `*.prom` only: another name is a file
+            // nobody would ever scrape.
+            if !path.as_bytes().ends_with(b".prom") || path.as_bytes().ends_with(b"/.prom") {
+                c.at(p.span.clone(), format!("report.prometheus {path} is not a .prom file, and node_exporter's textfile collector reads only those; write e.g. \"/var/lib/prometheus/node-exporter/darlings.prom\""));
+            } else if let Some(d) = ["/proc", "/sys", "/dev"]
+                .iter()
+                .find(|d| path.as_bytes().starts_with(format!("{d}/").as_bytes()))
+            {
+                c.at(p.span.clone(), format!("report.prometheus {path} is inside {d}, a kernel filesystem; put it in node_exporter's textfile directory, e.g. /var/lib/prometheus/node-exporter"));
+            } else {
+                out.prometheus = Some(path);
+            }
+        }
+    }
+    out
 }
 
 /// A `[root]` key, where it was written, and the backends it belongs to.
@@ -591,6 +624,7 @@ fn validate_entry(e: &RawEntry, kind: Kind, store: StoreFlags, c: &mut Problems)
     let parent = c.parent(&e.parent, &ParentSpec::default());
     let method = c.method(kind, &e.method);
     let seed_from_blank = seed_from_blank(e, &path, method, c);
+    let origin = origin(e, c);
     Some(Entry {
         path,
         kind,
@@ -602,7 +636,49 @@ fn validate_entry(e: &RawEntry, kind: Kind, store: StoreFlags, c: &mut Problems)
         trash: e.allow_trash.as_ref().map_or(store.trash, |t| t.v),
         method,
         seed_from_blank,
+        origin,
     })
+}
+
+/// `preset` and `level` on an entry: both or neither, a known preset and a level.
+fn origin(e: &RawEntry, c: &mut Problems) -> Option<Origin> {
+    match (&e.preset, &e.level) {
+        (None, None) => None,
+        (Some(p), Some(l)) => {
+            let Some(level) = Level::parse(&l.v) else {
+                c.at(
+                    l.span.clone(),
+                    format!(
+                        "level {:?} is not a level; write transient, normal, important or secret",
+                        l.v
+                    ),
+                );
+                return None;
+            };
+            if crate::presets::find(&p.v).is_none() {
+                c.at(p.span.clone(), format!("preset {:?} is not a preset darlings knows (see `darlings presets`); remove preset and level from the entry", p.v));
+                return None;
+            }
+            Some(Origin {
+                preset: p.v.clone(),
+                level,
+            })
+        }
+        (Some(p), None) => {
+            c.at(
+                p.span.clone(),
+                "an entry with preset also needs level (transient, normal, important or secret)",
+            );
+            None
+        }
+        (None, Some(l)) => {
+            c.at(
+                l.span.clone(),
+                "an entry with level also needs preset, the preset that gave it",
+            );
+            None
+        }
+    }
 }
 
 /// Package databases: the record a whole-OS blank keeps of what it has installed. Persisted, a
@@ -645,6 +721,9 @@ fn validate_user_entry(
 ) -> Option<UserEntry> {
     if let Some(seed) = &e.seed_from_blank {
         c.at(seed.span.clone(), format!("user {name}: seed-from-blank is for system paths that a whole-OS blank fills (/var/log, /etc/ssh); copy what the home needs into the store instead, and remove it"));
+    }
+    if let Some(p) = e.preset.as_ref().or(e.level.as_ref()) {
+        c.at(p.span.clone(), format!("user {name}: preset and level are for the system entries presets give; remove them"));
     }
     if e.parent.is_some() {
         c.at(e.span.clone(), format!("user {name}: parent has no meaning here (directories up to the home belong to {name}, mode 0700); remove it"));

@@ -29,8 +29,14 @@ const ENTRIES: usize = 1_000;
 /// User and system CPU time of the children waited for so far.
 fn children_cpu() -> (Duration, Duration) {
     // SAFETY: getrusage only writes the struct we hand it.
+    // getrusage(2) for the children's CPU time.
+    #[allow(unsafe_code)]
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    // the same call.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru)
+    };
     let tv = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };

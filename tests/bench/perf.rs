@@ -203,6 +203,8 @@ fn main() {
             .arg(&empty_root),
     );
     // SAFETY: getrusage writes into the zeroed struct we own; no other invariant.
+    // getrusage(2) for the peak RSS.
+    #[allow(unsafe_code)]
     let peak_kb = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
         libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);

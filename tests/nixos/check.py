@@ -5,7 +5,9 @@ Per test configuration (cases/*.nix): the assertions that must fire do, and no o
 warnings; the settings (jq conditions); the JSON nixpkgs' TOML writer is handed is the settings;
 that JSON written by both TOML writers (remarshal's json2toml as pkgs.formats.toml ran it up to
 25.11, and json2x's serialisation from 26.05) passes `darlings check --config-only`, and both
-files give the same `darlings plan`, which meets the case's jq conditions; for whole systems, the
+files give the same `darlings plan`, which meets the case's jq conditions (and, for the preset
+cross-check, is the plan of a hand-written darlings.toml); for a case that turns every preset on,
+its entries are presets/presets.toml's; what a case inspects of the system; for whole systems, the
 initrd units or the stage-1 script and the stage-2 units; with the 2026 lib, the same settings,
 assertions and warnings. Then every form the issue lists has a passing configuration, and the
 flake's outputs instantiated. Prints one line per check and exits 1 on any problem.
@@ -47,6 +49,23 @@ REQUIRED_FORMS = [
     "full:tmpfs-diff",
     "refused:store-on-root",
     "refused:store-not-neededForBoot",
+    # Issue 12, item 3: persistence levels and presets.
+    "presets:seed-example",
+    "presets:override",
+    "presets:override-empty",
+    "presets:when-false",
+    "presets:when-true",
+    "presets:forced",
+    "presets:levels",
+    "presets:inherit",
+    "presets:user-covers",
+    "presets:user-same-path",
+    "presets:reconcile",
+    "presets:entry-forms",
+    "presets:logrotate-state",
+    "presets:all",
+    "presets:cross-check",
+    "refused:presets",
 ]
 
 problems = 0
@@ -253,12 +272,59 @@ def check_writers(name, r, a, work):
         if plans["remarshal"] != plans["json2x"]:
             problem(f"{name}: the two writers' TOML give different plans ({d})")
             ok = False
+        cross = r["expect"]["crossCheck"]
+        if cross is not None and not check_cross(name, cross, plans["json2x"], a, work):
+            ok = False
         for e in r["expect"]["plan"]:
             good, got = jq_true(e, plans["json2x"])
             if not good:
                 problem(f"{name}: plan: expected {e}, got {got}")
                 ok = False
     return ok, len(plans)
+
+
+def check_cross(name, toml, nixos_plan, a, work):
+    """A hand-written darlings.toml ([levels], [presets]) plans what the NixOS module rendered.
+
+    Steps are compared as sets (sorted by target): the two files list the entries in different
+    orders, and the order of binds follows from their paths, not from the file.
+    """
+    path = Path(a.repo) / "tests/nixos" / toml
+    plan = darlings(a.darlings, "--config", str(path), "plan", "--json", "--root", str(work / "empty-root"))
+    if plan.returncode != 0:
+        problem(f"{name}: darlings plan refused the hand-written {path}:\n" + plan.stderr.strip())
+        return False
+    ours = sorted(json.loads(plan.stdout)["steps"], key=lambda s: s["target"])
+    theirs = sorted(nixos_plan["steps"], key=lambda s: s["target"])
+    if ours != theirs:
+        problem(f"{name}: {path} and the NixOS-rendered TOML give different plans:\n"
+                f"    darlings.toml: {ours}\n    NixOS:         {theirs}")
+        return False
+    return True
+
+
+def preset_entries(repo, levels):
+    """What presets/presets.toml says every preset keeps, each entry in the store its level maps
+    to, as (store, kind, path, preset, level, mode, method, user, group)."""
+    import tomllib
+    data = tomllib.loads((repo / "presets/presets.toml").read_text())["presets"]
+    out = set()
+    for preset, p in data.items():
+        for e in p["entries"]:
+            kind = "directory" if "directory" in e else "file"
+            out.add((levels[e["level"]], kind, e[kind], preset, e["level"], e.get("mode"),
+                     e.get("method"), e.get("user"), e.get("group")))
+    return out
+
+
+def rendered_entries(settings):
+    out = set()
+    for t in settings["persist"]:
+        for kind, key in (("directory", "directories"), ("file", "files")):
+            for e in t.get(key) or []:
+                out.add((t["store"], kind, e["path"], e.get("preset"), e.get("level"), e.get("mode"),
+                         e.get("method"), e.get("user"), e.get("group")))
+    return out
 
 
 def strip_ids(warnings):
@@ -304,6 +370,18 @@ def main():
                 good, got = jq_true(e, r["settings"])
                 if not good:
                     problem(f"{name}: settings: expected {e}, got {got}")
+            for e in ex["inspect"]:
+                good, got = jq_true(e, r["inspected"])
+                if not good:
+                    problem(f"{name}: inspect: expected {e}, got {got}")
+            if ex["allPresets"] is not None:
+                want = preset_entries(repo, ex["allPresets"])
+                got = rendered_entries(r["settings"])
+                for x in sorted(want - got, key=str):
+                    problem(f"{name}: presets.toml's entry is not rendered: {x}")
+                for x in sorted(got - want, key=str):
+                    problem(f"{name}: rendered, but not an entry of presets.toml: {x}")
+                notes.append(f"{len(want)} preset entries as presets.toml says")
             if r.get("enabled"):
                 if not r["writerInputIsSettings"]:
                     problem(f"{name}: pkgs.formats.toml is not handed exactly the settings")
@@ -311,6 +389,8 @@ def main():
                     problem(f"{name}: /etc/darlings.toml is not checked by darlings when built")
                 good, n = check_writers(name, r, a, work)
                 notes.append(f"TOML accepted from {n} writer(s), same plan")
+                if ex["crossCheck"] is not None:
+                    notes.append(f"the same plan as the hand-written {ex['crossCheck']}")
             if r["full"]:
                 for label, good in check_units(name, r, ex["units"], nixpkgs, repo):
                     if not good:
@@ -359,6 +439,10 @@ def main():
         problem("nixosModules.default's darlings.package is not packages.default")
     else:
         print("  ok   through the flake's module, darlings.package is packages.default")
+    if flake["packageSrcHasPresets"]:
+        print("  ok   the package's source has presets/presets.toml, which the binary embeds")
+    else:
+        problem("package.nix's source lacks presets/presets.toml, which the binary embeds (include_str!)")
     if not flake["homeManagerModule"].endswith("/initrd/nixos/home-manager.nix"):
         problem(f"homeManagerModules.default is {flake['homeManagerModule']}")
     if len(flake["checks"]) != 3:

@@ -2,7 +2,7 @@
 # a nixpkgs tree (the vendored 24.05): each case is a whole NixOS system with darlings' module,
 # evaluated by nixos/lib/eval-config.nix. Reports, per case, what the checks in check.py look at:
 # the assertions that failed, the warnings, the settings and the exact JSON nixpkgs' TOML writer
-# is given, and for the cases marked `full` the system's drvPath, the initrd's units (systemd) or
+# is given, what the case's `inspect` picks from the system, and for the cases marked `full` the system's drvPath, the initrd's units (systemd) or
 # stage-1 script (scripted), and the stage-2 override of systemd-machine-id-commit.service.
 {
   nixpkgs,
@@ -61,6 +61,9 @@ let
         settings = case.expect.settings or [ ];
         plan = case.expect.plan or [ ];
         units = case.expect.units or [ ];
+        inspect = case.expect.inspect or [ ];
+        allPresets = case.expect.allPresets or null;
+        crossCheck = case.expect.crossCheck or null;
       };
       inherit failed;
       warnings = if ok then c.warnings else [ ];
@@ -69,6 +72,8 @@ let
       {
         enabled = c.darlings.enable;
         settings = c.darlings.settings;
+        # What a case wants to see of the rest of the system (e.g. logrotate's arguments).
+        inspected = if case ? inspect then case.inspect sys else null;
       }
       // lib.optionalAttrs c.darlings.enable {
         inherit writerInput;

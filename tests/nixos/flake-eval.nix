@@ -85,4 +85,8 @@ in
   systemToplevel = system.config.system.build.toplevel.drvPath;
   homeManagerModule = toString self.homeManagerModules.default;
   checks = lib.mapAttrs (_: t: t.drvPath) self.checks.x86_64-linux;
+  # The binary embeds presets/presets.toml (include_str!): package.nix's source must carry it.
+  packageSrcHasPresets = builtins.pathExists (
+    self.packages.x86_64-linux.default.src + "/presets/presets.toml"
+  );
 }

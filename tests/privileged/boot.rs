@@ -545,7 +545,7 @@ fn boot_all_mounts_the_new_root_when_the_initrd_has_not() -> TestResult {
     Ok(())
 }
 
-struct Unmount(Vec<PathBuf>);
+pub(crate) struct Unmount(pub(crate) Vec<PathBuf>);
 
 impl Drop for Unmount {
     fn drop(&mut self) {

@@ -1031,6 +1031,13 @@ fn btrfs_failpoint_names_match_the_logged_steps() -> TestResult {
     for s in ["snapshot", "exchange", "retire-old", "sync", "prune"] {
         check!(seen.contains_key(s), "{s} missing from {steps:#?}");
     }
+    // Every step the protocol logs can be stopped at: the binary refuses names not listed.
+    for s in seen.keys() {
+        check!(
+            darlings_backends::FAILPOINTS.contains(s),
+            "step {s} is not in darlings_backends::FAILPOINTS"
+        );
+    }
     // Lowercase prose; only object names (timestamps) carry capitals.
     check!(
         steps

@@ -60,7 +60,103 @@ pub fn cases() -> Vec<Case> {
             "tmpfs_diff_lists_odd_names_and_names_what_is_past_path_max",
             tmpfs_diff_lists_odd_names_and_names_what_is_past_path_max,
         ),
+        (
+            "diff_suggest_on_a_btrfs_root_proposes_what_a_reboot_would_keep",
+            diff_suggest_on_a_btrfs_root_proposes_what_a_reboot_would_keep,
+        ),
     ]
+}
+
+/// `diff --suggest` on a real btrfs root (send-stream diff against the blank): a preset, a
+/// service directory, a user's files, nothing under the persisted path; and the suggested
+/// entries, added to the config, make the next boot keep what the diff called lost.
+fn diff_suggest_on_a_btrfs_root_proposes_what_a_reboot_would_keep() -> TestResult {
+    let mut m = Machine::new("")?;
+    sh(&format!(
+        "set -e; cd {}; mkdir -p var/lib/bluetooth/AA var/lib/app/db var/lib/keep var/cache/x; \
+         echo k > var/lib/bluetooth/AA/info; head -c 20000 /dev/urandom > var/lib/app/db/data; \
+         echo c > var/cache/x/y; echo under > var/lib/keep/shadowed",
+        m.top("root").display()
+    ))?;
+    let out = m.run(&["diff", "--suggest", "--json"])?;
+    let v = json(&out)?;
+    let list = v["suggestions"].as_array().ok_or(format!("no list: {v}"))?;
+    let shown: Vec<String> = list
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} {}",
+                s["kind"].as_str().unwrap_or(""),
+                s["user"].as_str().unwrap_or("-"),
+                s["path"].as_str().or(s["preset"].as_str()).unwrap_or("")
+            )
+        })
+        .collect();
+    check!(
+        shown
+            == [
+                "preset - bluetooth",
+                "directory - /var/lib/app",
+                "file - /etc/darling",
+                "file u notes",
+            ],
+        "{shown:?}"
+    );
+    // Add them (the preset needs its level's store), boot, and they are kept.
+    let toml =
+        String::from_utf8_lossy(&m.run(&["diff", "--suggest", "--store", "/persist"])?.stdout)
+            .to_string();
+    let config = std::fs::read_to_string(&m.config).map_err(e2s)?;
+    let merged = config.replace(
+        "store = \"/persist\"\n",
+        "store = \"/persist\"\nfiles = [\"/etc/machine-id\", \"/etc/darling\"]\n",
+    ).replacen("files = [\"/etc/machine-id\"]\n", "", 1)
+        .replace("directories = [\"/var/lib/keep\"]", "directories = [\"/var/lib/keep\", \"/var/lib/app\"]\nusers.u = { home = \"/home/u\", uid = 1000, gid = 100, files = [\"notes\"] }");
+    check!(toml.contains("\"bluetooth\",  # level normal"), "{toml}");
+    std::fs::write(
+        &m.config,
+        format!("presets = [\"bluetooth\"]\n[levels]\nnormal = \"/persist\"\n{merged}"),
+    )
+    .map_err(e2s)?;
+    let check = m.run(&["check", "--config-only"])?;
+    check!(check.status.success(), "{}", crate::text(&check));
+    // Nothing is kept until it is in the store: adopt (or a copy) puts it there. Copy by hand.
+    sh(&format!(
+        "set -e; cd {t}; mkdir -p persist/var/lib persist/home/u persist/etc; cp -a root/var/lib/bluetooth root/var/lib/app persist/var/lib/; \
+         cp -a root/home/u/notes persist/home/u/; cp -a root/etc/darling persist/etc/",
+        t = m.fs.top.display()
+    ))?;
+    let after = json(&m.run(&["diff", "--suggest", "--json"])?)?;
+    check!(
+        after["suggestions"]
+            .as_array()
+            .is_some_and(|l| l.is_empty()),
+        "{after}"
+    );
+    let early = m.boot("early")?;
+    check!(early.status.success(), "early: {}", crate::text(&early));
+    m.mount_root_and_store()?;
+    let late = m.boot("late")?;
+    check!(late.status.success(), "late: {}", crate::text(&late));
+    let data = std::fs::read(m.sysroot.join("var/lib/app/db/data")).map_err(e2s)?;
+    check!(
+        data.len() == 20000,
+        "app data after the reboot: {} bytes",
+        data.len()
+    );
+    check!(
+        m.sysroot.join("var/lib/bluetooth/AA/info").exists(),
+        "bluetooth pairing gone"
+    );
+    check!(
+        std::fs::read_to_string(m.sysroot.join("home/u/notes")).map_err(e2s)? == "lost\n",
+        "notes gone"
+    );
+    check!(
+        !m.sysroot.join("var/cache/x").exists(),
+        "the cache survived the rollback"
+    );
+    Ok(())
 }
 
 /// The report `darlings boot --stage early` left in the work dir for the late stage.

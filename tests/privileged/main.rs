@@ -8,7 +8,6 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Instant;
 
 use rustix::mount::{mount, MountFlags};
 
@@ -25,10 +24,12 @@ macro_rules! check {
     };
 }
 
+mod adopt;
 mod boot;
 mod btrfs_diff;
 mod btrfs_differential;
 mod btrfs_rollback;
+mod fleet;
 mod lost_state;
 #[path = "../support/ns.rs"]
 mod ns;
@@ -911,22 +912,30 @@ fn check_command_validates_against_the_live_root() -> TestResult {
     Ok(())
 }
 
-fn main() {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if let Err(e) = ns::enter_private_mount_namespace("the privileged tests") {
-        eprintln!("{e}");
-        println!("test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s");
-        std::process::exit(1);
+fn main() -> std::process::ExitCode {
+    let mut args = libtest_mimic::Arguments::from_args();
+    // One test at a time unless asked: tests share /run/mount, loop devices and the work dirs
+    // they name, and a failing one is easier to read alone.
+    args.test_threads.get_or_insert(1);
+    // Listing (nextest asks with --list first) needs no root; running does, and fails without.
+    if !args.list {
+        if let Err(e) = ns::enter_private_mount_namespace("the privileged tests") {
+            eprintln!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+        // A private /run/mount, so utab writes stay in this namespace.
+        let _ = std::fs::create_dir_all("/run/mount");
+        if let Err(e) = mount_tmpfs(Path::new("/run/mount")) {
+            eprintln!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
     }
-    // A private /run/mount, so utab writes stay in this namespace.
-    let _ = std::fs::create_dir_all("/run/mount");
-    if let Err(e) = mount_tmpfs(Path::new("/run/mount")) {
-        eprintln!("{e}");
-        std::process::exit(1);
-    }
+    libtest_mimic::run(&args, trials()).exit_code()
+}
+
+/// Every case of every module, as libtest-mimic trials (`--list`, `--exact`, `--skip`, and
+/// nextest's one-process-per-test all work).
+fn trials() -> Vec<libtest_mimic::Trial> {
     let tests: &[Case] = &[
         (
             "apply_into_tmpfs_root_from_store_on_another_filesystem",
@@ -994,42 +1003,21 @@ fn main() {
     ];
     let mut all: Vec<Case> = tests.to_vec();
     all.extend(btrfs_rollback::cases());
+    all.extend(fleet::cases());
     all.extend(btrfs_diff::cases());
     all.extend(boot::cases());
     all.extend(whole_os::cases());
     all.extend(safety::cases());
     all.extend(lost_state::cases());
     all.extend(btrfs_differential::cases());
-    let tests = all.as_slice();
-    let start = Instant::now();
-    let selected: Vec<_> = tests
-        .iter()
-        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
-        .collect();
-    println!(
-        "\nrunning {} tests (privileged, private mount namespace)",
-        selected.len()
-    );
-    let mut failed = Vec::new();
-    for (name, f) in &selected {
-        let r = std::panic::catch_unwind(f).unwrap_or_else(|_| Err("panicked".into()));
-        match r {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(e) => {
-                println!("test {name} ... FAILED\n    {e}");
-                failed.push(*name);
-            }
-        }
-    }
-    let passed = selected.len() - failed.len();
-    println!(
-        "\ntest result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s\n",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        failed.len(),
-        tests.len() - selected.len(),
-        start.elapsed().as_secs_f64()
-    );
-    if !failed.is_empty() {
-        std::process::exit(1);
-    }
+    all.extend(adopt::cases());
+    all.into_iter()
+        .map(|(name, f)| {
+            libtest_mimic::Trial::test(name, move || {
+                std::panic::catch_unwind(f)
+                    .unwrap_or_else(|_| Err("panicked".into()))
+                    .map_err(libtest_mimic::Failed::from)
+            })
+        })
+        .collect()
 }

@@ -4,6 +4,9 @@
 //! the report dir, file comparison in bounded memory, and the lock that serialises rollbacks.
 //! Each is named after the bug it pins and was seen to fail on the code before the fix.
 
+// raw wait4, flock and fork for the races these tests stage.
+#![allow(unsafe_code)]
+
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;

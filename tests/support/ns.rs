@@ -1,6 +1,9 @@
 //! Shared by the privileged tests and the benchmarks: the process must be root, and moves into
 //! a private mount namespace before any thread exists, so nothing it mounts can leak.
 
+// unshare(2) needs the process single-threaded, which only the caller can promise.
+#![allow(unsafe_code)]
+
 use rustix::mount::{mount_change, MountPropagationFlags};
 
 /// Call first thing in `main`. `what` names the caller in the error.

@@ -5,6 +5,9 @@
 //! Every subvolume has its own `st_dev`, so devices alone cannot tell; the filesystem's UUID
 //! (`BTRFS_IOC_FS_INFO`) and subvolume IDs with their parent IDs can.
 
+// ioctls without a safe wrapper (BTRFS_IOC_*): the unsafe is the call and its buffer.
+#![allow(unsafe_code)]
+
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;

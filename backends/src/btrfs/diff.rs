@@ -395,6 +395,8 @@ fn readable_within(reader: &std::fs::File, left: Duration) -> Result<bool, Backe
     let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
     loop {
         // SAFETY: one pollfd we own, for a descriptor that stays open during the call.
+        // poll(2) on the send pipe, for its millisecond timeout.
+        #[allow(unsafe_code)]
         let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
         if rc >= 0 {
             return Ok(rc > 0);

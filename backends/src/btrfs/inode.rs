@@ -7,6 +7,9 @@
 //! name) and each parent directory's path is built the same way, up to the subvolume's root
 //! directory. Both need CAP_SYS_ADMIN, which a diff has (it mounts the top level).
 
+// ioctls without a safe wrapper (BTRFS_IOC_INO_PATHS, TREE_SEARCH_V2).
+#![allow(unsafe_code)]
+
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};

@@ -1,6 +1,9 @@
 //! `BTRFS_IOC_SEND` into a pipe on a helper thread, so the diff parses the stream while the kernel
 //! produces it and can abandon it early: closing the read end makes the ioctl fail with EPIPE.
 
+// the send ioctl and the pipe it writes into.
+#![allow(unsafe_code)]
+
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

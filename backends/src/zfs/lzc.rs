@@ -1,6 +1,9 @@
 //! A minimal binding of libzfs_core (and the bits of libnvpair it needs), linked statically by
 //! build.rs: libzetta 0.5.0 has no channel programs, and they are the point of this backend.
 
+// FFI to libzfs_core.
+#![allow(unsafe_code)]
+
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io;
 use std::sync::OnceLock;

@@ -845,6 +845,12 @@ mod tests {
             (keep, clean, Repair::None, vec![], true),
         ];
         for (keep, st, repair, want, already) in cases {
+            for step in &want {
+                assert!(
+                    crate::FAILPOINTS.contains(step),
+                    "{step} is not in FAILPOINTS"
+                );
+            }
             assert_eq!(
                 steps(&zfs(keep), st.clone(), repair),
                 (want, already),

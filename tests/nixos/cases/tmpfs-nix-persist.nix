@@ -44,6 +44,7 @@
           onBoot = true;
           reportDir = "/nix/persist/system/var/log/darlings";
         };
+        report.prometheus = "/var/lib/prometheus-node-exporter-text-files/darlings.prom";
         persistence."/nix/persist/system" = {
           hideMounts = true;
           directories = [
@@ -62,6 +63,7 @@
     settings = [
       ''.persist | map(.store) == ["/nix/persist/system"]''
       ''.diff == {"on-boot": true, "report-dir": "/nix/persist/system/var/log/darlings", ignore: []}''
+      ''.report == {prometheus: "/var/lib/prometheus-node-exporter-text-files/darlings.prom"}''
     ];
     plan = [ ''any(.steps[]; .target == "/var/log" and .source == "/nix/persist/system/var/log")'' ];
     units = [ "stage1-order" "save-diff" "machine-id-commit" ];

@@ -127,6 +127,9 @@ cat >>/etc/darlings.toml <<'TOML'
 [diff]
 on-boot = true
 report-dir = "/persist/var/log/darlings"
+
+[report]
+prometheus = "/var/lib/prometheus/node-exporter/darlings.prom"
 TOML
 mkdir -p /tmp/sysroot /tmp/bootwork
 echo quiet >/tmp/cmdline
@@ -138,6 +141,21 @@ if [ -e /mnt/r/tmp/deep ] || [ -e /mnt/r/var/log/on-root ]; then fail "the chain
 umount /mnt/r
 grep -o '"detail": "[^"]*"' /tmp/bootwork/boot.json | sed 's/^/scenario: boot: /'
 say "a chain past PATH_MAX did not stop the rollback"
+# The late stage on the rolled-back root, the store beneath it: the node_exporter textfile.
+mount -t zfs tank/root /tmp/sysroot
+mkdir -p /tmp/sysroot/persist && mount --bind /persist /tmp/sysroot/persist
+darlings boot --stage late --root /tmp/sysroot --work-dir /tmp/bootwork --cmdline /tmp/cmdline \
+    --utab /tmp/utab >/tmp/boot.out 2>&1 || { cat /tmp/boot.out; fail "darlings boot --stage late failed"; }
+prom=/tmp/sysroot/var/lib/prometheus/node-exporter/darlings.prom
+[ -f "$prom" ] || { cat /tmp/boot.out; fail "no textfile at $prom"; }
+lost=$(sed -n 's/.*"lost": \([0-9]*\),.*/\1/p' /tmp/bootwork/boot.json | head -n1)
+for want in 'darlings_boot_outcome{outcome="ok"} 1' 'darlings_info{backend="zfs",' \
+    "darlings_lost_entries{class=\"lost\"} $lost" 'darlings_last_rollback_success_timestamp_seconds '; do
+    grep -qF "$want" "$prom" || { cat "$prom"; fail "the textfile lacks $want"; }
+done
+say "late stage: textfile written on the zfs root ($(wc -c <"$prom") bytes, $lost lost)"
+# Busybox's umount has no -R: the bind apply made, the store, the root.
+umount /tmp/sysroot/var/log /tmp/sysroot/persist /tmp/sysroot
 write_config
 zpool export tank
 say "diff matches ground truth"
