@@ -219,7 +219,8 @@ fn prune(dir: &OwnedFd, keep: usize, at: &str) -> Result<usize, ReportError> {
         let shown = String::from_utf8_lossy(name).into_owned();
         if report_stem(name).is_none() {
             let ours = matches!(name, b"." | b".." | b"latest.json" | b"latest.txt")
-                || name.starts_with(b".tmp-");
+                || name.starts_with(b".tmp-")
+                || (name.starts_with(b".") && name.ends_with(b".tmp"));
             if !ours {
                 foreign.push(shown);
             }

@@ -25,6 +25,22 @@ pub fn open<P: rustix::path::Arg>(
     fs::openat2(dir, path, flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE)
 }
 
+/// `open`, refusing as well to cross into another mount on the way (`RESOLVE_NO_XDEV`): for
+/// what must stay on the filesystem it starts on (adopt's copy into a store).
+pub fn open_on_mount<P: rustix::path::Arg>(
+    dir: impl AsFd,
+    path: P,
+    flags: OFlags,
+) -> rustix::io::Result<OwnedFd> {
+    fs::openat2(
+        dir,
+        path,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        RESOLVE.union(ResolveFlags::NO_XDEV),
+    )
+}
+
 /// Creates `path` beneath `dir` (`O_CREAT | O_EXCL`: never an existing file) with `flags` and
 /// `mode` (less the umask, as open(2) does; `fchmod` the result for an exact mode).
 pub fn create<P: rustix::path::Arg>(
@@ -73,8 +89,9 @@ impl WriteError {
     }
 }
 
-/// Writes `data` as `name` in `dir` atomically: a temporary `.tmp-<name>` in the same directory
-/// (a stale one from a crash is removed first), written, optionally synced, then renamed over
+/// Writes `data` as `name` in `dir` atomically: a temporary `.<name>.tmp` in the same directory
+/// (hidden, and with an ending no collector of `*.prom` or `*.json` reads; a stale one from a
+/// crash is removed first), written, optionally synced, then renamed over
 /// `name` (or, without `replace`, to `name` only if it does not exist). Readers see the old
 /// file or the new one, never a part. The temporary is removed when a step fails.
 pub fn write_atomic(
@@ -83,8 +100,9 @@ pub fn write_atomic(
     data: &[u8],
     opts: Atomic,
 ) -> Result<(), WriteError> {
-    let mut tmp = b".tmp-".to_vec();
+    let mut tmp = b".".to_vec();
     tmp.extend_from_slice(name.as_bytes());
+    tmp.extend_from_slice(b".tmp");
     let tmp = OsStr::from_bytes(&tmp);
     let err = |step, file: &OsStr| {
         let file = file.to_string_lossy().into_owned();
@@ -235,7 +253,7 @@ mod tests {
         let t = tempfile::tempdir().expect("tempdir");
         let victim = t.path().join("victim");
         std::fs::write(&victim, b"keep").expect("write");
-        symlink(&victim, t.path().join(".tmp-r")).expect("symlink");
+        symlink(&victim, t.path().join(".r.tmp")).expect("symlink");
         let fd = top(t.path());
         let opts = Atomic {
             mode: 0o600,
