@@ -1,5 +1,6 @@
 //! Executes a plan against a root directory: every path resolved from a directory fd with
-//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` in both the root and the store, parents
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` (`beneath::open`)
+//! in both the root and the store, parents
 //! created with explicit owner and mode, binds made fd to fd (`open_tree` + `move_mount`).
 //!
 //! Two passes: a read-only check of every step (symlinks, non-empty targets, differing files,

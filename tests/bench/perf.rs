@@ -73,6 +73,8 @@ fn fresh_root(base: &Path, name: &str, entries: usize, dirs: usize) -> PathBuf {
 /// time, so CPU time is what compares like with like.
 fn cpu(who: libc::c_int) -> std::time::Duration {
     // SAFETY: getrusage writes into the zeroed struct we own; no other invariant.
+    // getrusage(2) for the CPU time.
+    #[allow(unsafe_code)]
     let ru = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
         libc::getrusage(who, &mut ru);
