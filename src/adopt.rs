@@ -12,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use darlings_backends::beneath;
 use darlings_backends::bytes::Show;
 use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::Errno;
@@ -81,17 +82,20 @@ fn io(what: String, e: Errno) -> AdoptError {
 /// Differences shown for a refused path.
 const SHOW_DIFFS: usize = 10;
 
-const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
+const RESOLVE: ResolveFlags = beneath::RESOLVE;
 
+/// `beneath::open`, or `beneath::open_on_mount` where `resolve` adds `RESOLVE_NO_XDEV`.
 fn open_beneath(
     dir: BorrowedFd<'_>,
     rel: &[u8],
     flags: OFlags,
     resolve: ResolveFlags,
 ) -> rustix::io::Result<OwnedFd> {
-    fs::openat2(dir, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve)
+    if resolve.contains(ResolveFlags::NO_XDEV) {
+        beneath::open_on_mount(dir, rel, flags)
+    } else {
+        beneath::open(dir, rel, flags)
+    }
 }
 
 /// The staging directory of an adopt of `name`, beside it in the store, and the marker file in
@@ -528,38 +532,35 @@ fn config_lines(
     }
 }
 
-/// Replaces the config file by `text`: a temporary beside it, synced, renamed over it.
+/// Replaces the config file by `text`: a temporary beside it, with the file's mode, synced,
+/// renamed over it.
 fn write_config(path: &Path, text: &str) -> Result<(), AdoptError> {
     let shown = path.display();
     let mode = std::fs::metadata(path)
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
         .unwrap_or(0o644);
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".darlings-adopt");
-    let tmp = std::path::PathBuf::from(tmp);
     let e = |source| AdoptError::Io {
         what: format!("cannot write config {shown}"),
         source,
     };
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(e)?;
-        f.write_all(text.as_bytes()).map_err(e)?;
-        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .map_err(e)?;
-        f.sync_all().map_err(e)?;
-    }
-    std::fs::rename(&tmp, path).map_err(e)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        }) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dirfd = fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|err| e(err.into()))?;
+    let opts = beneath::Atomic {
+        mode,
+        fsync: true,
+        replace: true,
+    };
+    let name = path.file_name().unwrap_or(path.as_os_str());
+    beneath::write_atomic(dirfd.as_fd(), name, text.as_bytes(), opts)
+        .map_err(|err| e(std::io::Error::other(err)))
 }
 
 /// Opens the store `b.store` beneath the root.

@@ -1,5 +1,6 @@
 //! Executes a plan against a root directory: every path resolved from a directory fd with
-//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` in both the root and the store, parents
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` (`beneath::open`)
+//! in both the root and the store, parents
 //! created with explicit owner and mode, binds made fd to fd (`open_tree` + `move_mount`).
 //!
 //! Two passes: a read-only check of every step (symlinks, non-empty targets, differing files,
@@ -8,6 +9,10 @@
 //! execution pass resolves every path again from the root's descriptor (nothing opened by the
 //! check pass is trusted), journals what it changes, and undoes this run's changes, deepest
 //! first, when a step fails, naming anything it could not undo.
+//!
+//! Each pass resolves each path once: the check pass only stats an entry's name in its parent
+//! (it binds nothing, so it needs no descriptor), and the execution pass binds the very
+//! descriptors its re-check opened, or those the creation of a missing entry returned.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -16,9 +21,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use darlings_backends::beneath;
 use darlings_backends::bytes::Show;
 use darlings_backends::placement::{Placement, PlacementError};
-use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags, Statx, StatxFlags};
+use rustix::fs::{self, AtFlags, Mode, OFlags, Statx, StatxFlags};
 use rustix::io::Errno;
 use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
 
@@ -113,15 +119,6 @@ pub struct Marked {
     pub trash: bool,
 }
 
-const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
-
-/// Opens `name` beneath `dir`, never through a symlink (the final component included).
-fn open_beneath(dir: BorrowedFd<'_>, name: &[u8], flags: OFlags) -> rustix::io::Result<OwnedFd> {
-    fs::openat2(dir, name, flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE)
-}
-
 fn symlink_refusal(tree: &str, shown: &[u8]) -> String {
     format!(
         "{tree} path {} is or passes through a symlink; darlings never follows symlinks in a root or store: replace it with a real directory or file",
@@ -189,6 +186,10 @@ struct Tree {
     /// The directories opened on the way to the last entry, each with its device once asked
     /// for (`deepest_dev`): sorted entries share parents, so one statx serves many entries.
     chain: Vec<(Vec<u8>, OwnedFd, DevCache)>,
+    /// The directory a walk without `create` last found missing, by its components: the
+    /// entries below it (sorted, so they come in a row) are missing too, without a lookup
+    /// each. Any walk that creates forgets it.
+    missing: Option<Vec<Vec<u8>>>,
 }
 
 /// A directory's device, statted on first use.
@@ -250,11 +251,19 @@ impl Tree {
             .take_while(|((c, _, _), p)| c.as_slice() == **p)
             .count();
         self.chain.truncate(common);
+        if create {
+            self.missing = None;
+        }
         for depth in common..parents.len() {
             let comp = parents[depth];
+            if let Some(m) = &self.missing {
+                if m.len() == depth + 1 && m.iter().zip(parents).all(|(a, b)| a.as_slice() == *b) {
+                    return Ok(Parent::Missing);
+                }
+            }
             let dir = self.deepest();
             let shown = self.shown(&parents[..=depth]);
-            let fd = match open_beneath(dir, comp, OFlags::RDONLY | OFlags::DIRECTORY) {
+            let fd = match beneath::open(dir, comp, OFlags::RDONLY | OFlags::DIRECTORY) {
                 Ok(fd) => fd,
                 Err(Errno::LOOP) => {
                     return Err(ApplyError::Step(symlink_refusal(self.name, &shown)))
@@ -266,7 +275,10 @@ impl Tree {
                     Show(&shown)
                 )))
                 }
-                Err(Errno::NOENT) if !create => return Ok(Parent::Missing),
+                Err(Errno::NOENT) if !create => {
+                    self.missing = Some(parents[..=depth].iter().map(|c| c.to_vec()).collect());
+                    return Ok(Parent::Missing);
+                }
                 Err(Errno::NOENT) => {
                     let spec = specs.get(depth).copied().unwrap_or(DirSpec {
                         uid: 0,
@@ -289,13 +301,9 @@ impl Tree {
                             shown: shown.clone(),
                         });
                     }
-                    r?;
-                    open_beneath(dir, comp, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| {
-                        io(
-                            format!("cannot open {} directory {}", self.name, Show(&shown)),
-                            e,
-                        )
-                    })?
+                    // The descriptor make_dir opened to give it its owner: nobody else could
+                    // have replaced the directory it names, which is 0700 until then.
+                    r?
                 }
                 Err(e) => {
                     return Err(io(
@@ -312,21 +320,23 @@ impl Tree {
 
 /// Creates a directory with exactly `spec`: made 0700 first so that nobody can use it before it
 /// has its owner, then chowned and chmodded on the fd (the umask does not apply to fchmod).
-/// `made` is set once the directory exists, also when giving it its owner then fails.
+/// `made` is set once the directory exists, also when giving it its owner then fails. Returns
+/// the directory, opened.
 fn make_dir(
     parent: BorrowedFd<'_>,
     name: &[u8],
     spec: DirSpec,
     shown: &[u8],
     made: &mut bool,
-) -> Result<(), ApplyError> {
+) -> Result<OwnedFd, ApplyError> {
     match fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
         Ok(()) => *made = true,
         Err(e) => return Err(io(format!("cannot create directory {}", Show(shown)), e)),
     }
-    let fd = open_beneath(parent, name, OFlags::RDONLY | OFlags::DIRECTORY)
+    let fd = beneath::open(parent, name, OFlags::RDONLY | OFlags::DIRECTORY)
         .map_err(|e| io(format!("cannot open new directory {}", Show(shown)), e))?;
-    set_owner_mode(&fd, spec, shown)
+    set_owner_mode(&fd, spec, shown)?;
+    Ok(fd)
 }
 
 fn set_owner_mode(fd: &OwnedFd, spec: DirSpec, shown: &[u8]) -> Result<(), ApplyError> {
@@ -349,13 +359,24 @@ fn set_owner_mode(fd: &OwnedFd, spec: DirSpec, shown: &[u8]) -> Result<(), Apply
     })
 }
 
-/// The final component of a path, looked at without following anything.
+/// The final component of a path, looked at without following anything: opened (`look`, the
+/// execution pass, which binds the descriptor) or only statted (`peek`, the check pass).
 struct Found {
-    fd: OwnedFd,
+    fd: Option<OwnedFd>,
     st: Statx,
 }
 
 impl Found {
+    /// The descriptor the execution pass opened; a peeked entry has none.
+    fn fd(&self, shown: &[u8]) -> Result<BorrowedFd<'_>, ApplyError> {
+        self.fd.as_ref().map(|f| f.as_fd()).ok_or_else(|| {
+            ApplyError::Step(format!(
+                "internal error: {} was looked at but not opened; report this bug",
+                Show(shown)
+            ))
+        })
+    }
+
     fn kind(&self) -> Option<Kind> {
         match fs::FileType::from_raw_mode(u32::from(self.st.stx_mode)) {
             fs::FileType::Directory => Some(Kind::Dir),
@@ -393,10 +414,25 @@ fn look(
     name: &[u8],
     shown: &[u8],
 ) -> Result<Option<Found>, ApplyError> {
-    let fd = match open_beneath(dir, name, OFlags::PATH) {
+    open_found(tree, dir, name, shown, OFlags::PATH)
+}
+
+/// Opens `name` with `flags` and stats it; a directory wanted (`O_DIRECTORY`) that is something
+/// else is looked at as what it is, for the refusal that names it.
+fn open_found(
+    tree: &str,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    shown: &[u8],
+    flags: OFlags,
+) -> Result<Option<Found>, ApplyError> {
+    let fd = match beneath::open(dir, name, flags) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(None),
         Err(Errno::LOOP) => return Err(ApplyError::Step(symlink_refusal(tree, shown))),
+        Err(Errno::NOTDIR) if flags.contains(OFlags::DIRECTORY) => {
+            return look(tree, dir, name, shown)
+        }
         Err(e) => return Err(io(format!("cannot open {tree} path {}", Show(shown)), e)),
     };
     let st = fs::statx(
@@ -406,11 +442,84 @@ fn look(
         StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
     )
     .map_err(|e| io(format!("cannot stat {tree} path {}", Show(shown)), e))?;
-    Ok(Some(Found { fd, st }))
+    Ok(Some(Found { fd: Some(fd), st }))
+}
+
+/// `look` without opening, for the check pass, which binds nothing: one `statx` of a single
+/// name in a directory opened beneath the tree. The name has no `/`, so nothing but the name
+/// itself is resolved, and `AT_SYMLINK_NOFOLLOW` leaves a symlink there unfollowed: refused,
+/// like `look`'s `ELOOP`.
+fn peek(
+    tree: &str,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    shown: &[u8],
+) -> Result<Option<Found>, ApplyError> {
+    let st = match fs::statx(
+        dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT,
+        StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
+    ) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(io(format!("cannot stat {tree} path {}", Show(shown)), e)),
+    };
+    if fs::FileType::from_raw_mode(u32::from(st.stx_mode)) == fs::FileType::Symlink {
+        return Err(ApplyError::Step(symlink_refusal(tree, shown)));
+    }
+    Ok(Some(Found { fd: None, st }))
+}
+
+/// The check pass peeks; the execution pass, which binds what it finds, opens.
+fn find(
+    open: bool,
+    tree: &str,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    shown: &[u8],
+) -> Result<Option<Found>, ApplyError> {
+    if open {
+        look(tree, dir, name, shown)
+    } else {
+        peek(tree, dir, name, shown)
+    }
+}
+
+/// `look` for an entry that should be a directory: opened readable when it is one (so that its
+/// emptiness is read through the descriptor that is bound onto), as a path otherwise.
+fn look_dir(
+    tree: &str,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    shown: &[u8],
+) -> Result<Option<Found>, ApplyError> {
+    open_found(tree, dir, name, shown, OFlags::RDONLY | OFlags::DIRECTORY)
+}
+
+fn vanished(shown: &[u8]) -> ApplyError {
+    ApplyError::Step(format!(
+        "{} vanished while apply looked at it; apply again",
+        Show(shown)
+    ))
+}
+
+/// Whether the directory open as `fd` (readable, offset 0) has no entries.
+fn dir_fd_is_empty(fd: BorrowedFd<'_>, shown: &[u8]) -> Result<bool, ApplyError> {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+    let mut d = fs::RawDir::new(fd, &mut buf);
+    while let Some(entry) = d.next() {
+        let entry = entry.map_err(|e| io(format!("cannot read {}", Show(shown)), e))?;
+        let n = entry.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn dir_is_empty(dir: BorrowedFd<'_>, name: &[u8], shown: &[u8]) -> Result<bool, ApplyError> {
-    let fd = open_beneath(dir, name, OFlags::RDONLY | OFlags::DIRECTORY)
+    let fd = beneath::open(dir, name, OFlags::RDONLY | OFlags::DIRECTORY)
         .map_err(|e| io(format!("cannot open {}", Show(shown)), e))?;
     let d = fs::Dir::new(fd).map_err(|e| io(format!("cannot read {}", Show(shown)), e))?;
     for entry in d {
@@ -424,7 +533,7 @@ fn dir_is_empty(dir: BorrowedFd<'_>, name: &[u8], shown: &[u8]) -> Result<bool, 
 }
 
 fn open_read(dir: BorrowedFd<'_>, name: &[u8], shown: &[u8]) -> Result<std::fs::File, ApplyError> {
-    open_beneath(
+    beneath::open(
         dir,
         name,
         OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
@@ -471,6 +580,13 @@ pub(crate) fn same_content(
             return Ok(true);
         }
     }
+}
+
+/// The source and target a check found, for the execution pass to bind.
+#[derive(Default)]
+struct Seen {
+    source: Option<Found>,
+    target: Option<Found>,
 }
 
 /// What the check pass decided for one bind.
@@ -560,6 +676,7 @@ impl Applier {
                 base,
                 dev,
                 chain: Vec::new(),
+                missing: None,
             },
             stores: HashMap::new(),
             root_ro,
@@ -588,7 +705,7 @@ impl Applier {
             Kind::Dir => OFlags::RDONLY | OFlags::DIRECTORY,
             Kind::File => OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
         };
-        open_beneath(dir, name, flags).map_err(|e| io(format!("cannot open {}", Show(&shown)), e))
+        beneath::open(dir, name, flags).map_err(|e| io(format!("cannot open {}", Show(&shown)), e))
     }
 
     /// Makes the target of `b` and its missing parents, when the root's mount is read-only,
@@ -616,6 +733,8 @@ impl Applier {
         if self.writable.is_none() {
             self.writable = Some(writable_clone(&self.root)?);
         }
+        // What the clone creates, the root shows: its cache of a missing directory is stale.
+        self.root.missing = None;
         let Some(w) = self.writable.as_mut() else {
             return Ok(());
         };
@@ -644,8 +763,10 @@ impl Applier {
     /// everything again from the root rather than trust what the check pass opened.
     fn forget_opened(&mut self) {
         self.root.chain.clear();
+        self.root.missing = None;
         if let Some(w) = self.writable.as_mut() {
             w.chain.clear();
+            w.missing = None;
         }
         self.stores.clear();
     }
@@ -656,7 +777,7 @@ impl Applier {
         let key = store.as_bytes().to_vec();
         if !self.stores.contains_key(&key) {
             let shown = self.root.shown(&[store.relative()]);
-            let fd = match open_beneath(
+            let fd = match beneath::open(
                 self.root.base.as_fd(),
                 store.relative(),
                 OFlags::RDONLY | OFlags::DIRECTORY,
@@ -682,6 +803,7 @@ impl Applier {
                     base: fd,
                     dev,
                     chain: Vec::new(),
+                    missing: None,
                 },
             );
         }
@@ -700,6 +822,18 @@ impl Applier {
         if b.method == Method::Symlink {
             return self.check_link(b);
         }
+        self.check_seen(b, false, &mut Seen::default())
+    }
+
+    /// `check`, leaving in `seen` the source and target it found: opened when `open` is set
+    /// (the execution pass, which then binds those very descriptors instead of resolving the
+    /// paths a second time), only statted otherwise (the check pass).
+    fn check_seen(
+        &mut self,
+        b: &Bind,
+        open: bool,
+        seen: &mut Seen,
+    ) -> Result<Decision, ApplyError> {
         let comps: Vec<&[u8]> = b.target.components().collect();
         let Some(&name) = comps.last() else {
             return Err(ApplyError::Step("empty target".into()));
@@ -720,20 +854,30 @@ impl Applier {
         };
         // A source on another device than its store (a mount inside the store) goes through
         // the store rule on its own; for a missing source, the directory it would be made in.
-        let source = match store.parent(&comps, &b.parents, false, &mut Vec::new())? {
+        seen.source = match store.parent(&comps, &b.parents, false, &mut Vec::new())? {
             Parent::Missing => {
                 if store.deepest_dev(&src_shown)? != store_dev {
                     self.placement.check(store.deepest(), &src_shown)?;
                 }
                 None
             }
-            Parent::Open(dir) => match look("store", dir, name, &src_shown)? {
+            Parent::Open(dir) => match find(open, "store", dir, name, &src_shown)? {
                 Some(f) => {
                     if f.kind() != Some(b.kind) {
                         return Err(kind_refusal());
                     }
                     if (f.st.stx_dev_major, f.st.stx_dev_minor) != store_dev {
-                        self.placement.check(f.fd.as_fd(), &src_shown)?;
+                        // The store rule needs the source itself; a peek did not open it.
+                        let opened;
+                        let fd = match &f.fd {
+                            Some(fd) => fd.as_fd(),
+                            None => {
+                                opened = look("store", dir, name, &src_shown)?
+                                    .ok_or_else(|| vanished(&src_shown))?;
+                                opened.fd(&src_shown)?
+                            }
+                        };
+                        self.placement.check(fd, &src_shown)?;
                     }
                     Some(f)
                 }
@@ -746,6 +890,7 @@ impl Applier {
                 }
             },
         };
+        let source = &seen.source;
         let tgt_shown = self.root.shown(&comps);
         let Parent::Open(tdir) = self
             .root
@@ -756,13 +901,20 @@ impl Applier {
                 create_target: true,
             });
         };
-        let Some(target) = look("root", tdir, name, &tgt_shown)? else {
+        // The execution pass opens a directory target readable, to see that it is empty
+        // through the descriptor it then binds onto.
+        seen.target = if open && b.kind == Kind::Dir {
+            look_dir("root", tdir, name, &tgt_shown)?
+        } else {
+            find(open, "root", tdir, name, &tgt_shown)?
+        };
+        let Some(target) = &seen.target else {
             return Ok(Decision::Bind {
                 create_source: source.is_none(),
                 create_target: true,
             });
         };
-        if let Some(s) = &source {
+        if let Some(s) = source {
             if target.is_mount_root() && target.same_inode(s) {
                 return Ok(Decision::AlreadyBound);
             }
@@ -796,7 +948,11 @@ impl Applier {
         };
         match b.kind {
             Kind::Dir => {
-                if !dir_is_empty(tdir, name, &tgt_shown)? {
+                let empty = match &target.fd {
+                    Some(fd) => dir_fd_is_empty(fd.as_fd(), &tgt_shown)?,
+                    None => dir_is_empty(tdir, name, &tgt_shown)?,
+                };
+                if !empty {
                     if b.seed_from_blank {
                         return Ok(seeded());
                     }
@@ -809,7 +965,7 @@ impl Applier {
             }
             Kind::File => {
                 if target.st.stx_size > 0 {
-                    let same = match &source {
+                    let same = match source {
                         Some(s) if s.st.stx_size == target.st.stx_size => {
                             let Some(store) = self.stores.get_mut(&key) else {
                                 return Err(ApplyError::Step(
@@ -960,6 +1116,7 @@ impl Applier {
         }
         // A read-only root mount: the link and its parents are made through the writable clone
         // (the same inodes); a link is not a mount, so nothing needs the root's own mount.
+        self.root.missing = None;
         let maker = match self.writable.as_mut() {
             Some(w) if self.root_ro => w,
             _ => &mut self.root,
@@ -1037,17 +1194,20 @@ impl Applier {
                 shown: shown.to_vec(),
             });
         }
-        r?;
-        let f = look(which, dir, name, shown)?.ok_or_else(|| {
-            ApplyError::Step(format!(
-                "{which} path {} vanished after creation",
-                Show(shown)
-            ))
-        })?;
+        // The descriptor the creation opened (O_EXCL, or mkdirat then openat2 of the 0700
+        // directory): the entry made, with no second lookup that something could redirect.
+        let fd = r?;
+        let st = fs::statx(
+            &fd,
+            "",
+            AtFlags::EMPTY_PATH,
+            StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
+        )
+        .map_err(|e| io(format!("cannot stat {which} path {}", Show(shown)), e))?;
         if let Some(Done::Created { id, .. }) = journal.last_mut() {
-            *id = Some((f.st.stx_dev_major, f.st.stx_dev_minor, f.st.stx_ino));
+            *id = Some((st.stx_dev_major, st.stx_dev_minor, st.stx_ino));
         }
-        Ok(f)
+        Ok(Found { fd: Some(fd), st })
     }
 
     fn execute(&mut self, b: &Bind, out: &mut Outcome) -> Result<(), ApplyError> {
@@ -1058,8 +1218,11 @@ impl Applier {
         let Some(&name) = comps.last() else {
             return Err(ApplyError::Step("empty target".into()));
         };
-        // Re-check at execution time: the state may have changed since the check pass.
-        let seed = match self.check(b)? {
+        // Re-check at execution time: the state may have changed since the check pass. This
+        // check opens what it finds, resolved again from the root's descriptor, and the bind is
+        // made on those descriptors: each path is resolved once in this pass.
+        let mut seen = Seen::default();
+        let seed = match self.check_seen(b, true, &mut seen)? {
             Decision::AlreadyBound => {
                 out.already += 1;
                 return Ok(());
@@ -1079,7 +1242,7 @@ impl Applier {
                 Show(&src_shown)
             )));
         };
-        let source = match look("store", sdir, name, &src_shown)? {
+        let source = match seen.source {
             Some(f) => f,
             None => match &seed {
                 Some(from) => {
@@ -1124,27 +1287,35 @@ impl Applier {
             },
         };
         let tgt_shown = self.root.shown(&comps);
-        self.make_mount_point(b)?;
-        let Parent::Open(tdir) = self
-            .root
-            .parent(&comps, &b.parents, true, &mut self.journal)?
-        else {
-            return Err(ApplyError::Step(format!(
-                "cannot create the parents of {}",
-                Show(&tgt_shown)
-            )));
-        };
-        let target = match look("root", tdir, name, &tgt_shown)? {
+        let target = match seen.target {
             Some(f) => f,
-            None => Self::create_journalled(
-                &mut self.journal,
-                TreeId::Root,
-                tdir,
-                &comps,
-                b,
-                None,
-                &tgt_shown,
-            )?,
+            None => {
+                // Missing at the check just now: made here (through the writable clone when
+                // the root's mount is read-only, then looked up in the root itself).
+                self.make_mount_point(b)?;
+                let Parent::Open(tdir) =
+                    self.root
+                        .parent(&comps, &b.parents, true, &mut self.journal)?
+                else {
+                    return Err(ApplyError::Step(format!(
+                        "cannot create the parents of {}",
+                        Show(&tgt_shown)
+                    )));
+                };
+                if self.root_ro {
+                    look("root", tdir, name, &tgt_shown)?.ok_or_else(|| vanished(&tgt_shown))?
+                } else {
+                    Self::create_journalled(
+                        &mut self.journal,
+                        TreeId::Root,
+                        tdir,
+                        &comps,
+                        b,
+                        None,
+                        &tgt_shown,
+                    )?
+                }
+            }
         };
         let mnt_id = bind(&source, &target, b, &src_shown, &tgt_shown)?;
         self.journal.push(Done::Mounted {
@@ -1177,7 +1348,7 @@ impl Applier {
         if rel.is_empty() {
             return rustix::io::fcntl_dupfd_cloexec(&self.root.base, 0).map_err(|e| e.to_string());
         }
-        open_beneath(
+        beneath::open(
             self.root.base.as_fd(),
             rel,
             OFlags::RDONLY | OFlags::DIRECTORY,
@@ -1201,7 +1372,7 @@ impl Applier {
         let parent = if parent_rel.is_empty() {
             top
         } else {
-            open_beneath(top.as_fd(), parent_rel, OFlags::RDONLY | OFlags::DIRECTORY)
+            beneath::open(top.as_fd(), parent_rel, OFlags::RDONLY | OFlags::DIRECTORY)
                 .map_err(|e| format!("cannot open its parent again: {e}"))?
         };
         if let Some((ma, mi, ino)) = id {
@@ -1234,7 +1405,7 @@ impl Applier {
     /// Unmounts the bind `mnt_id` at `rel` in the root, if it is still there.
     fn unmount(&self, mnt_id: u64, rel: &[u8]) -> Result<&'static str, String> {
         // The lookup ends on the mount's own top, which is what umount needs.
-        let fd = open_beneath(self.root.base.as_fd(), rel, OFlags::PATH)
+        let fd = beneath::open(self.root.base.as_fd(), rel, OFlags::PATH)
             .map_err(|e| format!("cannot open it again: {e}"))?;
         let st = fs::statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
             .map_err(|e| format!("cannot stat it: {e}"))?;
@@ -1302,7 +1473,7 @@ impl Applier {
 }
 
 /// Creates the entry itself (a directory, or a file with `seed` as content) with `spec`;
-/// `made` is set once it exists.
+/// `made` is set once it exists. Returns it, opened.
 fn create_entry(
     dir: BorrowedFd<'_>,
     name: &[u8],
@@ -1311,18 +1482,12 @@ fn create_entry(
     seed: Option<&[u8]>,
     shown: &[u8],
     made: &mut bool,
-) -> Result<(), ApplyError> {
+) -> Result<OwnedFd, ApplyError> {
     match kind {
         Kind::Dir => make_dir(dir, name, spec, shown, made),
         Kind::File => {
-            let fd = fs::openat2(
-                dir,
-                name,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-                RESOLVE,
-            )
-            .map_err(|e| io(format!("cannot create file {}", Show(shown)), e))?;
+            let fd = beneath::create(dir, name, OFlags::WRONLY, Mode::from_raw_mode(0o600))
+                .map_err(|e| io(format!("cannot create file {}", Show(shown)), e))?;
             *made = true;
             if let Some(seed) = seed {
                 let mut written = 0;
@@ -1331,7 +1496,8 @@ fn create_entry(
                         .map_err(|e| io(format!("cannot write {}", Show(shown)), e))?;
                 }
             }
-            set_owner_mode(&fd, spec, shown)
+            set_owner_mode(&fd, spec, shown)?;
+            Ok(fd)
         }
     }
 }
@@ -1379,6 +1545,7 @@ fn writable_clone(root: &Tree) -> Result<Tree, ApplyError> {
         base: clone,
         dev: root.dev,
         chain: Vec::new(),
+        missing: None,
     })
 }
 
@@ -1432,7 +1599,7 @@ fn bind(
     tgt: &[u8],
 ) -> Result<u64, ApplyError> {
     let tree = open_tree(
-        source.fd.as_fd(),
+        source.fd(src)?,
         "",
         OpenTreeFlags::OPEN_TREE_CLONE
             | OpenTreeFlags::OPEN_TREE_CLOEXEC
@@ -1462,7 +1629,7 @@ fn bind(
     move_mount(
         tree.as_fd(),
         "",
-        target.fd.as_fd(),
+        target.fd(tgt)?,
         "",
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
@@ -1656,13 +1823,24 @@ pub fn record_marked(utab: &Path, mountinfo: &Path, marked: &[Marked]) -> Result
             text.extend_from_slice(&line);
         }
     }
-    let tmp = utab.with_extension("darlings-tmp");
-    std::fs::write(&tmp, &text)
-        .and_then(|()| std::fs::rename(&tmp, utab))
-        .map_err(|e| ApplyError::Io {
-            what: format!("cannot write {}", Show(utab_shown)),
-            source: e,
-        })
+    // utab is libmount's, in /run: readable by all, replaced whole, and gone at shutdown, so
+    // not worth an fsync.
+    let dirfd = fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io(format!("cannot open {}", dir.display()), e))?;
+    let name = utab.file_name().unwrap_or(utab.as_os_str());
+    let opts = beneath::Atomic {
+        mode: 0o644,
+        fsync: false,
+        replace: true,
+    };
+    beneath::write_atomic(dirfd.as_fd(), name, &text, opts).map_err(|e| ApplyError::Io {
+        what: format!("cannot write {}", Show(utab_shown)),
+        source: std::io::Error::other(e),
+    })
 }
 
 /// One utab line. libmount escapes space, tab, newline and backslash in its fields as octal.

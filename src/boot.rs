@@ -9,7 +9,6 @@
 //! valid root at every step) and the stores are still bound, so persisted data stays where the
 //! system expects it; under `halt` darlings stops and tells the hook to stop the boot.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -556,29 +555,26 @@ impl Boot<'_> {
     }
 }
 
-/// Writes `path` atomically with mode 0600 (a temporary in the same directory, then rename).
+/// Writes `path` atomically with mode 0600 (a temporary in the same directory, then rename),
+/// replacing what is there. The work dir is in /run, gone at shutdown: no fsync.
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot create {}: {e}", tmp.display()))
-        })?;
-    f.write_all(data)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot rename {} into place: {e}", tmp.display()),
-        )
-    })
+    use rustix::fs::{Mode, OFlags};
+    use std::os::fd::AsFd;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().unwrap_or(path.as_os_str());
+    let dirfd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| std::io::Error::new(e.kind(), format!("cannot open {}: {e}", dir.display())))?;
+    let opts = darlings_backends::beneath::Atomic {
+        mode: 0o600,
+        fsync: false,
+        replace: true,
+    };
+    darlings_backends::beneath::write_atomic(dirfd.as_fd(), name, data, opts)
+        .map_err(|e| std::io::Error::new(e.source.kind(), format!("{} in {}", e, dir.display())))
 }
 
 /// Moves the pending report from the work dir into the store's report dir beneath `root`.

@@ -3,12 +3,13 @@
 //! beneath the root so that a fleet's alerting sees every machine's rollbacks.
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags};
+use darlings_backends::beneath;
+use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::boot::{Record, ReportInfo};
@@ -339,10 +340,6 @@ fn seconds(ms: f64) -> String {
     }
 }
 
-const BENEATH: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
-
 fn shown(root: &Path, rel: &[u8]) -> String {
     format!(
         "{}/{}",
@@ -368,15 +365,7 @@ fn open_parent(root: &Path, path: &AbsPath, create: bool) -> Result<OwnedFd, Met
         }
         at.extend_from_slice(comp);
         let name = OsStr::from_bytes(comp);
-        let open = |d: &OwnedFd| {
-            fs::openat2(
-                d,
-                name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                BENEATH,
-            )
-        };
+        let open = |d: &OwnedFd| beneath::open(d, name, OFlags::RDONLY | OFlags::DIRECTORY);
         cur = match open(&cur) {
             Ok(fd) => fd,
             Err(Errno::NOENT) if create => {
@@ -426,52 +415,22 @@ pub fn write(root: &Path, path: &AbsPath, text: &[u8]) -> Result<(), MetricsErro
         Ok(_) | Err(Errno::NOENT) => {}
         Err(e) => return Err(io(format!("cannot look at {at}"), e)),
     }
-    let mut tmp = b".".to_vec();
-    tmp.extend_from_slice(name);
-    tmp.extend_from_slice(b".tmp");
-    let tmp = OsStr::from_bytes(&tmp);
-    // A temporary left by a crash mid-write is ours to replace.
-    let _ = fs::unlinkat(&dir, tmp, AtFlags::empty());
-    let fd = fs::openat(
-        &dir,
-        tmp,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(|e| io(format!("cannot create the temporary beside {at}"), e))?;
-    // Readable by node_exporter's user whatever the umask.
-    if let Err(e) = fs::fchmod(&fd, Mode::from_raw_mode(0o644)) {
-        let _ = fs::unlinkat(&dir, tmp, AtFlags::empty());
-        return Err(io(format!("cannot chmod the temporary beside {at}"), e));
-    }
-    let mut f = std::fs::File::from(fd);
-    let r = f
-        .write_all(text)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io(format!("cannot write the temporary beside {at}"), e))
-        .and_then(|()| {
-            fs::renameat(&dir, tmp, &dir, OsStr::from_bytes(name))
-                .map_err(|e| io(format!("cannot rename the temporary to {at}"), e))
-        });
-    if r.is_err() {
-        let _ = fs::unlinkat(&dir, tmp, AtFlags::empty());
-        return r;
-    }
-    fs::fsync(dir.as_fd()).map_err(|e| io(format!("cannot sync the directory of {at}"), e))
+    // Readable by node_exporter's user whatever the umask; synced, since the fleet reads it
+    // after a power cut too.
+    let opts = beneath::Atomic {
+        mode: 0o644,
+        fsync: true,
+        replace: true,
+    };
+    beneath::write_atomic(dir.as_fd(), OsStr::from_bytes(name), text, opts)
+        .map_err(|e| io(format!("cannot write {at}"), std::io::Error::other(e)))
 }
 
 /// The last successful rollback's time in the file darlings wrote before, if it is there: a boot
 /// whose rollback failed must not make the fleet believe the machine never rolled back.
 pub fn previous_rollback(root: &Path, path: &AbsPath) -> Option<i64> {
     let dir = open_parent(root, path, false).ok()?;
-    let fd = fs::openat2(
-        &dir,
-        OsStr::from_bytes(file_name(path)),
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        BENEATH,
-    )
-    .ok()?;
+    let fd = beneath::open(&dir, OsStr::from_bytes(file_name(path)), OFlags::RDONLY).ok()?;
     let mut text = String::new();
     std::fs::File::from(fd)
         .take(1 << 20)

@@ -139,22 +139,20 @@ impl Accounts {
 /// Reads the target root's `etc/passwd` and `etc/group` beneath `root`, refusing symlinks like
 /// everything else darlings opens there: a planted link must not choose the owners.
 pub fn read_accounts(root: &std::path::Path) -> std::io::Result<Accounts> {
-    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
-    let dir =
-        rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot open root {}: {e}", root.display()),
-            )
-        })?;
+    use rustix::fs::{Mode, OFlags};
+    let dir = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot open root {}: {e}", root.display()),
+        )
+    })?;
     let read = |rel: &str| -> std::io::Result<Option<Vec<u8>>> {
-        match openat2(
-            &dir,
-            rel,
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-        ) {
+        match darlings_backends::beneath::open(&dir, rel, OFlags::RDONLY) {
             Ok(fd) => {
                 let mut buf = Vec::new();
                 std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut buf).map_err(

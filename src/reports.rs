@@ -5,13 +5,13 @@
 //! a root-owned write.
 
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use darlings_backends::beneath;
 use darlings_backends::placement::{Erased, Placement, PlacementError};
-use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags};
+use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::config::Config;
@@ -38,20 +38,6 @@ fn io(what: String, e: impl Into<std::io::Error>) -> ReportError {
     }
 }
 
-const BENEATH: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
-
-fn open_dir_beneath(dir: impl AsFd, rel: &OsStr) -> Result<OwnedFd, Errno> {
-    fs::openat2(
-        dir,
-        rel,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        BENEATH,
-    )
-}
-
 fn shown(root: &Path, dir: &AbsPath) -> String {
     let r = root.to_string_lossy();
     format!("{}{}", r.trim_end_matches('/'), dir)
@@ -74,7 +60,7 @@ fn open_report_dir(
     )
     .map_err(|e| io(format!("cannot open root {}", root.display()), e))?;
     let store_shown = shown(root, store);
-    let storefd = match open_dir_beneath(&rootfd, OsStr::from_bytes(store.relative())) {
+    let storefd = match beneath::open(&rootfd, OsStr::from_bytes(store.relative()), OFlags::RDONLY | OFlags::DIRECTORY) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => {
             return Err(ReportError::Refused(format!(
@@ -104,14 +90,14 @@ fn open_report_dir(
     for comp in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
         let name = OsStr::from_bytes(comp);
         at = format!("{at}/{}", String::from_utf8_lossy(comp));
-        let next = match open_dir_beneath(&cur, name) {
+        let next = match beneath::open(&cur, name, OFlags::RDONLY | OFlags::DIRECTORY) {
             Ok(fd) => fd,
             Err(Errno::NOENT) if create => {
                 match fs::mkdirat(&cur, name, Mode::from_raw_mode(0o700)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(io(format!("cannot create {at}"), e)),
                 }
-                open_dir_beneath(&cur, name).map_err(|e| io(format!("cannot open {at}"), e))?
+                beneath::open(&cur, name, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| io(format!("cannot open {at}"), e))?
             }
             Err(Errno::NOENT) => {
                 return Err(ReportError::Refused(format!(
@@ -131,43 +117,21 @@ fn open_report_dir(
     Ok(cur)
 }
 
+/// A report never replaces another (its name is free when chosen, and a second writer's must
+/// not win), and is synced: it is what the user reads after a power cut.
 fn write_new(dir: &OwnedFd, name: &str, data: &[u8], at: &str) -> Result<(), ReportError> {
-    let tmp = format!(".tmp-{name}");
-    // A stale temporary from a crash mid-write is ours to replace.
-    let _ = fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
-    let fd = fs::openat(
-        dir,
-        tmp.as_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| io(format!("cannot create {at}/{tmp}"), e))?;
-    let mut f = std::fs::File::from(fd);
-    let r = f
-        .write_all(data)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io(format!("cannot write {at}/{tmp}"), e))
-        .and_then(|()| publish(dir, &tmp, name, at));
-    if r.is_err() {
-        let _ = fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
-    }
-    r
-}
-
-/// Moves `tmp` to `name` without ever replacing an existing `name`.
-fn publish(dir: &OwnedFd, tmp: &str, name: &str, at: &str) -> Result<(), ReportError> {
-    match fs::renameat_with(dir, tmp, dir, name, fs::RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(()),
-        // ZFS before 2.2 refuses renameat2 flags with EINVAL (openzfs/zfs#2256, fixed by #14070): a hard link
-        // refuses an existing name the same way, then the temporary goes.
-        Err(Errno::INVAL) => {
-            fs::linkat(dir, tmp, dir, name, AtFlags::empty())
-                .map_err(|e| io(format!("cannot link {at}/{tmp} to {name}"), e))?;
-            fs::unlinkat(dir, tmp, AtFlags::empty())
-                .map_err(|e| io(format!("cannot remove {at}/{tmp}"), e))
+    let opts = beneath::Atomic {
+        mode: 0o600,
+        fsync: true,
+        replace: false,
+    };
+    beneath::write_atomic(dir.as_fd(), OsStr::new(name), data, opts).map_err(|e| {
+        let what = format!("cannot write {at}/{name}");
+        ReportError::Io {
+            what,
+            source: std::io::Error::other(e),
         }
-        Err(e) => Err(io(format!("cannot rename {at}/{tmp} to {name}"), e)),
-    }
+    })
 }
 
 fn point_latest(dir: &OwnedFd, latest: &str, target: &str, at: &str) -> Result<(), ReportError> {
@@ -255,7 +219,8 @@ fn prune(dir: &OwnedFd, keep: usize, at: &str) -> Result<usize, ReportError> {
         let shown = String::from_utf8_lossy(name).into_owned();
         if report_stem(name).is_none() {
             let ours = matches!(name, b"." | b".." | b"latest.json" | b"latest.txt")
-                || name.starts_with(b".tmp-");
+                || name.starts_with(b".tmp-")
+                || (name.starts_with(b".") && name.ends_with(b".tmp"));
             if !ours {
                 foreign.push(shown);
             }
@@ -402,14 +367,7 @@ pub fn read(
             format!("{stem}.{ext}")
         }
     };
-    let f = fs::openat2(
-        &fd,
-        file.as_str(),
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        BENEATH,
-    )
-    .map_err(|e| match e {
+    let f = beneath::open(&fd, file.as_str(), OFlags::RDONLY).map_err(|e| match e {
         Errno::NOENT => ReportError::Refused(format!(
             "report {at}/{file} does not exist; `ls {at}` lists the saved ones"
         )),

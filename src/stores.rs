@@ -8,7 +8,7 @@ use std::path::Path;
 
 use darlings_backends::bytes::Show;
 use darlings_backends::placement::{BtrfsNames, Erased, Placement, PlacementError};
-use rustix::fs::{self, Mode, OFlags, ResolveFlags};
+use rustix::fs::{self, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::config::{Config, RootConfig};
@@ -65,12 +65,10 @@ pub fn check(config: &Config, root: &Path) -> Result<Vec<String>, StoreError> {
     for s in &config.stores {
         let mut shown = root_shown.strip_suffix(b"/").unwrap_or(root_shown).to_vec();
         shown.extend_from_slice(s.path.as_bytes());
-        let fd = match fs::openat2(
+        let fd = match darlings_backends::beneath::open(
             &rootfd,
             s.path.relative(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            OFlags::RDONLY | OFlags::DIRECTORY,
         ) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => {

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod beneath;
 pub mod bytes;
 #[cfg(any(feature = "btrfs", feature = "zfs"))]
 pub mod clock;

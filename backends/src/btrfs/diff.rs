@@ -11,7 +11,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::mount::{MountFlags, UnmountFlags};
 
 use super::compare;
@@ -538,12 +538,10 @@ fn stat_beneath(base: rustix::fd::BorrowedFd<'_>, path: &[u8]) -> io::Result<rus
     if rel.is_empty() {
         return Ok(rustix::fs::fstat(base)?);
     }
-    let fd = rustix::fs::openat2(
+    let fd = crate::beneath::open(
         base,
         OsStr::from_bytes(rel),
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+        OFlags::PATH | OFlags::NOFOLLOW,
     )?;
     Ok(rustix::fs::fstat(&fd)?)
 }
