@@ -573,6 +573,18 @@ fn nix_quote(s: &str) -> String {
     quote(s).replace("${", "\\${")
 }
 
+/// Suggestions laid out for rendering: (path as shown, suggestion) per list.
+#[derive(Default)]
+struct Grouped<'a> {
+    presets: Vec<(&'a String, Level, &'a Suggestion)>,
+    dirs: Vec<(String, &'a Suggestion)>,
+    files: Vec<(String, &'a Suggestion)>,
+    /// Per user: directories, then files.
+    users: BTreeMap<&'a str, EntryLists<'a>>,
+}
+
+type EntryLists<'a> = (Vec<(String, &'a Suggestion)>, Vec<(String, &'a Suggestion)>);
+
 impl Suggestions {
     fn header(&self) -> String {
         let bytes: u64 = self.list.iter().map(|s| s.bytes).sum();
@@ -587,44 +599,59 @@ impl Suggestions {
         )
     }
 
-    /// The entries to add, as darlings.toml says them.
-    pub fn to_toml(&self, store: &AbsPath) -> String {
-        let mut s = String::new();
+    /// The suggestions sorted the way both renderers lay them out: presets, the store's own
+    /// directories and files, then each user's.
+    fn grouped(&self) -> Grouped<'_> {
+        let mut g = Grouped::default();
+        for x in &self.list {
+            match &x.what {
+                What::Preset { name, level } => g.presets.push((name, *level, x)),
+                What::Entry { path, kind } => {
+                    let list = if *kind == Kind::Dir {
+                        &mut g.dirs
+                    } else {
+                        &mut g.files
+                    };
+                    list.push((path.to_string(), x));
+                }
+                What::User { user, path, kind } => {
+                    let (dirs, files) = g.users.entry(user.as_str()).or_default();
+                    let list = if *kind == Kind::Dir { dirs } else { files };
+                    list.push((String::from_utf8_lossy(path.as_bytes()).into_owned(), x));
+                }
+            }
+        }
+        g
+    }
+
+    /// The header comment and the refusals, shared by both forms.
+    fn preamble(&self, s: &mut String) -> bool {
         let _ = writeln!(s, "# {}", self.header());
         for r in &self.refused {
             let _ = writeln!(s, "# not suggested: {}: {}", r.path, r.why);
         }
         if self.list.is_empty() {
             let _ = writeln!(s, "# nothing to suggest");
+        }
+        !self.list.is_empty()
+    }
+
+    /// The entries to add, as darlings.toml says them.
+    pub fn to_toml(&self, store: &AbsPath) -> String {
+        let mut s = String::new();
+        if !self.preamble(&mut s) {
             return s;
         }
-        let presets: Vec<&Suggestion> = self
-            .list
-            .iter()
-            .filter(|x| matches!(x.what, What::Preset { .. }))
-            .collect();
-        if !presets.is_empty() {
+        let g = self.grouped();
+        if !g.presets.is_empty() {
             let _ = writeln!(s, "\n# add to presets (top level, before any table), with a store for each level in [levels]:");
             let _ = writeln!(s, "presets = [");
-            for p in &presets {
-                if let What::Preset { name, level } = &p.what {
-                    let _ = writeln!(s, "  {},  # level {level}; {}", quote(name), comment(p));
-                }
+            for (name, level, x) in &g.presets {
+                let _ = writeln!(s, "  {},  # level {level}; {}", quote(name), comment(x));
             }
             let _ = writeln!(s, "]");
         }
-        let sys: Vec<&Suggestion> = self
-            .list
-            .iter()
-            .filter(|x| matches!(x.what, What::Entry { .. }))
-            .collect();
-        let mut users: BTreeMap<&str, Vec<&Suggestion>> = BTreeMap::new();
-        for x in &self.list {
-            if let What::User { user, .. } = &x.what {
-                users.entry(user.as_str()).or_default().push(x);
-            }
-        }
-        if sys.is_empty() && users.is_empty() {
+        if g.dirs.is_empty() && g.files.is_empty() && g.users.is_empty() {
             return s;
         }
         let _ = writeln!(
@@ -632,57 +659,22 @@ impl Suggestions {
             "\n# into the [[persist]] table of store {store} (merge with yours):"
         );
         let _ = writeln!(s, "[[persist]]\nstore = {}", quote(&store.to_string()));
-        for kind in [Kind::Dir, Kind::File] {
-            let these: Vec<&&Suggestion> = sys
-                .iter()
-                .filter(|x| matches!(&x.what, What::Entry { kind: k, .. } if *k == kind))
-                .collect();
-            if these.is_empty() {
-                continue;
+        let list = |s: &mut String, key: &str, items: &[(String, &Suggestion)]| {
+            if items.is_empty() {
+                return;
             }
-            let _ = writeln!(
-                s,
-                "{} = [",
-                if kind == Kind::Dir {
-                    "directories"
-                } else {
-                    "files"
-                }
-            );
-            for x in these {
-                if let What::Entry { path, .. } = &x.what {
-                    let _ = writeln!(s, "  {},  # {}", quote(&path.to_string()), comment(x));
-                }
+            let _ = writeln!(s, "{key} = [");
+            for (path, x) in items {
+                let _ = writeln!(s, "  {},  # {}", quote(path), comment(x));
             }
             let _ = writeln!(s, "]");
-        }
-        for (user, list) in users {
+        };
+        list(&mut s, "directories", &g.dirs);
+        list(&mut s, "files", &g.files);
+        for (user, (dirs, files)) in &g.users {
             let _ = writeln!(s, "[persist.users.{user}]");
-            for kind in [Kind::Dir, Kind::File] {
-                let these: Vec<&&Suggestion> = list
-                    .iter()
-                    .filter(|x| matches!(&x.what, What::User { kind: k, .. } if *k == kind))
-                    .collect();
-                if these.is_empty() {
-                    continue;
-                }
-                let _ = writeln!(
-                    s,
-                    "{} = [",
-                    if kind == Kind::Dir {
-                        "directories"
-                    } else {
-                        "files"
-                    }
-                );
-                for x in these {
-                    if let What::User { path, .. } = &x.what {
-                        let shown = String::from_utf8_lossy(path.as_bytes()).to_string();
-                        let _ = writeln!(s, "  {},  # {}", quote(&shown), comment(x));
-                    }
-                }
-                let _ = writeln!(s, "]");
-            }
+            list(&mut s, "directories", dirs);
+            list(&mut s, "files", files);
         }
         s
     }
@@ -690,102 +682,45 @@ impl Suggestions {
     /// The same for the NixOS module.
     pub fn to_nix(&self, store: &AbsPath) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "# {}", self.header());
-        for r in &self.refused {
-            let _ = writeln!(s, "# not suggested: {}: {}", r.path, r.why);
-        }
-        if self.list.is_empty() {
-            let _ = writeln!(s, "# nothing to suggest");
+        if !self.preamble(&mut s) {
             return s;
         }
-        let presets: Vec<&Suggestion> = self
-            .list
-            .iter()
-            .filter(|x| matches!(x.what, What::Preset { .. }))
-            .collect();
-        if !presets.is_empty() {
+        let g = self.grouped();
+        if !g.presets.is_empty() {
             let _ = writeln!(
                 s,
                 "# each level needs darlings.automaticPersistence.<level>.path"
             );
             let _ = writeln!(s, "darlings.presets = [");
-            for p in &presets {
-                if let What::Preset { name, level } = &p.what {
-                    let _ = writeln!(s, "  {}  # level {level}; {}", nix_quote(name), comment(p));
-                }
+            for (name, level, x) in &g.presets {
+                let _ = writeln!(s, "  {}  # level {level}; {}", nix_quote(name), comment(x));
             }
             let _ = writeln!(s, "];");
         }
-        let body: Vec<&Suggestion> = self
-            .list
-            .iter()
-            .filter(|x| !matches!(x.what, What::Preset { .. }))
-            .collect();
-        if body.is_empty() {
+        if g.dirs.is_empty() && g.files.is_empty() && g.users.is_empty() {
             return s;
         }
+        let list = |s: &mut String, indent: &str, key: &str, items: &[(String, &Suggestion)]| {
+            if items.is_empty() {
+                return;
+            }
+            let _ = writeln!(s, "{indent}{key} = [");
+            for (path, x) in items {
+                let _ = writeln!(s, "{indent}  {}  # {}", nix_quote(path), comment(x));
+            }
+            let _ = writeln!(s, "{indent}];");
+        };
         let _ = writeln!(
             s,
             "darlings.persistence.{} = {{",
             nix_quote(&store.to_string())
         );
-        for kind in [Kind::Dir, Kind::File] {
-            let these: Vec<&&Suggestion> = body
-                .iter()
-                .filter(|x| matches!(&x.what, What::Entry { kind: k, .. } if *k == kind))
-                .collect();
-            if these.is_empty() {
-                continue;
-            }
-            let _ = writeln!(
-                s,
-                "  {} = [",
-                if kind == Kind::Dir {
-                    "directories"
-                } else {
-                    "files"
-                }
-            );
-            for x in these {
-                if let What::Entry { path, .. } = &x.what {
-                    let _ = writeln!(s, "    {}  # {}", nix_quote(&path.to_string()), comment(x));
-                }
-            }
-            let _ = writeln!(s, "  ];");
-        }
-        let mut users: BTreeMap<&str, Vec<&&Suggestion>> = BTreeMap::new();
-        for x in &body {
-            if let What::User { user, .. } = &x.what {
-                users.entry(user.as_str()).or_default().push(x);
-            }
-        }
-        for (user, list) in users {
+        list(&mut s, "  ", "directories", &g.dirs);
+        list(&mut s, "  ", "files", &g.files);
+        for (user, (dirs, files)) in &g.users {
             let _ = writeln!(s, "  users.{} = {{", nix_quote(user));
-            for kind in [Kind::Dir, Kind::File] {
-                let these: Vec<&&&Suggestion> = list
-                    .iter()
-                    .filter(|x| matches!(&x.what, What::User { kind: k, .. } if *k == kind))
-                    .collect();
-                if these.is_empty() {
-                    continue;
-                }
-                let _ = writeln!(
-                    s,
-                    "    {} = [",
-                    if kind == Kind::Dir {
-                        "directories"
-                    } else {
-                        "files"
-                    }
-                );
-                for x in these {
-                    if let What::User { path, .. } = &x.what {
-                        let shown = String::from_utf8_lossy(path.as_bytes()).to_string();
-                        let _ = writeln!(s, "      {}  # {}", nix_quote(&shown), comment(x));
-                    }
-                }
-                let _ = writeln!(s, "    ];");
-            }
+            list(&mut s, "    ", "directories", dirs);
+            list(&mut s, "    ", "files", files);
             let _ = writeln!(s, "  }};");
         }
         let _ = writeln!(s, "}};");
