@@ -241,6 +241,23 @@ enum Cmd {
     Man,
 }
 
+/// The configured backend for ROOT (`sizes`: whether its diff stats files).
+fn backend_at(
+    config: &config::Config,
+    root: &Path,
+    work_dir: &Path,
+    sizes: bool,
+) -> Result<Box<dyn darlings_backends::Backend>> {
+    Ok(backends::backend(
+        config,
+        &backends::Ctx {
+            root,
+            sizes,
+            work_dir,
+        },
+    )?)
+}
+
 /// The lost-state report of ROOT, as `darlings diff` and a boot's early stage make it.
 fn lost_report(
     config: &config::Config,
@@ -249,14 +266,7 @@ fn lost_report(
     sizes: bool,
     limits: &DiffLimits,
 ) -> Result<(darlings::report::Report, &'static str)> {
-    let b = backends::backend(
-        config,
-        &backends::Ctx {
-            root,
-            sizes,
-            work_dir,
-        },
-    )?;
+    let b = backend_at(config, root, work_dir, sizes)?;
     // Homes named only in passwd are persisted too: resolve them as the plan does.
     let plan = plan::build(config, &accounts(root)?)?;
     let classifier = Classifier::of_plan(config, &plan);
@@ -384,16 +394,9 @@ fn run(cli: Cli) -> Result<()> {
             if config_only {
                 return Ok(());
             }
-            let pre = backends::backend(
-                &config,
-                &backends::Ctx {
-                    root: &root,
-                    sizes: false,
-                    work_dir: &cli.work_dir,
-                },
-            )?
-            .preflight()
-            .context("backend preflight failed")?;
+            let pre = backend_at(&config, &root, &cli.work_dir, false)?
+                .preflight()
+                .context("backend preflight failed")?;
             for c in pre.checks {
                 writeln!(stdout, "ok: {c}")?;
             }
@@ -753,14 +756,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::OldRoots { root, json, sizes } => {
             let config = load()?;
-            let b = backends::backend(
-                &config,
-                &backends::Ctx {
-                    root: &root,
-                    sizes: false,
-                    work_dir: &cli.work_dir,
-                },
-            )?;
+            let b = backend_at(&config, &root, &cli.work_dir, false)?;
             let list = darlings::oldroots::list(&*b, &config, &root, sizes)?;
             if json {
                 serde_json::to_writer_pretty(&mut stdout, &darlings::oldroots::to_json(&list))?;
@@ -784,14 +780,7 @@ fn run(cli: Cli) -> Result<()> {
                         .map_err(|e| anyhow::anyhow!("path {p:?} {e}"))?,
                 );
             }
-            let b = backends::backend(
-                &config,
-                &backends::Ctx {
-                    root: &root,
-                    sizes: false,
-                    work_dir: &cli.work_dir,
-                },
-            )?;
+            let b = backend_at(&config, &root, &cli.work_dir, false)?;
             let plan = plan::build(&config, &accounts(&root)?)?;
             let _lock = (!dry_run)
                 .then(|| darlings::lock::acquire(&cli.work_dir, "restore"))
@@ -805,14 +794,7 @@ fn run(cli: Cli) -> Result<()> {
             let _lock = (!dry_run)
                 .then(|| darlings::lock::acquire(&cli.work_dir, "hold"))
                 .transpose()?;
-            let b = backends::backend(
-                &config,
-                &backends::Ctx {
-                    root: Path::new("/"),
-                    sizes: false,
-                    work_dir: &cli.work_dir,
-                },
-            )?;
+            let b = backend_at(&config, Path::new("/"), &cli.work_dir, false)?;
             writeln!(stdout, "{}", darlings::hold::hold(&*b, cancel, dry_run)?)?;
         }
         Cmd::Rollback { root, dry_run } => {
@@ -820,14 +802,7 @@ fn run(cli: Cli) -> Result<()> {
             let _lock = (!dry_run)
                 .then(|| darlings::lock::acquire(&cli.work_dir, "rollback"))
                 .transpose()?;
-            let b = backends::backend(
-                &config,
-                &backends::Ctx {
-                    root: &root,
-                    sizes: false,
-                    work_dir: &cli.work_dir,
-                },
-            )?;
+            let b = backend_at(&config, &root, &cli.work_dir, false)?;
             let out = b
                 .rollback(&RollbackOpts { dry_run })
                 .context("rollback refused")?;

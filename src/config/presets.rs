@@ -184,10 +184,10 @@ fn chosen(raw: &mut RawConfig, p: &mut Problems) -> Option<Vec<(Sp<String>, Chos
             })
             .collect::<Vec<_>>(),
     };
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (n, c) in list {
-        if seen.insert(n.v.clone(), ()).is_some() {
+        if !seen.insert(n.v.clone()) {
             p.at(
                 n.span.clone(),
                 format!("preset {:?} is named twice; keep one", n.v),

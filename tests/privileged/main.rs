@@ -1015,11 +1015,8 @@ fn trials() -> Vec<libtest_mimic::Trial> {
     all.extend(adopt::cases());
     all.into_iter()
         .map(|(name, f)| {
-            libtest_mimic::Trial::test(name, move || {
-                std::panic::catch_unwind(f)
-                    .unwrap_or_else(|_| Err("panicked".into()))
-                    .map_err(libtest_mimic::Failed::from)
-            })
+            // libtest-mimic catches a panic itself and reports its message.
+            libtest_mimic::Trial::test(name, move || f().map_err(libtest_mimic::Failed::from))
         })
         .collect()
 }
