@@ -18,19 +18,14 @@ use serde::{Deserialize, Serialize};
 use crate::cmdline::{self, Cmdline};
 use crate::config::{Config, OnFailure, RootConfig};
 use crate::owners::Accounts;
-use crate::report::{Class, Classifier, Report};
-use crate::{apply, backends, config, owners, plan, report, reports};
+use crate::report::{Class, Report};
+use crate::{apply, backends, config, owners, plan, report};
 
 pub const SCHEMA: &str = "darlings.boot/1";
 pub const RECORD: &str = "boot.json";
 pub const FAILED: &str = "failed";
 const PENDING_JSON: &str = "report-pending.json";
 const PENDING_TXT: &str = "report-pending.txt";
-/// Lines of lost groups in the saved text report: more than a terminal's 40, still readable.
-const REPORT_LINES: usize = 100;
-/// The saved text reports' heading of the lost entries: read after the fact.
-const SAVED_AT_BOOT: &str = "lost at the rollback of the boot that saved this report";
-const SAVED_AT_SHUTDOWN: &str = "lost at the shutdown that saved this report (a tmpfs root)";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -377,14 +372,13 @@ impl Boot<'_> {
             let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
             // The root is not mounted yet: owner names do not matter for classifying paths,
             // and homes come from the config here.
-            let p = plan::build(config, &Accounts::default())?;
-            let classifier = Classifier::of_plan(config, &p);
-            // Preflight has checked the device and the blank: what fails now comes from what
-            // the root holds (or a passing fault), and no content of the root may keep it from
-            // being erased. The report says the diff failed; the rollback goes on.
-            let report = match report::lost_state(b, b"/", &limits, &classifier) {
+            // Preflight has checked the device and the blank: what fails in the diff comes from
+            // what the root holds (or a passing fault), and no content of the root may keep it
+            // from being erased. The report says the diff failed; the rollback goes on.
+            let report = match report::lost_state(config, b, &Accounts::default(), b"/", &limits) {
                 Ok(r) => r,
-                Err(e) => {
+                Err(report::LostStateError::Plan(e)) => return Err(e.into()),
+                Err(report::LostStateError::Diff(e)) => {
                     let why = chain(&e);
                     tracing::error!("boot: the lost-state diff failed: {why}; the rollback goes on, and the report says nothing could be listed");
                     Report::failed(b.name(), b"/", format!("the diff failed: {}", why.replace('\n', " ")))
@@ -431,13 +425,12 @@ impl Boot<'_> {
                 write_private(
                     &o.work_dir.join(PENDING_TXT),
                     report
-                        .to_text_saved(REPORT_LINES, SAVED_AT_BOOT)
+                        .to_text_saved(report::store::REPORT_LINES, report::store::SAVED_AT_BOOT)
                         .as_bytes(),
                 )?;
                 s.record.report = Some(info);
             }
-            // One allocation per entry: the process is short-lived, leave it to the kernel.
-            std::mem::forget(report);
+            report.forget();
             Ok(((), detail))
         })
     }
@@ -592,27 +585,11 @@ fn save_pending(
         )
     })?;
     let text = std::fs::read(work_dir.join(PENDING_TXT)).unwrap_or_default();
-    let path = reports::save(config, root, &stamp, &json, &text)?;
+    let path = report::store::save(config, root, &stamp, &json, &text)?;
     for f in [PENDING_JSON, PENDING_TXT] {
         let _ = std::fs::remove_file(work_dir.join(f));
     }
     Ok(path)
-}
-
-/// `darlings diff --save`: the report of a live root (a tmpfs root at shutdown) into the store.
-pub fn save_report(config: &Config, root: &Path, report: &Report) -> Result<String, BoxError> {
-    let mut json = Vec::new();
-    report.write_json(&mut json)?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    Ok(reports::save(
-        config,
-        root,
-        &stamp,
-        &json,
-        report
-            .to_text_saved(REPORT_LINES, SAVED_AT_SHUTDOWN)
-            .as_bytes(),
-    )?)
 }
 
 fn is_mount_root(path: &Path) -> Result<bool, BoxError> {
@@ -802,7 +779,7 @@ fn unlisted_note(report: &Report) -> String {
     format!(
         "; {} subtree(s) not listed, first {} ({})",
         report.unlisted.len(),
-        report::Long(&first.unlisted.path),
+        crate::show::Long(&first.unlisted.path),
         first.unlisted.reason
     )
 }
@@ -845,7 +822,7 @@ fn bytes_note(bytes: u64) -> String {
     if bytes == 0 {
         String::new()
     } else {
-        format!(" ({})", crate::report::human(bytes))
+        format!(" ({})", crate::show::human(bytes))
     }
 }
 

@@ -157,7 +157,7 @@ pub fn after_boot(
 
 /// The summary of the latest report saved in the store.
 fn saved_summary(config: &Config, root: &Path) -> Option<Summary> {
-    match crate::reports::read(config, root, None, true) {
+    match crate::report::store::read(config, root, None, true) {
         Ok((path, json)) => {
             let s = Summary::of_saved(&json);
             if s.is_none() {

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use darlings::config;
 use darlings::owners::Accounts;
-use darlings::report::{lost_state, Classifier};
+use darlings::report::lost_state;
 use darlings::{apply, backends, logging, plan};
 use darlings_backends::{DiffLimits, RollbackOpts};
 
@@ -258,7 +258,7 @@ fn backend_at(
     )?)
 }
 
-/// The lost-state report of ROOT, as `darlings diff` and a boot's early stage make it.
+/// The lost-state report of ROOT, as `darlings diff` prints it.
 fn lost_report(
     config: &config::Config,
     root: &Path,
@@ -267,16 +267,19 @@ fn lost_report(
     limits: &DiffLimits,
 ) -> Result<(darlings::report::Report, &'static str)> {
     let b = backend_at(config, root, work_dir, sizes)?;
-    // Homes named only in passwd are persisted too: resolve them as the plan does.
-    let plan = plan::build(config, &accounts(root)?)?;
-    let classifier = Classifier::of_plan(config, &plan);
     let report = lost_state(
+        config,
         &*b,
+        &accounts(root)?,
         root.as_os_str().as_encoded_bytes(),
         limits,
-        &classifier,
     )
-    .with_context(|| format!("cannot diff root {}", root.display()))?;
+    .with_context(|| {
+        format!(
+            "cannot make the lost-state report of root {}",
+            root.display()
+        )
+    })?;
     Ok((report, b.name()))
 }
 
@@ -572,8 +575,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             tracing::info!("diff: rendered in {:?}", t.elapsed());
             if save {
-                let path = darlings::boot::save_report(&config, &root, &report)
-                    .map_err(|e| anyhow::anyhow!(e))
+                let path = darlings::report::store::save_report(&config, &root, &report)
                     .context("cannot save the lost-state report")?;
                 eprintln!("darlings: report saved as {path}");
                 darlings::fleet::after_diff_save(
@@ -585,9 +587,7 @@ fn run(cli: Cli) -> Result<()> {
                     &path,
                 );
             }
-            // Freeing one allocation per entry costs milliseconds on a big diff, and the process
-            // ends right here: leave it to the kernel.
-            std::mem::forget(report);
+            report.forget();
         }
         Cmd::Boot {
             stage,
@@ -667,7 +667,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Report { name, json, root } => {
             let config = load()?;
-            let (path, bytes) = darlings::reports::read(&config, &root, name.as_deref(), json)?;
+            let (path, bytes) =
+                darlings::report::store::read(&config, &root, name.as_deref(), json)?;
             tracing::info!("report: {path}");
             stdout.write_all(&bytes)?;
         }
@@ -724,7 +725,7 @@ fn run(cli: Cli) -> Result<()> {
                         "remove {} ({} {}, changed {})? [y/N] ",
                         o.path,
                         o.kind,
-                        darlings::report::human(o.usage.bytes),
+                        darlings::show::human(o.usage.bytes),
                         darlings::orphans::utc(o.usage.newest)
                     );
                     let mut answer = String::new();

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::orphans::{usage_of_dir, utc};
-use crate::reports;
+use crate::report;
 
 pub const SCHEMA: &str = "darlings.old-roots/1";
 
@@ -22,7 +22,7 @@ pub enum OldRootsError {
     #[error("cannot list the old roots")]
     Backend(#[from] BackendError),
     #[error("cannot list the saved reports")]
-    Reports(#[from] reports::ReportError),
+    Reports(#[from] report::store::ReportError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub fn list(
     walk: bool,
 ) -> Result<Vec<Listed>, OldRootsError> {
     let kept = b.old_roots()?;
-    let stems = match reports::stems(config, root) {
+    let stems = match report::store::stems(config, root) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(
@@ -122,7 +122,7 @@ pub fn to_text(list: &[Listed]) -> String {
     let mut s = String::new();
     for l in list {
         let size = match (&l.size, &l.size_unknown) {
-            (Some((b, how)), _) => format!("{} ({how})", crate::report::human(*b)),
+            (Some((b, how)), _) => format!("{} ({how})", crate::show::human(*b)),
             (None, Some(why)) => format!("size unknown: {why}"),
             (None, None) => "size unknown".into(),
         };

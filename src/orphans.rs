@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::paths::AbsPath;
 use crate::plan::{Plan, Step};
-use crate::report::path_fields;
+use crate::show::path_fields;
 
 pub const SCHEMA: &str = "darlings.orphans/1";
 
@@ -395,7 +395,7 @@ impl Orphans {
         for o in &self.orphans {
             s.push_str(&format!(
                 "{:>10}  {}  {:<7} {}{}\n",
-                crate::report::human(o.usage.bytes),
+                crate::show::human(o.usage.bytes),
                 utc(o.usage.newest),
                 o.kind,
                 o.path,

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::config::{self, Config, Kind, Method, ParentSpec, Target};
 use crate::owners::{Accounts, Unresolved};
 use crate::paths::AbsPath;
-use crate::report::path_fields;
+use crate::show::path_fields;
 
 /// systemd treats this content as "no id yet, generate one and commit it to this file", which
 /// is what a persisted machine-id needs on the first boot.

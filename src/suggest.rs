@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use crate::config::{self, Config, Kind, Target};
 use crate::paths::{AbsPath, RelPath};
 use crate::presets::Level;
-use crate::report::{human, Class, Report};
+use crate::report::{Class, Report};
+use crate::show::human;
 use darlings_backends::FileType;
 
 /// What a suggestion would add to the config.

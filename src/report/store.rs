@@ -16,6 +16,7 @@ use rustix::io::Errno;
 
 use crate::config::Config;
 use crate::paths::AbsPath;
+use crate::report::Report;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -293,6 +294,30 @@ fn target(config: &Config) -> Result<(&AbsPath, &AbsPath), ReportError> {
         .find(|s| dir.is_inside(&s.path))
         .ok_or_else(|| ReportError::Refused(format!("report-dir {dir} is not inside a store")))?;
     Ok((&store.path, dir))
+}
+
+/// Lines of lost groups in the saved text report: more than a terminal's 40, still readable.
+pub const REPORT_LINES: usize = 100;
+/// The saved text reports' heading of the lost entries: read after the fact.
+pub const SAVED_AT_BOOT: &str = "lost at the rollback of the boot that saved this report";
+const SAVED_AT_SHUTDOWN: &str = "lost at the shutdown that saved this report (a tmpfs root)";
+
+/// `darlings diff --save`: the report of a live root (a tmpfs root at shutdown) into the store.
+pub fn save_report(config: &Config, root: &Path, report: &Report) -> Result<String, ReportError> {
+    let mut json = Vec::new();
+    report
+        .write_json(&mut json)
+        .map_err(|e| io("cannot render the lost-state report as JSON".into(), e))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    save(
+        config,
+        root,
+        &stamp,
+        &json,
+        report
+            .to_text_saved(REPORT_LINES, SAVED_AT_SHUTDOWN)
+            .as_bytes(),
+    )
 }
 
 /// Saves one report (its JSON and text forms) as `<report-dir>/<stamp>.json` / `.txt` beneath
