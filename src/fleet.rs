@@ -32,9 +32,9 @@ pub fn boot_entry(r: &Record) -> Entry {
             r.outcome, r.policy
         ),
     );
-    e.add("DARLINGS_OUTCOME", &r.outcome);
+    e.add("DARLINGS_OUTCOME", r.outcome);
     e.add("DARLINGS_BACKEND", backend);
-    e.add("DARLINGS_POLICY", &r.policy);
+    e.add("DARLINGS_POLICY", r.policy);
     let ms: f64 = r.phases.iter().map(|p| p.ms).sum();
     e.add("DARLINGS_PHASES", r.phases.len());
     e.add("DARLINGS_PHASES_MS", format!("{:.1}", ms));

@@ -658,7 +658,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 write!(stdout, "{}", darlings::boot::render_status(&rec))?;
             }
-            if rec.outcome == "failed" {
+            if rec.outcome == darlings::boot::Outcome::Failed {
                 bail!(
                     "this boot's darlings run failed; see {}",
                     cli.work_dir.join(darlings::boot::FAILED).display()

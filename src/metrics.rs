@@ -12,13 +12,12 @@ use darlings_backends::beneath;
 use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::boot::{Record, ReportInfo};
+use crate::boot::{Outcome, Record, ReportInfo};
 use crate::paths::AbsPath;
 use crate::report::{Class, Report};
 
 /// The outcomes a boot record can hold; each gets a sample so that a query for one that did not
 /// happen finds 0, not nothing.
-pub const OUTCOMES: &[&str] = &["ok", "failed", "skipped", "held"];
 const LAST_ROLLBACK: &str = "darlings_last_rollback_success_timestamp_seconds";
 
 #[derive(Debug, thiserror::Error)]
@@ -237,11 +236,11 @@ pub fn render(s: &Snapshot) -> String {
         "darlings_boot_outcome",
         "This boot's darlings outcome: 1 for the outcome it had, 0 for the others.",
     );
-    for &outcome in OUTCOMES {
+    for outcome in Outcome::ALL {
         let on = s.record.is_some_and(|r| r.outcome == outcome);
         o.sample(
             "darlings_boot_outcome",
-            &[("outcome", outcome)],
+            &[("outcome", outcome.as_str())],
             u8::from(on),
         );
     }
@@ -253,7 +252,7 @@ pub fn render(s: &Snapshot) -> String {
     for p in phases {
         o.sample(
             "darlings_boot_phase_seconds",
-            &[("stage", &p.stage), ("phase", &p.phase)],
+            &[("stage", p.stage.as_str()), ("phase", &p.phase)],
             seconds(p.ms),
         );
     }
@@ -264,7 +263,7 @@ pub fn render(s: &Snapshot) -> String {
     for p in phases {
         o.sample(
             "darlings_boot_phase_success",
-            &[("stage", &p.stage), ("phase", &p.phase)],
+            &[("stage", p.stage.as_str()), ("phase", &p.phase)],
             u8::from(p.ok),
         );
     }
@@ -445,11 +444,12 @@ pub fn previous_rollback(root: &Path, path: &AbsPath) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boot::Phase;
+    use crate::boot::{Phase, PhaseStage};
+    use crate::config::OnFailure;
 
-    fn record(outcome: &str) -> Record {
-        let phase = |stage: &str, phase: &str, ms, ok| Phase {
-            stage: stage.into(),
+    fn record(outcome: Outcome) -> Record {
+        let phase = |stage, phase: &str, ms, ok| Phase {
+            stage,
             phase: phase.into(),
             ms,
             ok,
@@ -457,14 +457,14 @@ mod tests {
         };
         Record {
             schema: crate::boot::SCHEMA.into(),
-            outcome: outcome.into(),
-            policy: "boot-old-root".into(),
+            outcome,
+            policy: OnFailure::BootOldRoot,
             backend: Some("btrfs".into()),
             cmdline: vec![],
             phases: vec![
-                phase("early", "config", 0.4, true),
-                phase("early", "rollback", 1234.5, true),
-                phase("late", "apply", 12.0, outcome != "failed"),
+                phase(PhaseStage::Early, "config", 0.4, true),
+                phase(PhaseStage::Early, "rollback", 1234.5, true),
+                phase(PhaseStage::Late, "apply", 12.0, outcome != Outcome::Failed),
             ],
             error: None,
             report: None,
@@ -501,8 +501,8 @@ mod tests {
     #[test]
     fn rendered_files_table() {
         let v = env!("CARGO_PKG_VERSION");
-        let ok = record("ok");
-        let failed = record("failed");
+        let ok = record(Outcome::Ok);
+        let failed = record(Outcome::Failed);
         let sum = summary();
         let cases: Vec<(&str, Snapshot, Vec<String>)> = vec![
             (

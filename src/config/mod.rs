@@ -75,13 +75,20 @@ impl Default for ReportConfig {
 }
 
 /// What `darlings boot` does when a phase fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum OnFailure {
     /// Change nothing more, let the untouched root boot, leave a marker in the work dir.
     #[default]
     BootOldRoot,
     /// Stop the boot: the initrd hook drops to its emergency path.
     Halt,
+}
+
+impl std::fmt::Display for OnFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl OnFailure {

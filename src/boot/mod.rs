@@ -12,18 +12,21 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use darlings_backends::{Backend, DiffLimits, HoldOp, HoldState, RollbackOpts, Truncation};
-use serde::{Deserialize, Serialize};
-
 use crate::cmdline::{self, Cmdline};
 use crate::config::{Config, OnFailure, RootConfig};
 use crate::owners::Accounts;
 use crate::report::{Class, Report};
 use crate::{apply, backends, config, owners, plan, report};
+use darlings_backends::{Backend, DiffLimits, HoldOp, HoldState, RollbackOpts, Truncation};
 
-pub const SCHEMA: &str = "darlings.boot/1";
-pub const RECORD: &str = "boot.json";
-pub const FAILED: &str = "failed";
+mod record;
+
+use record::{bytes_note, Early};
+pub use record::{
+    going_on_with, held_line, render_status, Outcome, Phase, PhaseStage, Record, ReportInfo,
+    FAILED, RECORD, SCHEMA,
+};
+
 const PENDING_JSON: &str = "report-pending.json";
 const PENDING_TXT: &str = "report-pending.txt";
 
@@ -37,80 +40,6 @@ pub enum Stage {
     Late,
     /// Both, mounting the new root at --root when nothing is mounted there.
     All,
-}
-
-/// The record of this boot, `WORK_DIR/boot.json` (schema `darlings.boot/1`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Record {
-    pub schema: String,
-    /// "ok", "failed", "skipped" (darlings.skip: nothing rolled back) or "held" (`darlings
-    /// hold` asked this boot to skip its rollback).
-    pub outcome: String,
-    pub policy: String,
-    pub backend: Option<String>,
-    /// The `darlings.*` kernel parameters seen.
-    pub cmdline: Vec<String>,
-    pub phases: Vec<Phase>,
-    /// The first failure: its message and causes, one per line.
-    pub error: Option<String>,
-    pub report: Option<ReportInfo>,
-    /// When `darlings hold` asked for this boot to skip its rollback, if it did and the hold
-    /// was honoured (outcome "held").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub held: Option<String>,
-    /// Unix time at which this boot's rollback succeeded (`report.prometheus` carries it on).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rolled_back_at: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Phase {
-    pub stage: String,
-    pub phase: String,
-    pub ms: f64,
-    pub ok: bool,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ReportInfo {
-    /// Where the report is: the store path as the booted system sees it once saved, the
-    /// pending file in the work dir before.
-    pub path: String,
-    pub saved: bool,
-    /// UTC time of the diff, `YYYYMMDDTHHMMSSZ`: the saved file's name.
-    pub stamp: String,
-    pub lost: u64,
-    pub lost_bytes: u64,
-    pub persisted: u64,
-    #[serde(default)]
-    pub persisted_bytes: u64,
-    pub ignored: u64,
-    #[serde(default)]
-    pub ignored_bytes: u64,
-    /// Subtrees the diff could not list (paths past PATH_MAX, unreadable directories, or the
-    /// whole root when the diff failed); the report names each and why.
-    #[serde(default)]
-    pub unlisted: u64,
-    /// Why the diff stopped early, if it did ("max-entries 100000", "time-budget 10s").
-    pub truncated: Option<String>,
-}
-
-impl Record {
-    fn new(policy: OnFailure, cmd: &Cmdline) -> Record {
-        Record {
-            schema: SCHEMA.into(),
-            outcome: "ok".into(),
-            policy: policy.as_str().into(),
-            backend: None,
-            cmdline: cmd.seen.clone(),
-            phases: Vec::new(),
-            error: None,
-            report: None,
-            held: None,
-            rolled_back_at: None,
-        }
-    }
 }
 
 pub struct Options<'a> {
@@ -127,7 +56,8 @@ pub struct Options<'a> {
     pub journal_socket: &'a Path,
 }
 
-pub struct Outcome {
+/// How `run` ended: the record, and what the caller does next.
+pub struct Ended {
     pub record: Record,
     /// `on-failure = "halt"` and a phase failed: the hook must stop the boot.
     pub halt: bool,
@@ -171,7 +101,7 @@ impl Boot<'_> {
     /// Runs one phase: times it, logs one line, records it. `None` when it failed.
     fn phase<T>(
         &mut self,
-        stage: &str,
+        stage: PhaseStage,
         name: &str,
         f: impl FnOnce(&mut Self) -> Result<(T, String), BoxError>,
     ) -> Option<T> {
@@ -182,7 +112,7 @@ impl Boot<'_> {
             Ok((v, detail)) => {
                 tracing::info!("boot: {stage} {name}: ok in {ms} ms; {detail}");
                 self.record.phases.push(Phase {
-                    stage: stage.into(),
+                    stage,
                     phase: name.into(),
                     ms,
                     ok: true,
@@ -198,13 +128,13 @@ impl Boot<'_> {
                 let text = chain(&err);
                 tracing::error!("boot: {stage} {name}: failed after {ms} ms: {text}");
                 self.record.phases.push(Phase {
-                    stage: stage.into(),
+                    stage,
                     phase: name.into(),
                     ms,
                     ok: false,
                     detail: chain(&*err.source),
                 });
-                self.record.outcome = "failed".into();
+                self.record.outcome = Outcome::Failed;
                 if self.error.is_none() {
                     // The record keeps the boot's first failure: under boot-old-root the late
                     // stage goes on after an early one failed, and its own failure is a
@@ -234,7 +164,7 @@ impl Boot<'_> {
         )?)
     }
 
-    fn load_config(&mut self, stage: &str) -> Option<Config> {
+    fn load_config(&mut self, stage: PhaseStage) -> Option<Config> {
         let path = self.o.config;
         let config = self.phase(stage, "config", |_| {
             let c = config::load(path)?;
@@ -247,7 +177,7 @@ impl Boot<'_> {
         })?;
         if self.cmd.on_failure.is_none() {
             self.policy = config.boot.on_failure;
-            self.record.policy = self.policy.as_str().into();
+            self.record.policy = self.policy;
         }
         self.record.backend = Some(config.root.backend_name().into());
         self.config = Some(config.clone());
@@ -255,7 +185,7 @@ impl Boot<'_> {
     }
 
     fn early(&mut self) {
-        let Some(config) = self.load_config("early") else {
+        let Some(config) = self.load_config(PhaseStage::Early) else {
             return;
         };
         // For the tests that check a crash still gets the failure policy.
@@ -263,8 +193,8 @@ impl Boot<'_> {
             panic!("failpoint boot-panic hit");
         }
         if self.cmd.skip {
-            self.record.outcome = "skipped".into();
-            self.phase("early", "skip", |_| {
+            self.record.outcome = Outcome::Skipped;
+            self.phase(PhaseStage::Early, "skip", |_| {
                 Ok((
                     (),
                     "darlings.skip on the kernel command line: no diff, no rollback".into(),
@@ -278,7 +208,7 @@ impl Boot<'_> {
             // is how a tmpfs root gets its report).
             return;
         }
-        let Some(b) = self.phase("early", "preflight", |s| {
+        let Some(b) = self.phase(PhaseStage::Early, "preflight", |s| {
             let b = s.backend(&config, true)?;
             let p = b.preflight()?;
             let d = format!("{} check(s): {}", p.checks.len(), p.checks.join("; "));
@@ -294,7 +224,7 @@ impl Boot<'_> {
             return;
         }
         let dry = self.o.dry_run;
-        let steps = self.phase("early", "rollback", |_| {
+        let steps = self.phase(PhaseStage::Early, "rollback", |_| {
             let out = b.rollback(&RollbackOpts { dry_run: dry })?;
             let d = if out.already_blank {
                 "already blank".to_string()
@@ -344,9 +274,9 @@ impl Boot<'_> {
             );
             return false;
         }
-        self.record.outcome = "held".into();
+        self.record.outcome = Outcome::Held;
         self.record.held = Some(at.clone());
-        self.phase("early", "hold", |_| {
+        self.phase(PhaseStage::Early, "hold", |_| {
             Ok(((), format!("{}; no diff, no rollback", held_line(&at))))
         });
         if dry_run {
@@ -359,7 +289,7 @@ impl Boot<'_> {
     /// The lost-state diff, classified and kept in the work dir until `late` can reach the store.
     fn diff(&mut self, config: &Config, b: &dyn Backend) -> Option<()> {
         let o = self.o;
-        self.phase("early", "diff", |s| {
+        self.phase(PhaseStage::Early, "diff", |s| {
             if config.diff.report_dir.is_none() {
                 return Err(
                     "diff on boot needs diff.report-dir (inside a store) to save the report; set it, or boot with darlings.diff=0".into(),
@@ -436,14 +366,14 @@ impl Boot<'_> {
     }
 
     fn late(&mut self, mount_root: bool) {
-        let Some(config) = self.load_config("late") else {
+        let Some(config) = self.load_config(PhaseStage::Late) else {
             return;
         };
         let tmpfs = matches!(config.root, RootConfig::Tmpfs { .. });
         let dry = self.o.dry_run;
         if mount_root && !tmpfs && !self.cmd.skip {
             let root = self.o.root;
-            let done = self.phase("late", "mount", |_| {
+            let done = self.phase(PhaseStage::Late, "mount", |_| {
                 Ok(((), mount_new_root(&config, root, dry)?))
             });
             if done.is_none() {
@@ -451,7 +381,7 @@ impl Boot<'_> {
             }
         }
         if tmpfs && !self.cmd.skip {
-            let steps = self.phase("late", "rollback", |s| {
+            let steps = self.phase(PhaseStage::Late, "rollback", |s| {
                 // The tmpfs rollback inspects the root before it acts and refuses what it will
                 // not touch: a separate preflight would read the same state twice.
                 let b = s.backend(&config, false)?;
@@ -468,11 +398,11 @@ impl Boot<'_> {
                 None => {}
             }
         }
-        if self.cmd.skip && self.record.outcome != "failed" {
-            self.record.outcome = "skipped".into();
+        if self.cmd.skip && self.record.outcome != Outcome::Failed {
+            self.record.outcome = Outcome::Skipped;
         }
         let (root, utab) = (self.o.root, self.o.utab);
-        let out = self.phase("late", "apply", |_| {
+        let out = self.phase(PhaseStage::Late, "apply", |_| {
             let acc = owners::read_accounts(root)?;
             let p = plan::build(&config, &acc)?;
             let mut out = apply::apply(&p, root, apply::Options { dry_run: dry })?;
@@ -508,7 +438,7 @@ impl Boot<'_> {
         // it would create that directory in the store, so that a seed-from-blank entry there
         // found the store "already has it" and bound an empty copy over the blank's content.
         if self.record.report.as_ref().is_some_and(|r| !r.saved) && !dry {
-            let saved = self.phase("late", "report", |s| {
+            let saved = self.phase(PhaseStage::Late, "report", |s| {
                 let path = save_pending(&config, s.o.root, s.o.work_dir, s.record.report.as_ref())?;
                 Ok((path.clone(), path))
             });
@@ -653,7 +583,7 @@ fn mount_new_root(config: &Config, root: &Path, dry_run: bool) -> Result<String,
 }
 
 /// Runs the stage(s). Never panics on a failure: it is recorded, logged, and returned.
-pub fn run(o: &Options) -> Outcome {
+pub fn run(o: &Options) -> Ended {
     let cmd = cmdline::parse(o.cmdline);
     for w in &cmd.warnings {
         tracing::warn!("boot: {w}");
@@ -672,10 +602,26 @@ pub fn run(o: &Options) -> Outcome {
     let mut record = Record::new(policy, &cmd);
     if o.stage == Stage::Late && !o.dry_run {
         // Carry on the record `early` left in this boot's work dir.
-        if let Ok(bytes) = std::fs::read(o.work_dir.join(RECORD)) {
-            if let Ok(prev) = serde_json::from_slice::<Record>(&bytes) {
-                record = prev;
+        match record::read_early(o.work_dir) {
+            Early::None => {}
+            Early::Read(prev) => {
+                record = *prev;
                 record.cmdline = cmd.seen.clone();
+            }
+            Early::Unreadable { why, failed } => {
+                // Starting afresh would write a clean record and remove the failure marker, and
+                // the early stage's failure would vanish from `darlings status` and the fleet.
+                tracing::error!(
+                    "boot: the early stage's record is unreadable: {why}; {}",
+                    match &failed {
+                        Some(_) => "keeping its failure marker",
+                        None => "it left no failure marker, so this record starts afresh",
+                    }
+                );
+                if let Some(m) = failed {
+                    record.outcome = Outcome::Failed;
+                    record.error = Some(m);
+                }
             }
         }
     }
@@ -690,7 +636,7 @@ pub fn run(o: &Options) -> Outcome {
         config: None,
     };
     if let Some(p) = b.cmd.on_failure {
-        b.record.policy = p.as_str().into();
+        b.record.policy = p;
     }
     // A panic is a bug, but it must still get the policy the user chose: the hooks stop the
     // boot on exit status 1 only, so a crash that escaped would either stop a fail-open boot
@@ -715,7 +661,7 @@ pub fn run(o: &Options) -> Outcome {
             "darlings panicked: {what}; this is a bug, please report it with the log above"
         );
         tracing::error!("boot: {text}");
-        b.record.outcome = "failed".into();
+        b.record.outcome = Outcome::Failed;
         if b.error.is_none() {
             if b.record.error.is_none() {
                 b.record.error = Some(text.clone());
@@ -728,7 +674,7 @@ pub fn run(o: &Options) -> Outcome {
         if let Some(prev) = prev_error {
             // `early` failed under boot-old-root: late went on, but the boot did not go clean.
             b.record.error = Some(prev);
-            b.record.outcome = "failed".into();
+            b.record.outcome = Outcome::Failed;
         }
     }
     let halt = b.halting();
@@ -752,22 +698,11 @@ pub fn run(o: &Options) -> Outcome {
             o.stage != Stage::Early,
         );
     }
-    Outcome {
+    Ended {
         record: b.record,
         halt,
         error: b.error,
         lines: b.lines,
-    }
-}
-
-/// What a boot that failed under boot-old-root goes on with, for the message printed then: the
-/// untouched root only when the failure came before any rollback (a failed late stage, say,
-/// comes after the root was already made blank).
-pub fn going_on_with(r: &Record) -> &'static str {
-    if r.phases.iter().any(|p| p.phase == "rollback" && p.ok) {
-        "the root was already rolled back, booting it without what failed"
-    } else {
-        "booting the untouched root"
     }
 }
 
@@ -786,7 +721,7 @@ fn unlisted_note(report: &Report) -> String {
 
 /// The boot when another darlings holds the work dir's lock: nothing is done or written, and
 /// the failure follows the policy (the command line's, else the config's).
-fn locked_out(o: &Options, cmd: &Cmdline, e: crate::lock::LockError) -> Outcome {
+fn locked_out(o: &Options, cmd: &Cmdline, e: crate::lock::LockError) -> Ended {
     let policy = cmd.on_failure.unwrap_or_else(|| {
         config::load(o.config)
             .map(|c| c.boot.on_failure)
@@ -795,88 +730,21 @@ fn locked_out(o: &Options, cmd: &Cmdline, e: crate::lock::LockError) -> Outcome 
     let mut record = Record::new(policy, cmd);
     let text = chain(&e);
     tracing::error!("boot: {text}; this boot changes nothing");
-    record.outcome = "failed".into();
+    record.outcome = Outcome::Failed;
     record.phases.push(Phase {
-        stage: "boot".into(),
+        stage: PhaseStage::Boot,
         phase: "lock".into(),
         ms: 0.0,
         ok: false,
         detail: text.clone(),
     });
     record.error = Some(text);
-    Outcome {
+    Ended {
         record,
         halt: policy == OnFailure::Halt,
         error: Some(Box::new(e)),
         lines: Vec::new(),
     }
-}
-
-/// What `darlings status` says of a held boot.
-pub fn held_line(at: &str) -> String {
-    format!("rollback skipped: held by `darlings hold` at {at}")
-}
-
-/// " (12 MiB)", or nothing when no size is known (a walk without sizes reports none).
-fn bytes_note(bytes: u64) -> String {
-    if bytes == 0 {
-        String::new()
-    } else {
-        format!(" ({})", crate::show::human(bytes))
-    }
-}
-
-/// `darlings status` for people.
-pub fn render_status(r: &Record) -> String {
-    let mut s = format!(
-        "darlings boot: {} (backend {}, on-failure = {:?})\n",
-        r.outcome,
-        r.backend.as_deref().unwrap_or("unknown"),
-        r.policy
-    );
-    if !r.cmdline.is_empty() {
-        s.push_str(&format!("kernel parameters: {}\n", r.cmdline.join(" ")));
-    }
-    let total: f64 = r.phases.iter().map(|p| p.ms).sum();
-    for p in &r.phases {
-        s.push_str(&format!(
-            "  {:<5} {:<9} {:>9.1} ms  {}  {}\n",
-            p.stage,
-            p.phase,
-            p.ms,
-            if p.ok { "ok    " } else { "FAILED" },
-            p.detail.lines().next().unwrap_or("")
-        ));
-    }
-    s.push_str(&format!("  total           {total:>9.1} ms\n"));
-    if let Some(at) = &r.held {
-        s.push_str(&format!("{}\n", held_line(at)));
-    }
-    if let Some(e) = &r.error {
-        s.push_str(&format!("error: {e}\n"));
-    }
-    match &r.report {
-        Some(rep) => s.push_str(&format!(
-            "lost-state report: {}{}\n  {} lost{}, {} persisted, {} ignored{}{}\n",
-            rep.path,
-            if rep.saved { "" } else { " (not saved to the store)" },
-            rep.lost,
-            bytes_note(rep.lost_bytes),
-            rep.persisted,
-            rep.ignored,
-            if rep.unlisted > 0 {
-                format!(", {} subtree(s) not listed", rep.unlisted)
-            } else {
-                String::new()
-            },
-            rep.truncated
-                .as_ref()
-                .map(|t| format!("; truncated at its {t}"))
-                .unwrap_or_default()
-        )),
-        None => s.push_str("lost-state report: none this boot (diff.on-boot off, darlings.diff=0, or a tmpfs root)\n"),
-    }
-    s
 }
 
 #[cfg(test)]
@@ -889,7 +757,7 @@ mod tests {
         p
     }
 
-    fn run_with(config: &Path, work: &Path, root: &Path, stage: Stage, cmdline: &str) -> Outcome {
+    fn run_with(config: &Path, work: &Path, root: &Path, stage: Stage, cmdline: &str) -> Ended {
         run(&Options {
             config,
             work_dir: work,
@@ -909,7 +777,7 @@ mod tests {
         let work = d.path().join("work");
         let out = run_with(&cfg, &work, d.path(), Stage::Early, "quiet");
         assert!(!out.halt);
-        assert_eq!(out.record.outcome, "failed");
+        assert_eq!(out.record.outcome, Outcome::Failed);
         assert_eq!(out.record.phases.len(), 1);
         assert!(!out.record.phases[0].ok);
         let marker = std::fs::read_to_string(work.join(FAILED)).unwrap();
@@ -937,7 +805,7 @@ mod tests {
             utab: Path::new("/nonexistent/utab"),
             journal_socket: &sock,
         });
-        assert_eq!(out.record.outcome, "failed");
+        assert_eq!(out.record.outcome, Outcome::Failed);
         let mut buf = vec![0; 65536];
         let n = server.recv(&mut buf).unwrap();
         let text = String::from_utf8_lossy(&buf[..n]);
@@ -972,7 +840,7 @@ mod tests {
             "darlings.on-failure=halt",
         );
         assert!(out.halt);
-        assert_eq!(out.record.policy, "halt");
+        assert_eq!(out.record.policy, OnFailure::Halt);
         assert_eq!(out.record.phases[1].phase, "preflight");
         assert!(!out.record.phases[1].ok);
         // And the config's halt is overridden the other way too.
@@ -991,7 +859,7 @@ mod tests {
             "darlings.on-failure=boot-old-root",
         );
         assert!(!out.halt);
-        assert_eq!(out.record.outcome, "failed");
+        assert_eq!(out.record.outcome, Outcome::Failed);
     }
 
     #[test]
@@ -1020,13 +888,79 @@ mod tests {
             .find(|p| p.phase == "apply")
             .unwrap();
         assert!(!apply.ok, "{:?}", late.record);
-        assert_eq!(late.record.outcome, "failed");
+        assert_eq!(late.record.outcome, Outcome::Failed);
         assert_eq!(late.record.error.as_deref(), Some(first.as_str()));
         let marker = std::fs::read_to_string(work.join(FAILED)).unwrap();
         assert_eq!(marker, format!("{first}\n"));
         let rec: Record =
             serde_json::from_slice(&std::fs::read(work.join(RECORD)).unwrap()).unwrap();
         assert_eq!(rec.error.as_deref(), Some(first.as_str()));
+    }
+
+    #[test]
+    fn an_unreadable_early_record_keeps_its_failure_marker() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = write(
+            d.path(),
+            "c.toml",
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/darlings-test-missing\"\n",
+        );
+        let work = d.path().join("work");
+        let root = d.path().join("root");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir(&root).unwrap();
+        // A torn write of early's record, with the marker early left beside it.
+        std::fs::write(work.join(RECORD), b"{\"schema\": \"darlings.bo").unwrap();
+        std::fs::write(
+            work.join(FAILED),
+            b"early rollback failed\n  caused by: x\n",
+        )
+        .unwrap();
+        // The root is a plain directory, so late's apply fails too: the record keeps the first.
+        let late = run_with(&cfg, &work, &root, Stage::Late, "");
+        assert_eq!(late.record.outcome, Outcome::Failed);
+        assert_eq!(
+            late.record.error.as_deref(),
+            Some("early rollback failed\n  caused by: x")
+        );
+        let marker = std::fs::read_to_string(work.join(FAILED)).unwrap();
+        assert!(marker.starts_with("early rollback failed"), "{marker}");
+        // Without a marker there is no failure to keep: late's own record stands.
+        std::fs::write(work.join(RECORD), b"not json").unwrap();
+        std::fs::remove_file(work.join(FAILED)).unwrap();
+        let late = run_with(&cfg, &work, &root, Stage::Late, "");
+        let err = late.record.error.clone().unwrap();
+        assert!(err.starts_with("late apply failed"), "{err}");
+        let rec: Record =
+            serde_json::from_slice(&std::fs::read(work.join(RECORD)).unwrap()).unwrap();
+        assert_eq!(rec.error.as_deref(), Some(err.as_str()));
+    }
+
+    #[test]
+    fn the_record_json_keeps_its_strings() {
+        let mut r = Record::new(OnFailure::Halt, &cmdline::parse(b""));
+        r.outcome = Outcome::Held;
+        r.phases.push(Phase {
+            stage: PhaseStage::Boot,
+            phase: "lock".into(),
+            ms: 0.0,
+            ok: false,
+            detail: String::new(),
+        });
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["outcome"], "held");
+        assert_eq!(v["policy"], "halt");
+        assert_eq!(v["phases"][0]["stage"], "boot");
+        for (o, s) in Outcome::ALL.iter().zip(["ok", "failed", "skipped", "held"]) {
+            assert_eq!(serde_json::to_value(o).unwrap(), s);
+            assert_eq!(o.as_str(), s);
+        }
+        let back: Record = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+        let v = serde_json::json!({"schema": SCHEMA, "outcome": "ok", "policy": "boot-old-root",
+            "backend": null, "cmdline": [], "phases": [], "error": null, "report": null});
+        let old: Record = serde_json::from_value(v).unwrap();
+        assert_eq!(old.policy, OnFailure::BootOldRoot);
     }
 
     #[test]
@@ -1040,79 +974,10 @@ mod tests {
         let work = d.path().join("work");
         let out = run_with(&cfg, &work, d.path(), Stage::Early, "darlings.skip");
         assert!(out.error.is_none(), "{:?}", out.record);
-        assert_eq!(out.record.outcome, "skipped");
+        assert_eq!(out.record.outcome, Outcome::Skipped);
         let phases: Vec<&str> = out.record.phases.iter().map(|p| p.phase.as_str()).collect();
         assert_eq!(phases, ["config", "skip"]);
         assert_eq!(out.record.cmdline, ["darlings.skip"]);
         assert!(!work.join(FAILED).exists());
-    }
-
-    #[test]
-    fn boot_old_root_message_says_untouched_only_before_a_rollback() {
-        let phase = |name: &str, ok| Phase {
-            stage: "early".into(),
-            phase: name.into(),
-            ms: 1.0,
-            ok,
-            detail: String::new(),
-        };
-        let mut r = Record::new(OnFailure::BootOldRoot, &cmdline::parse(b""));
-        r.phases = vec![phase("config", true), phase("preflight", false)];
-        assert_eq!(going_on_with(&r), "booting the untouched root");
-        r.phases = vec![phase("preflight", true), phase("rollback", false)];
-        assert_eq!(going_on_with(&r), "booting the untouched root");
-        r.phases = vec![phase("rollback", true), phase("apply", false)];
-        assert_eq!(
-            going_on_with(&r),
-            "the root was already rolled back, booting it without what failed"
-        );
-    }
-
-    #[test]
-    fn status_text_shows_phases_failure_and_report() {
-        let r = Record {
-            schema: SCHEMA.into(),
-            outcome: "failed".into(),
-            policy: "boot-old-root".into(),
-            backend: Some("btrfs".into()),
-            cmdline: vec!["darlings.diff=1".into()],
-            phases: vec![
-                Phase {
-                    stage: "early".into(),
-                    phase: "config".into(),
-                    ms: 0.4,
-                    ok: true,
-                    detail: "ok".into(),
-                },
-                Phase {
-                    stage: "early".into(),
-                    phase: "preflight".into(),
-                    ms: 2.0,
-                    ok: false,
-                    detail: "blank missing".into(),
-                },
-            ],
-            error: Some("early preflight failed\n  caused by: blank missing".into()),
-            report: None,
-            held: None,
-            rolled_back_at: None,
-        };
-        let s = render_status(&r);
-        assert!(
-            s.starts_with(
-                "darlings boot: failed (backend btrfs, on-failure = \"boot-old-root\")\n"
-            ),
-            "{s}"
-        );
-        assert!(s.contains("kernel parameters: darlings.diff=1\n"), "{s}");
-        assert!(
-            s.contains("  early preflight       2.0 ms  FAILED  blank missing\n"),
-            "{s}"
-        );
-        assert!(s.contains("  total                 2.4 ms\n"), "{s}");
-        assert!(
-            s.contains("error: early preflight failed\n  caused by: blank missing\n"),
-            "{s}"
-        );
     }
 }
