@@ -12,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::error::BackendError;
 use darlings_backends::beneath;
 use darlings_backends::bytes::Show;
 use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
@@ -58,12 +59,8 @@ pub enum AdoptError {
         store: String,
         diffs: Vec<String>,
     },
-    #[error("{what}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] BackendError),
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error(transparent)]
@@ -73,10 +70,7 @@ pub enum AdoptError {
 }
 
 fn io(what: String, e: Errno) -> AdoptError {
-    AdoptError::Io {
-        what,
-        source: e.into(),
-    }
+    BackendError::io(what, e.into()).into()
 }
 
 /// Differences shown for a refused path.
@@ -253,12 +247,12 @@ fn shown(root: &Path, p: &AbsPath) -> Vec<u8> {
 /// Runs adopt for `requests`.
 pub fn run(opts: &Options<'_>, requests: &[Request]) -> Result<Outcome, AdoptError> {
     let file = opts.config.display().to_string();
-    let text = std::fs::read_to_string(opts.config).map_err(|e| AdoptError::Io {
+    let text = std::fs::read_to_string(opts.config).map_err(|e| BackendError::Io {
         what: format!("cannot read config {file}"),
         source: e,
     })?;
     let cfg = config::parse(&text, &file)?;
-    let accounts = crate::owners::read_accounts(opts.root).map_err(|e| AdoptError::Io {
+    let accounts = crate::owners::read_accounts(opts.root).map_err(|e| BackendError::Io {
         what: format!(
             "cannot read the accounts of root {} (etc/passwd, etc/group)",
             opts.root.display()
@@ -539,7 +533,7 @@ fn write_config(path: &Path, text: &str) -> Result<(), AdoptError> {
     let mode = std::fs::metadata(path)
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
         .unwrap_or(0o644);
-    let e = |source| AdoptError::Io {
+    let e = |source| BackendError::Io {
         what: format!("cannot write config {shown}"),
         source,
     };
@@ -560,7 +554,7 @@ fn write_config(path: &Path, text: &str) -> Result<(), AdoptError> {
     };
     let name = path.file_name().unwrap_or(path.as_os_str());
     beneath::write_atomic(dirfd.as_fd(), name, text.as_bytes(), opts)
-        .map_err(|err| e(std::io::Error::other(err)))
+        .map_err(|err| e(std::io::Error::other(err)).into())
 }
 
 /// Opens the store `b.store` beneath the root.

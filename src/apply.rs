@@ -21,6 +21,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::error::BackendError;
 use darlings_backends::beneath;
 use darlings_backends::bytes::Show;
 use darlings_backends::placement::{Placement, PlacementError};
@@ -33,12 +34,6 @@ use crate::plan::{Bind, DirSpec, Plan, Step};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("{what}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("refusing to apply the plan, nothing was changed:\n{}", .0.join("\n"))]
     Refused(Vec<String>),
     #[error("{0}")]
@@ -84,10 +79,7 @@ impl From<PlacementError> for ApplyError {
 }
 
 fn io(what: String, e: Errno) -> ApplyError {
-    ApplyError::Io {
-        what,
-        source: e.into(),
-    }
+    BackendError::io(what, e.into()).into()
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -568,7 +560,7 @@ pub(crate) fn same_content(
     let (mut ba, mut bb) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
     let err = |shown: &[u8]| {
         let what = format!("cannot read {}", Show(shown));
-        move |e| ApplyError::Io { what, source: e }
+        move |e| BackendError::Io { what, source: e }
     };
     loop {
         let na = fill(&mut fa, &mut ba).map_err(err(a.2))?;
@@ -1522,7 +1514,7 @@ fn writable_clone(root: &Tree) -> Result<Tree, ApplyError> {
             e,
         )
     })?;
-    mount_setattr(&clone, 0, MOUNT_ATTR_RDONLY).map_err(|source| ApplyError::Io {
+    mount_setattr(&clone, 0, MOUNT_ATTR_RDONLY).map_err(|source| BackendError::Io {
         what: format!(
             "root {} is mounted read-only and its private clone cannot be made writable",
             Show(shown)
@@ -1614,7 +1606,7 @@ fn bind(
         set |= MOUNT_ATTR_NODEV;
     }
     if set != 0 {
-        mount_setattr(&tree, set, 0).map_err(|source| ApplyError::Io {
+        mount_setattr(&tree, set, 0).map_err(|source| BackendError::Io {
             what: format!(
                 "cannot set nosuid/nodev on the bind of {}; the bind was not made",
                 Show(src)
@@ -1764,7 +1756,7 @@ pub fn record_marked(utab: &Path, mountinfo: &Path, marked: &[Marked]) -> Result
     if marked.is_empty() {
         return Ok(());
     }
-    let info = std::fs::read(mountinfo).map_err(|e| ApplyError::Io {
+    let info = std::fs::read(mountinfo).map_err(|e| BackendError::Io {
         what: format!("cannot read {}", mountinfo.display()),
         source: e,
     })?;
@@ -1774,7 +1766,7 @@ pub fn record_marked(utab: &Path, mountinfo: &Path, marked: &[Marked]) -> Result
         .collect();
     let utab_shown = utab.as_os_str().as_bytes();
     let dir = utab.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir).map_err(|e| ApplyError::Io {
+    std::fs::create_dir_all(dir).map_err(|e| BackendError::Io {
         what: format!("cannot create {}", dir.display()),
         source: e,
     })?;
@@ -1785,7 +1777,7 @@ pub fn record_marked(utab: &Path, mountinfo: &Path, marked: &[Marked]) -> Result
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| ApplyError::Io {
+        .map_err(|e| BackendError::Io {
             what: format!("cannot open {}", lock_path.display()),
             source: e,
         })?;
@@ -1795,10 +1787,7 @@ pub fn record_marked(utab: &Path, mountinfo: &Path, marked: &[Marked]) -> Result
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
-            return Err(ApplyError::Io {
-                what: format!("cannot read {}", Show(utab_shown)),
-                source: e,
-            })
+            return Err(BackendError::io(format!("cannot read {}", Show(utab_shown)), e).into())
         }
     };
     for m in marked {
@@ -1837,9 +1826,12 @@ pub fn record_marked(utab: &Path, mountinfo: &Path, marked: &[Marked]) -> Result
         fsync: false,
         replace: true,
     };
-    beneath::write_atomic(dirfd.as_fd(), name, &text, opts).map_err(|e| ApplyError::Io {
-        what: format!("cannot write {}", Show(utab_shown)),
-        source: std::io::Error::other(e),
+    beneath::write_atomic(dirfd.as_fd(), name, &text, opts).map_err(|e| {
+        BackendError::io(
+            format!("cannot write {}", Show(utab_shown)),
+            std::io::Error::other(e),
+        )
+        .into()
     })
 }
 

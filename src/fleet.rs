@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use crate::boot::{chain, Record};
+use crate::boot::Record;
 use crate::config::Config;
+use crate::error::chain;
 use crate::journal::{self, Entry};
 use crate::metrics::{self, Snapshot, Summary};
 use crate::report::Report;

@@ -634,7 +634,7 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!(
                     "darlings: boot failed, {} (on-failure = \"boot-old-root\"): {}",
                     darlings::boot::going_on_with(&out.record),
-                    darlings::boot::chain(&*e)
+                    darlings::error::chain(&*e)
                 );
             }
         }
@@ -826,10 +826,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut msg = format!("darlings: error: {e}");
-            for cause in e.chain().skip(1) {
-                msg.push_str(&format!("\n  caused by: {cause}"));
-            }
+            let msg = format!("darlings: error: {}", darlings::error::chain(e.as_ref()));
             if to_kmsg {
                 tracing::error!("{}", msg.trim_start_matches("darlings: error: "));
             }

@@ -20,23 +20,11 @@ use crate::report::{Class, Report};
 /// happen finds 0, not nothing.
 const LAST_ROLLBACK: &str = "darlings_last_rollback_success_timestamp_seconds";
 
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    #[error("{what}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Refused(String),
-}
+/// The shared pair: a failed call on a named path, or a refusal saying what to do.
+pub type MetricsError = crate::error::BackendError;
 
 fn io(what: String, e: impl Into<std::io::Error>) -> MetricsError {
-    MetricsError::Io {
-        what,
-        source: e.into(),
-    }
+    MetricsError::io(what, e.into())
 }
 
 /// Entries and bytes of one class.

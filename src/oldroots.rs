@@ -22,7 +22,7 @@ pub enum OldRootsError {
     #[error("cannot list the old roots")]
     Backend(#[from] BackendError),
     #[error("cannot list the saved reports")]
-    Reports(#[from] report::store::ReportError),
+    Reports(#[source] report::store::ReportError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub fn list(
         Err(e) => {
             tracing::warn!(
                 "old-roots: cannot read the saved reports: {}; listing without them",
-                crate::boot::chain(&e)
+                crate::error::chain(&e)
             );
             Vec::new()
         }

@@ -23,23 +23,11 @@ use crate::show::path_fields;
 
 pub const SCHEMA: &str = "darlings.orphans/1";
 
-#[derive(Debug, thiserror::Error)]
-pub enum OrphanError {
-    #[error("{what}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Refused(String),
-}
+/// The shared pair: a failed call on a named path, or a refusal saying what to do.
+pub type OrphanError = crate::error::BackendError;
 
 fn io(what: String, e: Errno) -> OrphanError {
-    OrphanError::Io {
-        what,
-        source: e.into(),
-    }
+    OrphanError::io(what, e.into())
 }
 
 /// Bytes and the newest change in a tree.

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use crate::error::BackendError;
 use darlings_backends::bytes::Show;
 use rustix::fs::{
     self, AtFlags, FileType, Mode, OFlags, RenameFlags, SeekFrom, Statx, StatxFlags, Timespec,
@@ -66,10 +67,7 @@ impl CopyOptions<'_> {
 }
 
 fn err(what: String, e: Errno) -> ApplyError {
-    ApplyError::Io {
-        what,
-        source: e.into(),
-    }
+    BackendError::io(what, e.into()).into()
 }
 
 fn join(shown: &[u8], name: &[u8]) -> Vec<u8> {

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use crate::cmdline::{self, Cmdline};
 use crate::config::{Config, OnFailure, RootConfig};
+use crate::error::chain;
 use crate::owners::Accounts;
 use crate::report::{Class, Report};
 use crate::{apply, backends, config, owners, plan, report};
@@ -65,17 +66,6 @@ pub struct Ended {
     pub error: Option<BoxError>,
     /// Dry run: what would be done, one line each.
     pub lines: Vec<String>,
-}
-
-/// The whole chain of an error, one line per cause.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(&format!("\n  caused by: {c}"));
-        cur = c.source();
-    }
-    s
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -18,25 +18,11 @@ use crate::config::Config;
 use crate::paths::AbsPath;
 use crate::report::Report;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("{what}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Refused(String),
-    #[error(transparent)]
-    Backend(#[from] darlings_backends::BackendError),
-}
+/// The store's errors are the shared pair: a failed call on a named path, or a refusal.
+pub type ReportError = crate::error::BackendError;
 
 fn io(what: String, e: impl Into<std::io::Error>) -> ReportError {
-    ReportError::Io {
-        what,
-        source: e.into(),
-    }
+    ReportError::io(what, e.into())
 }
 
 fn shown(root: &Path, dir: &AbsPath) -> String {
@@ -80,7 +66,7 @@ fn open_report_dir(
         .check(storefd.as_fd(), store_shown.as_bytes())
         .map_err(|e| match e {
             PlacementError::OnRoot { .. } => ReportError::Refused(e.to_string()),
-            PlacementError::Io(e) => ReportError::Backend(e),
+            PlacementError::Io(e) => e,
         })?;
     let mut cur = storefd;
     let rel = dir
