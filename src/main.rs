@@ -21,6 +21,15 @@ use darlings_backends::{DiffLimits, RollbackOpts};
     about = "Erase your darlings: roll the root back to blank and keep only what you chose"
 )]
 struct Cli {
+    #[command(flatten)]
+    g: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// The options every subcommand takes.
+#[derive(clap::Args)]
+struct Global {
     /// More output (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -40,8 +49,12 @@ struct Cli {
     /// lost-state summary (nothing is sent when it does not exist).
     #[arg(long, global = true, default_value = darlings::journal::SOCKET)]
     journal_socket: PathBuf,
-    #[command(subcommand)]
-    cmd: Cmd,
+}
+
+impl Global {
+    fn load(&self) -> Result<config::Config> {
+        config::load(&self.config).map_err(anyhow::Error::from)
+    }
 }
 
 #[derive(Subcommand)]
@@ -78,59 +91,9 @@ enum Cmd {
     /// Move existing state from the live root into a store so that the next boot keeps it:
     /// copy (verified) when the store lacks it, bind when the store's copy is identical, refuse
     /// when it differs.
-    Adopt {
-        /// The paths to adopt, absolute as in the config.
-        #[arg(required_unless_present = "all_suggested")]
-        paths: Vec<String>,
-        /// The live root whose state is adopted, with its stores mounted beneath it.
-        #[arg(long, default_value = "/")]
-        root: PathBuf,
-        /// The store for paths the config has no entry for (one of its [[persist]] stores).
-        #[arg(long)]
-        store: Option<String>,
-        /// Check everything and print the plan; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Add the entries for --store's paths to the config file (TOML), or print the Nix to
-        /// add when the config is the NixOS module's.
-        #[arg(long)]
-        write_config: bool,
-        /// Adopt every path `darlings diff --suggest` suggests.
-        #[arg(long)]
-        all_suggested: bool,
-        /// libmount's utab, where hide-mounts records x-gvfs-hide.
-        #[arg(long, default_value = "/run/mount/utab")]
-        utab: PathBuf,
-    },
+    Adopt(AdoptArgs),
     /// What the root holds that the blank does not: lost, persisted or ignored.
-    Diff {
-        #[arg(long, default_value = "/")]
-        root: PathBuf,
-        #[arg(long)]
-        json: bool,
-        /// Stop after this many entries (reported as truncated).
-        #[arg(long)]
-        max_entries: Option<usize>,
-        /// Lines of lost groups in the text output.
-        #[arg(long, default_value_t = 40)]
-        lines: usize,
-        /// Skip sizes: no stat per file, as fast as `find -xdev` (tmpfs).
-        #[arg(long)]
-        no_sizes: bool,
-        /// Also save the report into diff.report-dir beneath --root, as a boot does (for a tmpfs
-        /// root, whose state is gone after power-off: run it at shutdown).
-        #[arg(long)]
-        save: bool,
-        /// Propose config entries that would keep what is lost (TOML; --json, --nix).
-        #[arg(long)]
-        suggest: bool,
-        /// With --suggest: the NixOS module's Nix instead of TOML.
-        #[arg(long, requires = "suggest", conflicts_with = "json")]
-        nix: bool,
-        /// With --suggest: the store the entries go to (default: the config's first store).
-        #[arg(long, requires = "suggest")]
-        store: Option<String>,
-    },
+    Diff(DiffArgs),
     /// What an initrd runs: preflight, lost-state diff, rollback (early); fresh tmpfs, saved
     /// report, bind mounts (late). Exits 1 only when on-failure = "halt" and a phase failed.
     Boot {
@@ -241,6 +204,62 @@ enum Cmd {
     Man,
 }
 
+#[derive(clap::Args)]
+struct DiffArgs {
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many entries (reported as truncated).
+    #[arg(long)]
+    max_entries: Option<usize>,
+    /// Lines of lost groups in the text output.
+    #[arg(long, default_value_t = 40)]
+    lines: usize,
+    /// Skip sizes: no stat per file, as fast as `find -xdev` (tmpfs).
+    #[arg(long)]
+    no_sizes: bool,
+    /// Also save the report into diff.report-dir beneath --root, as a boot does (for a tmpfs
+    /// root, whose state is gone after power-off: run it at shutdown).
+    #[arg(long)]
+    save: bool,
+    /// Propose config entries that would keep what is lost (TOML; --json, --nix).
+    #[arg(long)]
+    suggest: bool,
+    /// With --suggest: the NixOS module's Nix instead of TOML.
+    #[arg(long, requires = "suggest", conflicts_with = "json")]
+    nix: bool,
+    /// With --suggest: the store the entries go to (default: the config's first store).
+    #[arg(long, requires = "suggest")]
+    store: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct AdoptArgs {
+    /// The paths to adopt, absolute as in the config.
+    #[arg(required_unless_present = "all_suggested")]
+    paths: Vec<String>,
+    /// The live root whose state is adopted, with its stores mounted beneath it.
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// The store for paths the config has no entry for (one of its [[persist]] stores).
+    #[arg(long)]
+    store: Option<String>,
+    /// Check everything and print the plan; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Add the entries for --store's paths to the config file (TOML), or print the Nix to
+    /// add when the config is the NixOS module's.
+    #[arg(long)]
+    write_config: bool,
+    /// Adopt every path `darlings diff --suggest` suggests.
+    #[arg(long)]
+    all_suggested: bool,
+    /// libmount's utab, where hide-mounts records x-gvfs-hide.
+    #[arg(long, default_value = "/run/mount/utab")]
+    utab: PathBuf,
+}
+
 /// The configured backend for ROOT (`sizes`: whether its diff stats files).
 fn backend_at(
     config: &config::Config,
@@ -348,469 +367,566 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
     }
-    let load = || config::load(&cli.config).map_err(anyhow::Error::from);
-    let mut stdout = std::io::stdout().lock();
+    let g = &cli.g;
+    let w = &mut std::io::stdout().lock();
     match cli.cmd {
-        Cmd::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "darlings", &mut stdout);
-        }
-        Cmd::Presets { json, markdown } => {
-            let table = darlings::presets::all().map_err(anyhow::Error::msg)?;
-            if markdown {
-                write!(stdout, "{}", darlings::presets::markdown(table))?;
-            } else if json {
-                serde_json::to_writer_pretty(&mut stdout, &darlings::presets::to_json(table))?;
-                writeln!(stdout)?;
-            } else {
-                for p in table {
-                    writeln!(stdout, "{}: {}", p.name, p.about)?;
-                    for e in &p.entries {
-                        writeln!(
-                            stdout,
-                            "  {:<9} {} {}: {}",
-                            e.level.as_str(),
-                            e.kind.as_str(),
-                            e.path,
-                            e.why
-                        )?;
-                    }
-                }
-            }
-        }
-        Cmd::Man => {
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut stdout)
-                .context("cannot write the man page")?;
-        }
-        Cmd::Check { root, config_only } => {
-            let config = load()?;
-            writeln!(
-                stdout,
-                "config {}: valid ({} backend, {} store(s))",
-                cli.config.display(),
-                config.root.backend_name(),
-                config.stores.len()
-            )?;
-            for n in &config.notes {
-                writeln!(stdout, "note: {n}")?;
-            }
-            if config_only {
-                return Ok(());
-            }
-            let pre = backend_at(&config, &root, &cli.work_dir, false)?
-                .preflight()
-                .context("backend preflight failed")?;
-            for c in pre.checks {
-                writeln!(stdout, "ok: {c}")?;
-            }
-            for c in darlings::stores::check(&config, &root)
-                .context("a store is where the rollback would erase it")?
-            {
-                writeln!(stdout, "ok: {c}")?;
-            }
-            let plan = plan::build(&config, &accounts(&root)?)?;
-            let out = apply::apply(&plan, &root, apply::Options { dry_run: true })
-                .context("the plan would not apply")?;
-            writeln!(
-                stdout,
-                "ok: plan of {} step(s) checks out against {} ({} already bound, {} deferred)",
-                plan.steps.len(),
-                root.display(),
-                out.already,
-                out.deferred
-            )?;
-        }
-        Cmd::Plan { root, json } => {
-            let config = load()?;
-            let plan = plan::build(&config, &accounts(&root)?)?;
-            if json {
-                plan.write_json(&mut stdout)?;
-                for n in &config.notes {
-                    eprintln!("note: {n}");
-                }
-            } else {
-                write!(stdout, "{plan}")?;
-                for n in &config.notes {
-                    writeln!(stdout, "note: {n}")?;
-                }
-            }
-        }
+        Cmd::Completions { shell } => completions(w, shell),
+        Cmd::Presets { json, markdown } => presets(w, json, markdown),
+        Cmd::Man => man(w),
+        Cmd::Check { root, config_only } => check(g, w, root, config_only),
+        Cmd::Plan { root, json } => plan(g, w, root, json),
         Cmd::Apply {
             root,
             dry_run,
             utab,
-        } => {
-            let config = load()?;
-            let _lock = (!dry_run)
-                .then(|| darlings::lock::acquire(&cli.work_dir, "apply"))
-                .transpose()?;
-            let plan = plan::build(&config, &accounts(&root)?)?;
-            let out = apply::apply(&plan, &root, apply::Options { dry_run })?;
-            for a in &out.actions {
-                writeln!(stdout, "{a}")?;
-            }
-            if !dry_run {
-                apply::record_marked(&utab, Path::new("/proc/self/mountinfo"), &out.marked)?;
-            }
-            writeln!(
-                stdout,
-                "{}: {} bound, {} already in place, {} deferred",
-                if dry_run { "dry run" } else { "applied" },
-                out.bound,
-                out.already,
-                out.deferred
-            )?;
-        }
-        Cmd::Adopt {
-            paths,
-            root,
-            store,
-            dry_run,
-            write_config,
-            all_suggested,
-            utab,
-        } => {
-            let parse = |s: &str, what: &str| {
-                darlings::paths::AbsPath::parse(s).map_err(|e| anyhow::anyhow!("{what} {s:?} {e}"))
-            };
-            let store = store.as_deref().map(|s| parse(s, "store")).transpose()?;
-            let mut requests = paths
-                .iter()
-                .map(|p| {
-                    Ok(darlings::adopt::Request {
-                        path: parse(p, "path")?,
-                        kind: None,
-                        store: store.clone(),
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            if all_suggested {
-                requests.extend(suggested_requests(
-                    &load()?,
-                    &root,
-                    &cli.work_dir,
-                    store.clone(),
-                )?);
-                if requests.is_empty() {
-                    writeln!(
-                        stdout,
-                        "adopt: darlings diff --suggest suggests nothing to adopt"
-                    )?;
-                    return Ok(());
-                }
-            }
-            let _lock = (!dry_run)
-                .then(|| darlings::lock::acquire(&cli.work_dir, "adopt"))
-                .transpose()?;
-            let out = darlings::adopt::run(
-                &darlings::adopt::Options {
-                    config: &cli.config,
-                    root: &root,
-                    dry_run,
-                    write_config,
-                },
-                &requests,
-            )?;
-            for l in &out.lines {
-                writeln!(stdout, "{l}")?;
-            }
-            if !dry_run {
-                apply::record_marked(&utab, Path::new("/proc/self/mountinfo"), &out.marked)?;
-            }
-        }
-        Cmd::Diff {
-            root,
-            json,
-            max_entries,
-            lines,
-            no_sizes,
-            save,
-            suggest,
-            nix,
-            store,
-        } => {
-            let config = load()?;
-            let store = match store {
-                Some(s) => Some(darlings::paths::AbsPath::parse(&s).map_err(|e| {
-                    anyhow::anyhow!(
-                        "store {s:?} {e}; give the store's absolute path, e.g. --store /persist"
-                    )
-                })?),
-                None => None,
-            };
-            let limits = DiffLimits {
-                max_entries: max_entries.unwrap_or(usize::MAX),
-                time_budget: None,
-            };
-            let t = Instant::now();
-            let (report, backend_name) =
-                lost_report(&config, &root, &cli.work_dir, !no_sizes, &limits)?;
-            tracing::info!(
-                "diff: {} entries from the {} backend, classified, in {:?}",
-                report.entries.len(),
-                backend_name,
-                t.elapsed()
-            );
-            let t = Instant::now();
-            if suggest {
-                let homes = darlings::suggest::homes_of(&accounts(&root)?);
-                let s = darlings::suggest::suggest(&report, &config, &homes);
-                let store = store
-                    .or_else(|| config.stores.first().map(|s| s.path.clone()))
-                    .unwrap_or_else(|| {
-                        darlings::paths::AbsPath::from_normal_bytes(b"/persist".to_vec())
-                    });
-                if json {
-                    serde_json::to_writer_pretty(&mut stdout, &s.to_json(&store))?;
-                    writeln!(stdout)?;
-                } else if nix {
-                    write!(stdout, "{}", s.to_nix(&store))?;
-                } else {
-                    write!(stdout, "{}", s.to_toml(&store))?;
-                }
-            } else if json {
-                report.write_json(&mut stdout)?;
-            } else {
-                write!(stdout, "{}", report.to_text(lines))?;
-            }
-            tracing::info!("diff: rendered in {:?}", t.elapsed());
-            if save {
-                let path = darlings::report::store::save_report(&config, &root, &report)
-                    .context("cannot save the lost-state report")?;
-                eprintln!("darlings: report saved as {path}");
-                darlings::fleet::after_diff_save(
-                    &config,
-                    &root,
-                    &cli.work_dir,
-                    &cli.journal_socket,
-                    &report,
-                    &path,
-                );
-            }
-            report.forget();
-        }
+        } => apply(g, w, root, dry_run, utab),
+        Cmd::Adopt(a) => adopt(g, w, a),
+        Cmd::Diff(a) => diff(g, w, a),
         Cmd::Boot {
             stage,
             root,
             cmdline,
             dry_run,
             utab,
-        } => {
-            let line = match std::fs::read(&cmdline) {
-                Ok(b) => b,
-                Err(e) => {
-                    // Reading the command line must not be what stops a boot.
-                    tracing::warn!(
-                        "boot: cannot read the kernel command line {}: {e}; going by the config alone",
-                        cmdline.display()
-                    );
-                    Vec::new()
-                }
-            };
-            let out = darlings::boot::run(&darlings::boot::Options {
-                config: &cli.config,
-                work_dir: &cli.work_dir,
-                root: &root,
-                stage,
-                cmdline: &line,
-                dry_run,
-                utab: &utab,
-                journal_socket: &cli.journal_socket,
-            });
-            for l in &out.lines {
-                writeln!(stdout, "{l}")?;
-            }
-            if dry_run || !cli.quiet {
-                write!(stdout, "{}", darlings::boot::render_status(&out.record))?;
-            }
-            if out.halt {
-                let e = out
-                    .error
-                    .map(|e| anyhow::anyhow!(e))
-                    .unwrap_or_else(|| anyhow::anyhow!("boot failed"));
-                return Err(e.context("on-failure = \"halt\": stop the boot"));
-            }
-            if let Some(e) = out.error {
-                eprintln!(
-                    "darlings: boot failed, {} (on-failure = \"boot-old-root\"): {}",
-                    darlings::boot::going_on_with(&out.record),
-                    darlings::error::chain(&*e)
-                );
-            }
-        }
-        Cmd::Status { json } => {
-            let path = cli.work_dir.join(darlings::boot::RECORD);
-            let bytes = std::fs::read(&path).with_context(|| {
-                format!(
-                    "no boot record at {}: darlings boot did not run in this boot's initrd (or --work-dir is not where it wrote)",
-                    path.display()
-                )
-            })?;
-            let rec: darlings::boot::Record =
-                serde_json::from_slice(&bytes).with_context(|| {
-                    format!("boot record {} is not darlings.boot/1 JSON", path.display())
-                })?;
-            if json {
-                stdout.write_all(&bytes)?;
-                if !bytes.ends_with(b"\n") {
-                    writeln!(stdout)?;
-                }
-            } else {
-                write!(stdout, "{}", darlings::boot::render_status(&rec))?;
-            }
-            if rec.outcome == darlings::boot::Outcome::Failed {
-                bail!(
-                    "this boot's darlings run failed; see {}",
-                    cli.work_dir.join(darlings::boot::FAILED).display()
-                );
-            }
-        }
-        Cmd::Report { name, json, root } => {
-            let config = load()?;
-            let (path, bytes) =
-                darlings::report::store::read(&config, &root, name.as_deref(), json)?;
-            tracing::info!("report: {path}");
-            stdout.write_all(&bytes)?;
-        }
-        Cmd::Init { dry_run } => {
-            let config = load()?;
-            let _lock = (!dry_run)
-                .then(|| darlings::lock::acquire(&cli.work_dir, "init"))
-                .transpose()?;
-            let ctx = backends::Ctx {
-                root: Path::new("/"),
-                sizes: false,
-                work_dir: &cli.work_dir,
-            };
-            let steps = backends::init(&config, &ctx, dry_run).context("init refused")?;
-            match steps {
-                Some(steps) => {
-                    for s in steps {
-                        writeln!(stdout, "{}{s}", if dry_run { "would: " } else { "" })?;
-                    }
-                }
-                None => writeln!(
-                    stdout,
-                    "nothing to initialise: a {} root is blank at every boot",
-                    config.root.backend_name()
-                )?,
-            }
-        }
+        } => boot(g, w, stage, root, cmdline, dry_run, utab),
+        Cmd::Status { json } => status(g, w, json),
+        Cmd::Report { name, json, root } => report(g, w, name, json, root),
+        Cmd::Init { dry_run } => init(g, w, dry_run),
         Cmd::Orphans {
             root,
             json,
             remove,
             dry_run,
-        } => {
-            let config = load()?;
-            let plan = plan::build(&config, &accounts(&root)?)?;
-            let found = darlings::orphans::find(&config, &plan, &root)?;
-            let Some(remove) = remove else {
-                if json {
-                    serde_json::to_writer_pretty(&mut stdout, &found.to_json())?;
-                    writeln!(stdout)?;
-                } else {
-                    write!(stdout, "{}", found.to_text())?;
-                }
-                return Ok(());
-            };
-            let chosen = if remove.is_empty() {
-                use std::io::IsTerminal;
-                if !std::io::stdin().is_terminal() {
-                    bail!("orphans --remove without paths asks on a terminal, and stdin is not one; name the orphans to remove (darlings orphans lists them)");
-                }
-                let mut chosen = Vec::new();
-                for o in &found.orphans {
-                    eprint!(
-                        "remove {} ({} {}, changed {})? [y/N] ",
-                        o.path,
-                        o.kind,
-                        darlings::show::human(o.usage.bytes),
-                        darlings::orphans::utc(o.usage.newest)
-                    );
-                    let mut answer = String::new();
-                    std::io::stdin().read_line(&mut answer)?;
-                    if matches!(answer.trim(), "y" | "Y" | "yes") {
-                        chosen.push(o);
-                    }
-                }
-                chosen
-            } else {
-                let mut paths = Vec::new();
-                for p in &remove {
-                    paths.push(
-                        darlings::paths::AbsPath::parse(p)
-                            .map_err(|e| anyhow::anyhow!("path {p:?} {e}"))?,
-                    );
-                }
-                found.select(&paths)?
-            };
-            for o in chosen {
-                if dry_run {
-                    writeln!(stdout, "would: remove {} ({})", o.path, o.kind)?;
-                } else {
-                    darlings::orphans::remove(&root, o)
-                        .with_context(|| format!("cannot remove the orphan {}", o.path))?;
-                    writeln!(stdout, "removed {}", o.path)?;
-                }
-            }
-        }
-        Cmd::OldRoots { root, json, sizes } => {
-            let config = load()?;
-            let b = backend_at(&config, &root, &cli.work_dir, false)?;
-            let list = darlings::oldroots::list(&*b, &config, &root, sizes)?;
-            if json {
-                serde_json::to_writer_pretty(&mut stdout, &darlings::oldroots::to_json(&list))?;
-                writeln!(stdout)?;
-            } else {
-                write!(stdout, "{}", darlings::oldroots::to_text(&list))?;
-            }
-        }
+        } => orphans(g, w, root, json, remove, dry_run),
+        Cmd::OldRoots { root, json, sizes } => old_roots(g, w, root, json, sizes),
         Cmd::Restore {
             old,
             paths,
             into,
             root,
             dry_run,
-        } => {
-            let config = load()?;
-            let mut abs = Vec::new();
-            for p in &paths {
-                abs.push(
-                    darlings::paths::AbsPath::parse(p)
-                        .map_err(|e| anyhow::anyhow!("path {p:?} {e}"))?,
-                );
-            }
-            let b = backend_at(&config, &root, &cli.work_dir, false)?;
-            let plan = plan::build(&config, &accounts(&root)?)?;
-            let _lock = (!dry_run)
-                .then(|| darlings::lock::acquire(&cli.work_dir, "restore"))
-                .transpose()?;
-            for l in darlings::restore::restore(&*b, &old, &abs, &root, &plan, into, dry_run)? {
-                writeln!(stdout, "{l}")?;
-            }
-        }
-        Cmd::Hold { cancel, dry_run } => {
-            let config = load()?;
-            let _lock = (!dry_run)
-                .then(|| darlings::lock::acquire(&cli.work_dir, "hold"))
-                .transpose()?;
-            let b = backend_at(&config, Path::new("/"), &cli.work_dir, false)?;
-            writeln!(stdout, "{}", darlings::hold::hold(&*b, cancel, dry_run)?)?;
-        }
-        Cmd::Rollback { root, dry_run } => {
-            let config = load()?;
-            let _lock = (!dry_run)
-                .then(|| darlings::lock::acquire(&cli.work_dir, "rollback"))
-                .transpose()?;
-            let b = backend_at(&config, &root, &cli.work_dir, false)?;
-            let out = b
-                .rollback(&RollbackOpts { dry_run })
-                .context("rollback refused")?;
-            for s in out.steps {
-                writeln!(stdout, "{}{s}", if dry_run { "would: " } else { "" })?;
+        } => restore(g, w, old, paths, into, root, dry_run),
+        Cmd::Hold { cancel, dry_run } => hold(g, w, cancel, dry_run),
+        Cmd::Rollback { root, dry_run } => rollback(g, w, root, dry_run),
+    }
+}
+
+/// `darlings completions`.
+fn completions(mut w: &mut dyn Write, shell: clap_complete::Shell) -> Result<()> {
+    clap_complete::generate(shell, &mut Cli::command(), "darlings", &mut w);
+    Ok(())
+}
+
+/// `darlings presets`.
+fn presets(mut w: &mut dyn Write, json: bool, markdown: bool) -> Result<()> {
+    let table = darlings::presets::all().map_err(anyhow::Error::msg)?;
+    if markdown {
+        write!(w, "{}", darlings::presets::markdown(table))?;
+    } else if json {
+        serde_json::to_writer_pretty(&mut w, &darlings::presets::to_json(table))?;
+        writeln!(w)?;
+    } else {
+        for p in table {
+            writeln!(w, "{}: {}", p.name, p.about)?;
+            for e in &p.entries {
+                writeln!(
+                    w,
+                    "  {:<9} {} {}: {}",
+                    e.level.as_str(),
+                    e.kind.as_str(),
+                    e.path,
+                    e.why
+                )?;
             }
         }
+    }
+    Ok(())
+}
+
+/// `darlings man`.
+fn man(mut w: &mut dyn Write) -> Result<()> {
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut w)
+        .context("cannot write the man page")?;
+    Ok(())
+}
+
+/// `darlings check`.
+fn check(g: &Global, w: &mut dyn Write, root: PathBuf, config_only: bool) -> Result<()> {
+    let config = g.load()?;
+    writeln!(
+        w,
+        "config {}: valid ({} backend, {} store(s))",
+        g.config.display(),
+        config.root.backend_name(),
+        config.stores.len()
+    )?;
+    for n in &config.notes {
+        writeln!(w, "note: {n}")?;
+    }
+    if config_only {
+        return Ok(());
+    }
+    let pre = backend_at(&config, &root, &g.work_dir, false)?
+        .preflight()
+        .context("backend preflight failed")?;
+    for c in pre.checks {
+        writeln!(w, "ok: {c}")?;
+    }
+    for c in darlings::stores::check(&config, &root)
+        .context("a store is where the rollback would erase it")?
+    {
+        writeln!(w, "ok: {c}")?;
+    }
+    let plan = plan::build(&config, &accounts(&root)?)?;
+    let out = apply::apply(&plan, &root, apply::Options { dry_run: true })
+        .context("the plan would not apply")?;
+    writeln!(
+        w,
+        "ok: plan of {} step(s) checks out against {} ({} already bound, {} deferred)",
+        plan.steps.len(),
+        root.display(),
+        out.already,
+        out.deferred
+    )?;
+    Ok(())
+}
+
+/// `darlings plan`.
+fn plan(g: &Global, mut w: &mut dyn Write, root: PathBuf, json: bool) -> Result<()> {
+    let config = g.load()?;
+    let plan = plan::build(&config, &accounts(&root)?)?;
+    if json {
+        plan.write_json(&mut w)?;
+        for n in &config.notes {
+            eprintln!("note: {n}");
+        }
+    } else {
+        write!(w, "{plan}")?;
+        for n in &config.notes {
+            writeln!(w, "note: {n}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `darlings apply`.
+fn apply(g: &Global, w: &mut dyn Write, root: PathBuf, dry_run: bool, utab: PathBuf) -> Result<()> {
+    let config = g.load()?;
+    let _lock = (!dry_run)
+        .then(|| darlings::lock::acquire(&g.work_dir, "apply"))
+        .transpose()?;
+    let plan = plan::build(&config, &accounts(&root)?)?;
+    let out = apply::apply(&plan, &root, apply::Options { dry_run })?;
+    for a in &out.actions {
+        writeln!(w, "{a}")?;
+    }
+    if !dry_run {
+        apply::record_marked(&utab, Path::new("/proc/self/mountinfo"), &out.marked)?;
+    }
+    writeln!(
+        w,
+        "{}: {} bound, {} already in place, {} deferred",
+        if dry_run { "dry run" } else { "applied" },
+        out.bound,
+        out.already,
+        out.deferred
+    )?;
+    Ok(())
+}
+
+/// `darlings adopt`.
+fn adopt(g: &Global, w: &mut dyn Write, a: AdoptArgs) -> Result<()> {
+    let AdoptArgs {
+        paths,
+        root,
+        store,
+        dry_run,
+        write_config,
+        all_suggested,
+        utab,
+    } = a;
+    let parse = |s: &str, what: &str| {
+        darlings::paths::AbsPath::parse(s).map_err(|e| anyhow::anyhow!("{what} {s:?} {e}"))
+    };
+    let store = store.as_deref().map(|s| parse(s, "store")).transpose()?;
+    let mut requests = paths
+        .iter()
+        .map(|p| {
+            Ok(darlings::adopt::Request {
+                path: parse(p, "path")?,
+                kind: None,
+                store: store.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if all_suggested {
+        requests.extend(suggested_requests(
+            &g.load()?,
+            &root,
+            &g.work_dir,
+            store.clone(),
+        )?);
+        if requests.is_empty() {
+            writeln!(
+                w,
+                "adopt: darlings diff --suggest suggests nothing to adopt"
+            )?;
+            return Ok(());
+        }
+    }
+    let _lock = (!dry_run)
+        .then(|| darlings::lock::acquire(&g.work_dir, "adopt"))
+        .transpose()?;
+    let out = darlings::adopt::run(
+        &darlings::adopt::Options {
+            config: &g.config,
+            root: &root,
+            dry_run,
+            write_config,
+        },
+        &requests,
+    )?;
+    for l in &out.lines {
+        writeln!(w, "{l}")?;
+    }
+    if !dry_run {
+        apply::record_marked(&utab, Path::new("/proc/self/mountinfo"), &out.marked)?;
+    }
+    Ok(())
+}
+
+/// `darlings diff`.
+fn diff(g: &Global, mut w: &mut dyn Write, a: DiffArgs) -> Result<()> {
+    let DiffArgs {
+        root,
+        json,
+        max_entries,
+        lines,
+        no_sizes,
+        save,
+        suggest,
+        nix,
+        store,
+    } = a;
+    let config = g.load()?;
+    let store = match store {
+        Some(s) => Some(darlings::paths::AbsPath::parse(&s).map_err(|e| {
+            anyhow::anyhow!(
+                "store {s:?} {e}; give the store's absolute path, e.g. --store /persist"
+            )
+        })?),
+        None => None,
+    };
+    let limits = DiffLimits {
+        max_entries: max_entries.unwrap_or(usize::MAX),
+        time_budget: None,
+    };
+    let t = Instant::now();
+    let (report, backend_name) = lost_report(&config, &root, &g.work_dir, !no_sizes, &limits)?;
+    tracing::info!(
+        "diff: {} entries from the {} backend, classified, in {:?}",
+        report.entries.len(),
+        backend_name,
+        t.elapsed()
+    );
+    let t = Instant::now();
+    if suggest {
+        let homes = darlings::suggest::homes_of(&accounts(&root)?);
+        let s = darlings::suggest::suggest(&report, &config, &homes);
+        let store = store
+            .or_else(|| config.stores.first().map(|s| s.path.clone()))
+            .unwrap_or_else(|| darlings::paths::AbsPath::from_normal_bytes(b"/persist".to_vec()));
+        if json {
+            serde_json::to_writer_pretty(&mut w, &s.to_json(&store))?;
+            writeln!(w)?;
+        } else if nix {
+            write!(w, "{}", s.to_nix(&store))?;
+        } else {
+            write!(w, "{}", s.to_toml(&store))?;
+        }
+    } else if json {
+        report.write_json(&mut w)?;
+    } else {
+        write!(w, "{}", report.to_text(lines))?;
+    }
+    tracing::info!("diff: rendered in {:?}", t.elapsed());
+    if save {
+        let path = darlings::report::store::save_report(&config, &root, &report)
+            .context("cannot save the lost-state report")?;
+        eprintln!("darlings: report saved as {path}");
+        darlings::fleet::after_diff_save(
+            &config,
+            &root,
+            &g.work_dir,
+            &g.journal_socket,
+            &report,
+            &path,
+        );
+    }
+    report.forget();
+    Ok(())
+}
+
+/// `darlings boot`.
+fn boot(
+    g: &Global,
+    w: &mut dyn Write,
+    stage: darlings::boot::Stage,
+    root: PathBuf,
+    cmdline: PathBuf,
+    dry_run: bool,
+    utab: PathBuf,
+) -> Result<()> {
+    let line = match std::fs::read(&cmdline) {
+        Ok(b) => b,
+        Err(e) => {
+            // Reading the command line must not be what stops a boot.
+            tracing::warn!(
+                "boot: cannot read the kernel command line {}: {e}; going by the config alone",
+                cmdline.display()
+            );
+            Vec::new()
+        }
+    };
+    let out = darlings::boot::run(&darlings::boot::Options {
+        config: &g.config,
+        work_dir: &g.work_dir,
+        root: &root,
+        stage,
+        cmdline: &line,
+        dry_run,
+        utab: &utab,
+        journal_socket: &g.journal_socket,
+    });
+    for l in &out.lines {
+        writeln!(w, "{l}")?;
+    }
+    if dry_run || !g.quiet {
+        write!(w, "{}", darlings::boot::render_status(&out.record))?;
+    }
+    if out.halt {
+        let e = out
+            .error
+            .map(|e| anyhow::anyhow!(e))
+            .unwrap_or_else(|| anyhow::anyhow!("boot failed"));
+        return Err(e.context("on-failure = \"halt\": stop the boot"));
+    }
+    if let Some(e) = out.error {
+        eprintln!(
+            "darlings: boot failed, {} (on-failure = \"boot-old-root\"): {}",
+            darlings::boot::going_on_with(&out.record),
+            darlings::error::chain(&*e)
+        );
+    }
+    Ok(())
+}
+
+/// `darlings status`.
+fn status(g: &Global, w: &mut dyn Write, json: bool) -> Result<()> {
+    let path = g.work_dir.join(darlings::boot::RECORD);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "no boot record at {}: darlings boot did not run in this boot's initrd (or --work-dir is not where it wrote)",
+            path.display()
+        )
+    })?;
+    let rec: darlings::boot::Record = serde_json::from_slice(&bytes)
+        .with_context(|| format!("boot record {} is not darlings.boot/1 JSON", path.display()))?;
+    if json {
+        w.write_all(&bytes)?;
+        if !bytes.ends_with(b"\n") {
+            writeln!(w)?;
+        }
+    } else {
+        write!(w, "{}", darlings::boot::render_status(&rec))?;
+    }
+    if rec.outcome == darlings::boot::Outcome::Failed {
+        bail!(
+            "this boot's darlings run failed; see {}",
+            g.work_dir.join(darlings::boot::FAILED).display()
+        );
+    }
+    Ok(())
+}
+
+/// `darlings report`.
+fn report(
+    g: &Global,
+    w: &mut dyn Write,
+    name: Option<String>,
+    json: bool,
+    root: PathBuf,
+) -> Result<()> {
+    let config = g.load()?;
+    let (path, bytes) = darlings::report::store::read(&config, &root, name.as_deref(), json)?;
+    tracing::info!("report: {path}");
+    w.write_all(&bytes)?;
+    Ok(())
+}
+
+/// `darlings init`.
+fn init(g: &Global, w: &mut dyn Write, dry_run: bool) -> Result<()> {
+    let config = g.load()?;
+    let _lock = (!dry_run)
+        .then(|| darlings::lock::acquire(&g.work_dir, "init"))
+        .transpose()?;
+    let ctx = backends::Ctx {
+        root: Path::new("/"),
+        sizes: false,
+        work_dir: &g.work_dir,
+    };
+    let steps = backends::init(&config, &ctx, dry_run).context("init refused")?;
+    match steps {
+        Some(steps) => {
+            for s in steps {
+                writeln!(w, "{}{s}", if dry_run { "would: " } else { "" })?;
+            }
+        }
+        None => writeln!(
+            w,
+            "nothing to initialise: a {} root is blank at every boot",
+            config.root.backend_name()
+        )?,
+    }
+    Ok(())
+}
+
+/// `darlings orphans`.
+fn orphans(
+    g: &Global,
+    mut w: &mut dyn Write,
+    root: PathBuf,
+    json: bool,
+    remove: Option<Vec<String>>,
+    dry_run: bool,
+) -> Result<()> {
+    let config = g.load()?;
+    let plan = plan::build(&config, &accounts(&root)?)?;
+    let found = darlings::orphans::find(&config, &plan, &root)?;
+    let Some(remove) = remove else {
+        if json {
+            serde_json::to_writer_pretty(&mut w, &found.to_json())?;
+            writeln!(w)?;
+        } else {
+            write!(w, "{}", found.to_text())?;
+        }
+        return Ok(());
+    };
+    let chosen = if remove.is_empty() {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            bail!("orphans --remove without paths asks on a terminal, and stdin is not one; name the orphans to remove (darlings orphans lists them)");
+        }
+        let mut chosen = Vec::new();
+        for o in &found.orphans {
+            eprint!(
+                "remove {} ({} {}, changed {})? [y/N] ",
+                o.path,
+                o.kind,
+                darlings::show::human(o.usage.bytes),
+                darlings::orphans::utc(o.usage.newest)
+            );
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if matches!(answer.trim(), "y" | "Y" | "yes") {
+                chosen.push(o);
+            }
+        }
+        chosen
+    } else {
+        let mut paths = Vec::new();
+        for p in &remove {
+            paths.push(
+                darlings::paths::AbsPath::parse(p)
+                    .map_err(|e| anyhow::anyhow!("path {p:?} {e}"))?,
+            );
+        }
+        found.select(&paths)?
+    };
+    for o in chosen {
+        if dry_run {
+            writeln!(w, "would: remove {} ({})", o.path, o.kind)?;
+        } else {
+            darlings::orphans::remove(&root, o)
+                .with_context(|| format!("cannot remove the orphan {}", o.path))?;
+            writeln!(w, "removed {}", o.path)?;
+        }
+    }
+    Ok(())
+}
+
+/// `darlings old-roots`.
+fn old_roots(
+    g: &Global,
+    mut w: &mut dyn Write,
+    root: PathBuf,
+    json: bool,
+    sizes: bool,
+) -> Result<()> {
+    let config = g.load()?;
+    let b = backend_at(&config, &root, &g.work_dir, false)?;
+    let list = darlings::oldroots::list(&*b, &config, &root, sizes)?;
+    if json {
+        serde_json::to_writer_pretty(&mut w, &darlings::oldroots::to_json(&list))?;
+        writeln!(w)?;
+    } else {
+        write!(w, "{}", darlings::oldroots::to_text(&list))?;
+    }
+    Ok(())
+}
+
+/// `darlings restore`.
+fn restore(
+    g: &Global,
+    w: &mut dyn Write,
+    old: String,
+    paths: Vec<String>,
+    into: darlings::restore::Into,
+    root: PathBuf,
+    dry_run: bool,
+) -> Result<()> {
+    let config = g.load()?;
+    let mut abs = Vec::new();
+    for p in &paths {
+        abs.push(
+            darlings::paths::AbsPath::parse(p).map_err(|e| anyhow::anyhow!("path {p:?} {e}"))?,
+        );
+    }
+    let b = backend_at(&config, &root, &g.work_dir, false)?;
+    let plan = plan::build(&config, &accounts(&root)?)?;
+    let _lock = (!dry_run)
+        .then(|| darlings::lock::acquire(&g.work_dir, "restore"))
+        .transpose()?;
+    for l in darlings::restore::restore(&*b, &old, &abs, &root, &plan, into, dry_run)? {
+        writeln!(w, "{l}")?;
+    }
+    Ok(())
+}
+
+/// `darlings hold`.
+fn hold(g: &Global, w: &mut dyn Write, cancel: bool, dry_run: bool) -> Result<()> {
+    let config = g.load()?;
+    let _lock = (!dry_run)
+        .then(|| darlings::lock::acquire(&g.work_dir, "hold"))
+        .transpose()?;
+    let b = backend_at(&config, Path::new("/"), &g.work_dir, false)?;
+    writeln!(w, "{}", darlings::hold::hold(&*b, cancel, dry_run)?)?;
+    Ok(())
+}
+
+/// `darlings rollback`.
+fn rollback(g: &Global, w: &mut dyn Write, root: PathBuf, dry_run: bool) -> Result<()> {
+    let config = g.load()?;
+    let _lock = (!dry_run)
+        .then(|| darlings::lock::acquire(&g.work_dir, "rollback"))
+        .transpose()?;
+    let b = backend_at(&config, &root, &g.work_dir, false)?;
+    let out = b
+        .rollback(&RollbackOpts { dry_run })
+        .context("rollback refused")?;
+    for s in out.steps {
+        writeln!(w, "{}{s}", if dry_run { "would: " } else { "" })?;
     }
     Ok(())
 }
@@ -819,10 +935,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A boot's phase lines (info) are its point: they go to kmsg unless -q.
     let verbose = match cli.cmd {
-        Cmd::Boot { .. } => cli.verbose.max(1),
-        _ => cli.verbose,
+        Cmd::Boot { .. } => cli.g.verbose.max(1),
+        _ => cli.g.verbose,
     };
-    let to_kmsg = logging::init(cli.log, verbose, cli.quiet);
+    let to_kmsg = logging::init(cli.g.log, verbose, cli.g.quiet);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
