@@ -626,7 +626,7 @@ fn diff(g: &Global, mut w: &mut dyn Write, a: DiffArgs) -> Result<()> {
     let (report, backend_name) = lost_report(&config, &root, &g.work_dir, !no_sizes, &limits)?;
     tracing::info!(
         "diff: {} entries from the {} backend, classified, in {:?}",
-        report.entries.len(),
+        report.len(),
         backend_name,
         t.elapsed()
     );

@@ -233,14 +233,11 @@ struct Group {
 type PathSet = std::collections::HashSet<Vec<u8>>;
 
 fn renamed_files(report: &Report) -> (PathSet, PathSet) {
-    let all: std::collections::HashSet<&[u8]> = report
-        .entries
-        .iter()
-        .map(|e| e.change.path.as_slice())
-        .collect();
+    let all: std::collections::HashSet<&[u8]> =
+        report.entries().map(|e| e.change.path.as_slice()).collect();
     let mut renamed = PathSet::new();
     let mut temps = PathSet::new();
-    for e in &report.entries {
+    for e in report.entries() {
         let p = &e.change.path;
         if e.change.file_type != FileType::File {
             continue;
@@ -317,7 +314,7 @@ pub fn suggest(report: &Report, config: &Config, homes: &[(AbsPath, String)]) ->
     let (renamed, temps) = renamed_files(report);
     let mut presets: BTreeMap<(String, Level), (u64, u64)> = BTreeMap::new();
     let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
-    for e in &report.entries {
+    for e in report.entries() {
         // Lost under a persisted path is a problem of that entry, not a missing one; persisted
         // and ignored entries are kept or unwanted.
         if e.class != Class::Lost || e.why.is_some() {

@@ -17,11 +17,22 @@ pub mod store;
 
 pub use classify::{Class, Classifier, Why};
 
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub change: Change,
+/// One classified entry of a report: its change, as the backend listed it, and its class.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub change: &'a Change,
     pub class: Class,
-    pub why: Option<Why>,
+    pub why: Option<&'a Why>,
+}
+
+/// How one change was classified. Kept beside the backend's change list, index for index,
+/// rather than moving each change into a bigger entry: the copy wrote every entry a second
+/// time into fresh memory, and its page faults were a third of a 50,000-entry diff's time.
+#[derive(Debug, Clone)]
+struct Mark {
+    class: Class,
+    /// Boxed: most entries have none, and the mark stays two words.
+    why: Option<Box<Why>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,7 +62,8 @@ pub struct Report {
     pub backend: String,
     pub root: Vec<u8>,
     pub generated: String,
-    pub entries: Vec<Entry>,
+    changes: Vec<Change>,
+    marks: Vec<Mark>,
     pub truncated: Option<Truncation>,
     pub unlisted: Vec<UnlistedEntry>,
     /// The presets the config uses, for the hints on lost paths a preset would keep.
@@ -119,7 +131,8 @@ impl Report {
             backend: backend.to_string(),
             root: root.to_vec(),
             generated: now(),
-            entries: Vec::new(),
+            changes: Vec::new(),
+            marks: Vec::new(),
             truncated: None,
             unlisted: vec![UnlistedEntry {
                 unlisted: Unlisted {
@@ -155,8 +168,9 @@ impl Report {
                 }
             })
             .collect();
-        let mut entries = Vec::with_capacity(out.changes.len());
-        for (i, change) in out.changes.into_iter().enumerate() {
+        let mut changes = out.changes;
+        let mut marks = Vec::with_capacity(changes.len());
+        for (i, change) in changes.iter().enumerate() {
             if i % CLOCK_EVERY == 0 {
                 if let Some((start, budget)) = deadline {
                     if start.elapsed() > budget {
@@ -166,13 +180,18 @@ impl Report {
                 }
             }
             let (class, why) = classifier.classify_entry(&change.path, change.file_type);
-            entries.push(Entry { change, class, why });
+            marks.push(Mark {
+                class,
+                why: why.map(Box::new),
+            });
         }
+        changes.truncate(marks.len());
         Report {
             backend: backend.to_string(),
             root: root.to_vec(),
             generated: now(),
-            entries,
+            changes,
+            marks,
             truncated,
             unlisted,
             presets_in_use: classifier.presets_in_use.clone(),
@@ -214,10 +233,31 @@ impl Report {
 
     pub fn tally(&self, class: Class) -> Tally {
         let mut t = Tally::default();
-        for e in self.entries.iter().filter(|e| e.class == class) {
-            t.add(&e.change);
+        for e in self.entries().filter(|e| e.class == class) {
+            t.add(e.change);
         }
         t
+    }
+
+    /// The classified entries, in the backend's order.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = Entry<'_>> + Clone + '_ {
+        self.changes
+            .iter()
+            .zip(&self.marks)
+            .map(|(change, m)| Entry {
+                change,
+                class: m.class,
+                why: m.why.as_deref(),
+            })
+    }
+
+    /// How many entries the diff listed (and classified).
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
     }
 }
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use darlings_backends::bytes::Show;
-use darlings_backends::{ChangeKind, Truncation};
+use darlings_backends::{Change, ChangeKind, Truncation};
 use serde_json::{json, Map, Value};
 
 use super::{Class, Entry, Report, Tally, Why};
@@ -30,7 +30,7 @@ impl Report {
             if i > 0 {
                 w.write_all(b",")?;
             }
-            serde_json::to_writer(&mut w, &self.entry_json(e))?;
+            serde_json::to_writer(&mut w, &self.entry_json(&e))?;
         }
         w.write_all(b"]}\n")?;
         w.flush()
@@ -42,7 +42,7 @@ impl Report {
         v["entries"] = Value::Array(
             self.sorted()
                 .into_iter()
-                .map(|e| self.entry_json(e))
+                .map(|e| self.entry_json(&e))
                 .collect(),
         );
         v
@@ -59,8 +59,8 @@ impl Report {
         v
     }
 
-    fn sorted(&self) -> Vec<&Entry> {
-        let mut v: Vec<&Entry> = self.entries.iter().collect();
+    fn sorted(&self) -> Vec<Entry<'_>> {
+        let mut v: Vec<Entry> = self.entries().collect();
         v.sort_unstable_by(|a, b| a.change.path.cmp(&b.change.path));
         v
     }
@@ -185,10 +185,10 @@ impl Report {
         }
         if lost.entries > 0 {
             let _ = writeln!(s, "\n{heading}");
-            let lost_paths: Vec<&Entry> = self
-                .entries
-                .iter()
+            let lost_paths: Vec<&Change> = self
+                .entries()
                 .filter(|e| e.class == Class::Lost)
+                .map(|e| e.change)
                 .collect();
             for line in group_lines(&lost_paths, max_lines) {
                 let _ = writeln!(s, "{line}");
@@ -224,7 +224,7 @@ impl Report {
     /// Lost entries a preset would keep, one line per preset entry.
     fn preset_lines(&self, s: &mut String, max_lines: usize) {
         let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
-        for e in &self.entries {
+        for e in self.entries() {
             // Under a persisted path already: its own line says why it is lost.
             if e.class != Class::Lost || e.why.is_some() {
                 continue;
@@ -233,7 +233,7 @@ impl Report {
                 groups
                     .entry(format!("{}: {}", h.entry, h.text))
                     .or_default()
-                    .add(&e.change);
+                    .add(e.change);
             }
         }
         if groups.is_empty() {
@@ -261,13 +261,13 @@ impl Report {
     /// /var/lib/app must not read its name and believe what the root holds there is safe.
     fn why_lines(&self, s: &mut String, max_lines: usize) {
         let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
-        for e in &self.entries {
+        for e in self.entries() {
             if let (Class::Lost, Some(why)) = (e.class, &e.why) {
                 let key = match why {
                     Why::UnderPersisted(_) => why.to_string(),
                     Why::WrongType { at, .. } => format!("{}: {why}", Long(at)),
                 };
-                groups.entry(key).or_default().add(&e.change);
+                groups.entry(key).or_default().add(e.change);
             }
         }
         if groups.is_empty() {
@@ -338,7 +338,7 @@ fn parent_of(path: &[u8]) -> &[u8] {
 /// Groups lost entries by directory: opens the biggest directories first while the lines fit
 /// in `max_lines`. Costs one hash lookup per entry (with a cache for runs of siblings), so a
 /// 100,000-entry diff groups in milliseconds.
-fn group_lines(entries: &[&Entry], max_lines: usize) -> Vec<String> {
+fn group_lines(entries: &[&Change], max_lines: usize) -> Vec<String> {
     let mut dirs = vec![Dir {
         path: Vec::new(),
         tally: Tally::default(),
@@ -370,7 +370,7 @@ fn group_lines(entries: &[&Entry], max_lines: usize) -> Vec<String> {
     }
     let mut last: (Vec<u8>, usize) = (Vec::new(), 0);
     for (ei, e) in entries.iter().enumerate() {
-        let path = e.change.path.as_slice();
+        let path = e.path.as_slice();
         let parent = parent_of(path);
         let p = if parent == last.0.as_slice() {
             last.1
@@ -383,7 +383,7 @@ fn group_lines(entries: &[&Entry], max_lines: usize) -> Vec<String> {
         let at = if path == b"/" {
             dirs[0].own = Some(0);
             0
-        } else if e.change.file_type == darlings_backends::FileType::Dir {
+        } else if e.file_type == darlings_backends::FileType::Dir {
             let d = node(&mut dirs, &mut index, path);
             dirs[d].own = Some(0);
             d
@@ -394,7 +394,7 @@ fn group_lines(entries: &[&Entry], max_lines: usize) -> Vec<String> {
         // Count the entry in its own node (for a directory) and every directory above it.
         let mut i = at;
         loop {
-            dirs[i].tally.add(&e.change);
+            dirs[i].tally.add(e);
             if i == 0 {
                 break;
             }
@@ -431,7 +431,7 @@ fn group_lines(entries: &[&Entry], max_lines: usize) -> Vec<String> {
 fn render(
     dirs: &[Dir],
     open: &[bool],
-    entries: &[&Entry],
+    entries: &[&Change],
     i: usize,
     cap: usize,
     out: &mut Vec<String>,
@@ -464,7 +464,7 @@ fn render(
         .map(|(n, &c)| (n.as_slice(), Ok(c)))
         .collect();
     for &f in &d.files {
-        let p = &entries[f].change.path;
+        let p = &entries[f].path;
         items.push((&p[parent_of(p).len() + 1..], Err(f)));
     }
     let weight = |item: &Result<usize, usize>| match item {
@@ -480,7 +480,7 @@ fn render(
                     folded.entries += dirs[c].tally.entries;
                     folded.bytes += dirs[c].tally.bytes;
                 }
-                Err(f) => folded.add(&entries[f].change),
+                Err(f) => folded.add(entries[f]),
             }
         }
     }
@@ -489,7 +489,7 @@ fn render(
         match item {
             Ok(c) => render(dirs, open, entries, c, usize::MAX, out),
             Err(f) => {
-                let c = &entries[f].change;
+                let c = entries[f];
                 let size = c.size.map(human).unwrap_or_default();
                 out.push(format!("  {:>17} {:>10}  {}", "", size, Long(&c.path)));
             }

@@ -92,12 +92,7 @@ fn root_only_files_under_a_persisted_directory_were_classed_persisted() {
         ..DiffOutput::default()
     };
     let r = Report::new("btrfs", b"/", out, &c);
-    let class = |p: &[u8]| {
-        r.entries
-            .iter()
-            .find(|e| e.change.path == p)
-            .map(|e| e.class)
-    };
+    let class = |p: &[u8]| r.entries().find(|e| e.change.path == p).map(|e| e.class);
     assert_eq!(class(b"/var/lib/app"), Some(Class::Persisted));
     assert_eq!(class(b"/var/lib/app/db"), Some(Class::Lost));
     assert_eq!(class(b"/persist/hidden"), Some(Class::Lost));
@@ -203,7 +198,7 @@ fn classification_stops_at_the_time_budget() {
         &Classifier::new(&cfg()),
         Some((started, Duration::from_secs(1))),
     );
-    assert!(r.entries.is_empty(), "{}", r.entries.len());
+    assert!(r.is_empty(), "{}", r.len());
     assert_eq!(
         r.truncated,
         Some(Truncation::TimeBudget(Duration::from_secs(1)))
