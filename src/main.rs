@@ -368,8 +368,10 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     let g = &cli.g;
-    let w = &mut std::io::stdout().lock();
-    match cli.cmd {
+    // One write per line would be a system call per bind on a boot's dry run, or per entry.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let w = &mut out;
+    let done = match cli.cmd {
         Cmd::Completions { shell } => completions(w, shell),
         Cmd::Presets { json, markdown } => presets(w, json, markdown),
         Cmd::Man => man(w),
@@ -408,7 +410,10 @@ fn run(cli: Cli) -> Result<()> {
         } => restore(g, w, old, paths, into, root, dry_run),
         Cmd::Hold { cancel, dry_run } => hold(g, w, cancel, dry_run),
         Cmd::Rollback { root, dry_run } => rollback(g, w, root, dry_run),
-    }
+    };
+    // What was written before a failure is still printed, before the error.
+    let flushed = out.flush().context("cannot write to stdout");
+    done.and(flushed)
 }
 
 /// `darlings completions`.
