@@ -6,7 +6,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::btrfs_rollback::{e2s, sh, Fs};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::{sh, Fs};
 use crate::{is_mount_point, mounts, text, Case, Sandbox, TestResult};
 
 const CONFIG: &str = r#"# adopt's test config
@@ -733,7 +734,7 @@ fn write_config_appends_the_entry_keeping_comments_and_the_file_checks() -> Test
 /// A real Btrfs root (the `root` subvolume mounted as the root, `persist` beside it as the
 /// store), as a live system has it.
 fn adopt_on_a_btrfs_root() -> TestResult {
-    let mut fs = Fs::empty()?;
+    let mut fs = Fs::btrfs("300M")?;
     let t = fs.top.display().to_string();
     sh(&format!(
         "set -e; cd {t}; btrfs -q subvolume create root; btrfs -q subvolume create persist; \
@@ -743,13 +744,13 @@ fn adopt_on_a_btrfs_root() -> TestResult {
     std::fs::create_dir(&sysroot).map_err(e2s)?;
     sh(&format!(
         "mount -o subvol=root {} {}",
-        fs.dev,
+        fs.dev(),
         sysroot.display()
     ))?;
     fs.mounts.push(sysroot.clone());
     sh(&format!(
         "mount -o subvol=persist {} {}",
-        fs.dev,
+        fs.dev(),
         sysroot.join("persist").display()
     ))?;
     fs.mounts.push(sysroot.join("persist"));
@@ -759,7 +760,7 @@ fn adopt_on_a_btrfs_root() -> TestResult {
         &config,
         format!(
             "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/app\"]\n",
-            fs.dev
+            fs.dev()
         ),
     )
     .map_err(e2s)?;

@@ -7,7 +7,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::btrfs_rollback::{e2s, sh, Fs};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::{sh, Fs};
 use crate::{Case, TestResult};
 
 /// A btrfs "disk": `root` (its blank made by `darlings init`), `persist` holding the store's data, and a root
@@ -34,7 +35,7 @@ files = ["/etc/machine-id"]
 
 impl Machine {
     pub(crate) fn new(extra_root: &str) -> Result<Machine, String> {
-        let fs = Fs::empty()?;
+        let fs = Fs::btrfs("300M")?;
         let t = fs.top.display().to_string();
         sh(&format!(
             "set -e; cd {t}; btrfs -q subvolume create root; \
@@ -50,7 +51,7 @@ impl Machine {
             &config,
             format!(
                 "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n{extra_root}{CONFIG_TAIL}",
-                fs.dev
+                fs.dev()
             ),
         )
         .map_err(e2s)?;
@@ -108,7 +109,7 @@ impl Machine {
     pub(crate) fn mount_root_and_store(&mut self) -> TestResult {
         sh(&format!(
             "mount -o subvol=root {} {}",
-            self.fs.dev,
+            self.fs.dev(),
             self.sysroot.display()
         ))?;
         self.fs.mounts.push(self.sysroot.clone());
@@ -117,7 +118,7 @@ impl Machine {
         std::fs::create_dir_all(&store).map_err(e2s)?;
         sh(&format!(
             "mount -o subvol=persist {} {}",
-            self.fs.dev,
+            self.fs.dev(),
             store.display()
         ))?;
         self.fs.mounts.push(store);

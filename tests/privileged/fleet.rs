@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::boot::Machine;
-use crate::btrfs_rollback::{e2s, sh};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::sh;
 use crate::{Case, TestResult};
 
 const PROM: &str = "/var/lib/prometheus/node-exporter/darlings.prom";

@@ -15,7 +15,8 @@ use darlings_backends::bytes::Show;
 use darlings_backends::{Backend, ChangeKind, DiffLimits};
 
 use crate::boot::{lost_paths, phases, Machine};
-use crate::btrfs_rollback::{e2s, sh};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::sh;
 use crate::{Case, TestResult};
 
 pub fn cases() -> Vec<Case> {
@@ -510,7 +511,7 @@ impl Disk {
 
     fn backend(&self) -> Btrfs {
         Btrfs {
-            device: PathBuf::from(&self.m.fs.dev),
+            device: PathBuf::from(self.m.fs.dev()),
             subvolume: b"root".to_vec(),
             blank: b"root-blank".to_vec(),
             old_roots: b"old-roots".to_vec(),

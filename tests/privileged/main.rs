@@ -30,6 +30,8 @@ mod btrfs_diff;
 mod btrfs_differential;
 mod btrfs_rollback;
 mod fleet;
+#[path = "../support/loopdev.rs"]
+mod loopdev;
 mod lost_state;
 #[path = "../support/ns.rs"]
 mod ns;

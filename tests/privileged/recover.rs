@@ -7,7 +7,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use crate::boot::{phases, Machine};
-use crate::btrfs_rollback::{e2s, sh};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::sh;
 use crate::{text, tree, Case, Sandbox, TestResult};
 
 fn stdout(o: &std::process::Output) -> String {

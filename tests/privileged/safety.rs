@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::btrfs_rollback::{e2s, sh, Fs};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::{sh, Fs};
 use crate::{is_mount_point, mount_tmpfs, mounts, text, tree, Case, Sandbox, TestResult, BIN};
 
 fn err(o: &Output) -> String {
@@ -62,7 +63,7 @@ struct Disk {
 
 impl Disk {
     fn new() -> Result<Disk, String> {
-        let mut fs = Fs::empty()?;
+        let mut fs = Fs::btrfs("300M")?;
         let t = fs.top.display().to_string();
         sh(&format!(
             "set -e; cd {t}; btrfs -q subvolume create root; \
@@ -73,7 +74,7 @@ impl Disk {
         std::fs::create_dir(&sysroot).map_err(e2s)?;
         sh(&format!(
             "mount -o subvol=root {} {}",
-            fs.dev,
+            fs.dev(),
             sysroot.display()
         ))?;
         fs.mounts.push(sysroot.clone());
@@ -82,7 +83,7 @@ impl Disk {
             &config,
             format!(
                 "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n[diff]\nreport-dir = \"/persist/var/log/darlings\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/keep\"]\n",
-                fs.dev
+                fs.dev()
             ),
         )
         .map_err(e2s)?;
@@ -130,7 +131,7 @@ fn btrfs_store_subvolume_inside_the_root_subvolume() -> TestResult {
         if mounted {
             sh(&format!(
                 "mount -o subvol=root/persist {} {}",
-                d.fs.dev,
+                d.fs.dev(),
                 store.display()
             ))?;
             d.fs.mounts.push(store.clone());
@@ -179,7 +180,7 @@ fn btrfs_store_subvolume_inside_the_root_subvolume() -> TestResult {
     sh(&format!(
         "set -e; btrfs -q subvolume delete {0}; mkdir {0}; mount -o subvol=root-blank {1} {0}",
         store.display(),
-        d.fs.dev
+        d.fs.dev()
     ))?;
     d.fs.mounts.push(store.clone());
     let o = d.apply()?;
@@ -196,7 +197,7 @@ fn btrfs_store_subvolume_inside_the_root_subvolume() -> TestResult {
     // The layout that keeps data: a subvolume beside the root, mounted there.
     sh(&format!(
         "mount -o subvol=persist {} {}",
-        d.fs.dev,
+        d.fs.dev(),
         store.display()
     ))?;
     d.fs.mounts.push(store.clone());
@@ -643,7 +644,7 @@ fn file_comparison_reads_both_files_whole() -> TestResult {
 /// `root.new`. Now the second is told who holds the lock (pid), and a real race leaves a valid
 /// root and no `root.new`.
 fn two_concurrent_rollback_runs() -> TestResult {
-    let fs = Fs::empty()?;
+    let fs = Fs::btrfs("300M")?;
     let t = fs.top.display().to_string();
     sh(&format!(
         "set -e; cd {t}; btrfs -q subvolume create root; echo blank > root/marker; \
@@ -652,7 +653,7 @@ fn two_concurrent_rollback_runs() -> TestResult {
     let cfg = fs.base.join("darlings.toml");
     std::fs::write(
         &cfg,
-        format!("[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n", fs.dev),
+        format!("[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n", fs.dev()),
     )
     .map_err(e2s)?;
     let work = fs.base.join("work");

@@ -9,7 +9,8 @@ use std::process::Command;
 
 use rustix::mount::{mount_remount, MountFlags};
 
-use crate::btrfs_rollback::{e2s, sh, Fs};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::{sh, Fs};
 
 use crate::{is_mount_point, mounts, text, Case, Sandbox, TestResult, BASIC};
 
@@ -285,7 +286,7 @@ fn without_seed_from_blank_a_blank_with_content_is_still_refused() -> TestResult
 /// store "already had" /var/log and bound that near-empty copy over the Debian blank's logs
 /// (found by the distribution tier: no dpkg.log, no journal of earlier boots).
 fn report_inside_a_seeded_directory_does_not_stop_the_seed() -> TestResult {
-    let mut fs = Fs::empty()?;
+    let mut fs = Fs::btrfs("300M")?;
     let t = fs.top.display().to_string();
     // A whole-OS blank: /var/log has the installer's log, /persist is the store's mount point.
     sh(&format!(
@@ -298,7 +299,7 @@ fn report_inside_a_seeded_directory_does_not_stop_the_seed() -> TestResult {
         &config,
         format!(
             "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n[diff]\non-boot = true\nreport-dir = \"/persist/var/log/darlings\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [{{ path = \"/var/log\", seed-from-blank = true }}]\n",
-            fs.dev
+            fs.dev()
         ),
     )
     .map_err(e2s)?;
@@ -324,14 +325,14 @@ fn report_inside_a_seeded_directory_does_not_stop_the_seed() -> TestResult {
     check!(early.status.success(), "early: {}", text(&early));
     sh(&format!(
         "mount -o subvol=root {} {}",
-        fs.dev,
+        fs.dev(),
         sysroot.display()
     ))?;
     fs.mounts.push(sysroot.clone());
     let store = sysroot.join("persist");
     sh(&format!(
         "mount -o subvol=persist {} {}",
-        fs.dev,
+        fs.dev(),
         store.display()
     ))?;
     fs.mounts.push(store);

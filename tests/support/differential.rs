@@ -32,6 +32,8 @@ use darlings_backends::{Backend, ChangeKind, DiffLimits, DiffOutput, PATH_MAX};
 use rustix::fs::{self, AtFlags, Mode, OFlags, RenameFlags, StatxFlags, XattrFlags};
 use rustix::io::Errno;
 
+use crate::loopdev::{sh, Fs};
+
 /// splitmix64: small, seedable, good enough to pick operations.
 pub struct Rng(u64);
 
@@ -61,61 +63,27 @@ impl Rng {
     }
 }
 
-fn sh(cmd: &str) -> Result<String, String> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// One loop-device Btrfs for all seeds, top level mounted; each seed has its own root and
 /// blank subvolumes in it.
 pub struct Disk {
-    _dir: tempfile::TempDir,
-    pub dev: String,
+    fs: Fs,
     pub top: PathBuf,
     work: PathBuf,
 }
 
 impl Disk {
     pub fn new(size: &str) -> Result<Disk, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let img = dir.path().join("img");
-        sh(&format!(
-            "truncate -s {size} {0} && mkfs.btrfs -q {0}",
-            img.display()
-        ))?;
-        let dev = sh(&format!("losetup -f --show {}", img.display()))?
-            .trim()
-            .to_string();
-        let top = dir.path().join("top");
-        let disk = Disk {
-            work: dir.path().join("work"),
-            _dir: dir,
-            dev,
-            top,
-        };
-        std::fs::create_dir(&disk.top).map_err(|e| e.to_string())?;
-        sh(&format!(
-            "mount -o subvolid=5 {} {}",
-            disk.dev,
-            disk.top.display()
-        ))?;
-        Ok(disk)
+        let fs = Fs::btrfs(size)?;
+        Ok(Disk {
+            top: fs.top.clone(),
+            work: fs.base.join("work"),
+            fs,
+        })
     }
 
     fn backend(&self, root: &str, blank: &str) -> Btrfs {
         Btrfs {
-            device: PathBuf::from(&self.dev),
+            device: PathBuf::from(self.fs.dev()),
             subvolume: root.as_bytes().to_vec(),
             blank: blank.as_bytes().to_vec(),
             old_roots: b"old-roots".to_vec(),
@@ -124,13 +92,6 @@ impl Disk {
             work_dir: self.work.clone(),
             failpoint: None,
         }
-    }
-}
-
-impl Drop for Disk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.top).status();
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
     }
 }
 
