@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::btrfs_rollback::e2s;
 use crate::loopdev::{sh, Fs};
@@ -29,12 +29,8 @@ fn adopt(sb: &Sandbox, args: &[&str]) -> Output {
 
 fn adopt_env(sb: &Sandbox, args: &[&str], failpoint: Option<&str>) -> Output {
     let utab = sb.base.join("utab");
-    let mut c = Command::new(crate::BIN);
-    c.arg("--config")
-        .arg(&sb.config)
-        .arg("--work-dir")
-        .arg(sb.base.join("run"))
-        .args(["adopt", "--root", sb.root_str(), "--utab"])
+    let mut c = crate::darlings(&sb.config, sb.base.join("run"));
+    c.args(["adopt", "--root", sb.root_str(), "--utab"])
         .arg(&utab)
         .args(args);
     if let Some(f) = failpoint {
@@ -76,26 +72,16 @@ fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
 /// Every path below `dir` with its type, owner, mode, size, mtime and (small files) content:
 /// for "nothing changed" checks.
 fn snapshot(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let Ok(m) = std::fs::symlink_metadata(&p) else {
-                continue;
-            };
+    let mut out: Vec<String> = crate::tree(dir)
+        .into_iter()
+        .filter_map(|p| {
+            let m = std::fs::symlink_metadata(&p).ok()?;
             let content = if m.is_file() && m.len() < 4096 {
                 String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned()
             } else {
                 String::new()
             };
-            if m.is_dir() {
-                stack.push(p.clone());
-            }
-            out.push(format!(
+            Some(format!(
                 "{} {:o} {}:{} {} {}.{} {content:?}",
                 p.display(),
                 m.mode(),
@@ -104,9 +90,9 @@ fn snapshot(dir: &Path) -> Vec<String> {
                 m.len(),
                 m.mtime(),
                 m.mtime_nsec()
-            ));
-        }
-    }
+            ))
+        })
+        .collect();
     out.sort();
     out
 }
@@ -482,11 +468,7 @@ fn dry_run_runs_every_check_prints_the_plan_and_changes_nothing() -> TestResult 
 /// in mid-copy (state T in /proc/PID/stat).
 fn adopt_until_stopped(sb: &Sandbox, path: &str) -> Result<std::process::Child, String> {
     let utab = sb.base.join("utab");
-    let mut child = Command::new(crate::BIN)
-        .arg("--config")
-        .arg(&sb.config)
-        .arg("--work-dir")
-        .arg(sb.base.join("run"))
+    let mut child = crate::darlings(&sb.config, sb.base.join("run"))
         .args(["adopt", "--root", sb.root_str(), "--utab"])
         .arg(&utab)
         .arg(path)
@@ -742,34 +724,15 @@ fn adopt_on_a_btrfs_root() -> TestResult {
     ))?;
     let sysroot = fs.base.join("sysroot");
     std::fs::create_dir(&sysroot).map_err(e2s)?;
-    sh(&format!(
-        "mount -o subvol=root {} {}",
-        fs.dev(),
-        sysroot.display()
-    ))?;
-    fs.mounts.push(sysroot.clone());
-    sh(&format!(
-        "mount -o subvol=persist {} {}",
-        fs.dev(),
-        sysroot.join("persist").display()
-    ))?;
-    fs.mounts.push(sysroot.join("persist"));
+    fs.mount_subvol("root", &sysroot)?;
+    fs.mount_subvol("persist", &sysroot.join("persist"))?;
     app_state(&sysroot)?;
-    let config = fs.base.join("darlings.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/app\"]\n",
-            fs.dev()
-        ),
-    )
-    .map_err(e2s)?;
+    let config = crate::btrfs_config(
+        &fs,
+        "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/app\"]\n",
+    )?;
     let run = |args: &[&str]| {
-        Command::new(crate::BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("--work-dir")
-            .arg(fs.base.join("work"))
+        crate::darlings(&config, fs.base.join("work"))
             .args(["adopt", "--root"])
             .arg(&sysroot)
             .arg("--utab")

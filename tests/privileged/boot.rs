@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::btrfs_rollback::e2s;
 use crate::loopdev::{sh, Fs};
@@ -46,15 +46,7 @@ impl Machine {
         sh(&format!(
             "set -e; cd {t}/persist; mkdir etc; mv etc-machine-id etc/machine-id"
         ))?;
-        let config = fs.base.join("darlings.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n{extra_root}{CONFIG_TAIL}",
-                fs.dev()
-            ),
-        )
-        .map_err(e2s)?;
+        let config = crate::btrfs_config(&fs, &format!("{extra_root}{CONFIG_TAIL}"))?;
         let m = Machine {
             work: fs.base.join("run-darlings"),
             cmdline: fs.base.join("cmdline"),
@@ -78,11 +70,7 @@ impl Machine {
     }
 
     pub(crate) fn run(&self, args: &[&str]) -> Result<Output, String> {
-        Command::new(crate::BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--work-dir")
-            .arg(&self.work)
+        crate::darlings(&self.config, &self.work)
             .arg("--log")
             .arg("stderr")
             .args(args)
@@ -107,21 +95,11 @@ impl Machine {
     /// What the initrd does between the stages: the root subvolume at the sysroot, the store
     /// beneath it.
     pub(crate) fn mount_root_and_store(&mut self) -> TestResult {
-        sh(&format!(
-            "mount -o subvol=root {} {}",
-            self.fs.dev(),
-            self.sysroot.display()
-        ))?;
-        self.fs.mounts.push(self.sysroot.clone());
+        self.fs.mount_subvol("root", &self.sysroot)?;
         // Initrds make a mount point that the blank lacks (systemd, NixOS's stage 1 both do).
         let store = self.sysroot.join("persist");
         std::fs::create_dir_all(&store).map_err(e2s)?;
-        sh(&format!(
-            "mount -o subvol=persist {} {}",
-            self.fs.dev(),
-            store.display()
-        ))?;
-        self.fs.mounts.push(store);
+        self.fs.mount_subvol("persist", &store)?;
         Ok(())
     }
 
@@ -416,11 +394,7 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
     let cmdline = base.join("cmdline");
     std::fs::write(&cmdline, "quiet\n").map_err(e2s)?;
     let run = |args: &[&str]| {
-        Command::new(crate::BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("--work-dir")
-            .arg(&work)
+        crate::darlings(&config, &work)
             .arg("--log")
             .arg("stderr")
             .args(args)

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use darlings_backends::btrfs::{Btrfs, Keep};
@@ -972,19 +971,10 @@ fn btrfs_cli_init_rollback_and_refusal() -> TestResult {
     sh(&format!(
         "set -e; cd {t}; btrfs -q subvolume create root; btrfs -q subvolume create persist"
     ))?;
-    let cfg = fs.base.join("darlings.toml");
+    let cfg = crate::btrfs_config(&fs, "")?;
     let work = fs.base.join("work");
-    std::fs::write(
-        &cfg,
-        format!("[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n", fs.dev()),
-    )
-    .map_err(e2s)?;
     let run = |args: &[&str]| {
-        Command::new(crate::BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--work-dir")
-            .arg(&work)
+        crate::darlings(&cfg, &work)
             .args(args)
             .output()
             .map_err(e2s)

@@ -351,11 +351,7 @@ fn fleet_reports_of_diff_save_on_a_tmpfs_root_parse_with_promtool() -> TestResul
     let cmdline = base.join("cmdline");
     std::fs::write(&cmdline, "quiet\n").map_err(e2s)?;
     let run = |args: &[&str]| {
-        Command::new(crate::BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("--work-dir")
-            .arg(&work)
+        crate::darlings(&config, &work)
             .arg("--log")
             .arg("stderr")
             .arg("--journal-socket")

@@ -398,12 +398,8 @@ fn a_diff_that_failed_outright_stopped_the_rollback() -> TestResult {
         "set -e; cd {t}; btrfs -q subvolume delete root-blank; mkdir -p root/usr; echo b > root/usr/base; \
          btrfs -q subvolume snapshot -r root root-blank; echo x > root/etc/darling2"
     ))?;
-    let out = std::process::Command::new(crate::BIN)
+    let out = crate::darlings(&m.config, &m.work)
         .env("DARLINGS_FAILPOINT", "diff")
-        .arg("--config")
-        .arg(&m.config)
-        .arg("--work-dir")
-        .arg(&m.work)
         .args(["--log", "stderr", "boot", "--stage", "early", "--root"])
         .arg(&m.sysroot)
         .arg("--cmdline")

@@ -5,7 +5,6 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 
 use rustix::mount::{mount_remount, MountFlags};
 
@@ -294,26 +293,14 @@ fn report_inside_a_seeded_directory_does_not_stop_the_seed() -> TestResult {
          mkdir -p root/var/log root/persist root/etc; echo installed > root/var/log/dpkg.log; \
          btrfs -q subvolume snapshot -r root root-blank; echo junk > root/etc/darling"
     ))?;
-    let config = fs.base.join("darlings.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n[diff]\non-boot = true\nreport-dir = \"/persist/var/log/darlings\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [{{ path = \"/var/log\", seed-from-blank = true }}]\n",
-            fs.dev()
-        ),
-    )
-    .map_err(e2s)?;
+    let config = crate::btrfs_config(&fs, "[diff]\non-boot = true\nreport-dir = \"/persist/var/log/darlings\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/var/log\", seed-from-blank = true }]\n")?;
     let work = fs.base.join("work");
     let sysroot = fs.base.join("sysroot");
     std::fs::create_dir(&sysroot).map_err(e2s)?;
     let cmdline = fs.base.join("cmdline");
     std::fs::write(&cmdline, "quiet\n").map_err(e2s)?;
     let boot = |stage: &str| {
-        Command::new(crate::BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("--work-dir")
-            .arg(&work)
+        crate::darlings(&config, &work)
             .args(["--log", "stderr", "boot", "--stage", stage, "--root"])
             .arg(&sysroot)
             .arg("--cmdline")
@@ -323,19 +310,9 @@ fn report_inside_a_seeded_directory_does_not_stop_the_seed() -> TestResult {
     };
     let early = boot("early")?;
     check!(early.status.success(), "early: {}", text(&early));
-    sh(&format!(
-        "mount -o subvol=root {} {}",
-        fs.dev(),
-        sysroot.display()
-    ))?;
-    fs.mounts.push(sysroot.clone());
+    fs.mount_subvol("root", &sysroot)?;
     let store = sysroot.join("persist");
-    sh(&format!(
-        "mount -o subvol=persist {} {}",
-        fs.dev(),
-        store.display()
-    ))?;
-    fs.mounts.push(store);
+    fs.mount_subvol("persist", &store)?;
     let late = boot("late")?;
     check!(late.status.success(), "late: {}", text(&late));
     let rec: serde_json::Value =
