@@ -128,6 +128,22 @@ pub fn btrfs_config(fs: &loopdev::Fs, rest: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// Makes the directory `rel` below `base`, with its parents.
+pub fn mkdir(base: &Path, rel: &str) -> TestResult {
+    let p = base.join(rel);
+    std::fs::create_dir_all(&p).map_err(|e| format!("cannot make {}: {e}", p.display()))
+}
+
+/// Writes the file `rel` below `base`, making its parents first.
+pub fn put(base: &Path, rel: &str, data: &[u8]) -> TestResult {
+    let p = base.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot make {}: {e}", parent.display()))?;
+    }
+    std::fs::write(&p, data).map_err(|e| format!("cannot write {}: {e}", p.display()))
+}
+
 fn mount_tmpfs(at: &Path) -> TestResult {
     mount("tmpfs", at, "tmpfs", MountFlags::empty(), c"mode=0755")
         .map_err(|e| format!("mount tmpfs on {}: {e}", at.display()))
