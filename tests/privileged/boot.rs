@@ -81,15 +81,7 @@ impl Machine {
     pub(crate) fn boot(&self, stage: &str) -> Result<Output, String> {
         let root = self.sysroot.display().to_string();
         let cmdline = self.cmdline.display().to_string();
-        self.run(&[
-            "boot",
-            "--stage",
-            stage,
-            "--root",
-            &root,
-            "--cmdline",
-            &cmdline,
-        ])
+        self.run(&stage_args(stage, &root, &cmdline, None))
     }
 
     /// What the initrd does between the stages: the root subvolume at the sysroot, the store
@@ -372,11 +364,8 @@ fn boot_dry_run_changes_nothing_and_writes_no_record() -> TestResult {
 /// A tmpfs root the initrd mounted itself (mode 1777 by default) with the store mounted beneath:
 /// `late` makes it root:root 0755 and binds; at shutdown `diff --save` keeps the report.
 fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> TestResult {
-    let dir = tempfile::tempdir().map_err(e2s)?;
-    let base = dir.path();
-    let root = base.join("sysroot");
-    let work = base.join("work");
-    std::fs::create_dir(&root).map_err(e2s)?;
+    let sc = Scratch::new()?;
+    let (base, root, work) = (&sc.base, &sc.root, &sc.work);
     sh(&format!("mount -t tmpfs tmpfs {}", root.display()))?;
     let store = root.join("persist");
     std::fs::create_dir(&store).map_err(e2s)?;
@@ -391,10 +380,8 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
     );
     std::fs::write(&config, format!("[root]\nbackend = \"tmpfs\"\n{tail}")).map_err(e2s)?;
     let utab = base.join("utab");
-    let cmdline = base.join("cmdline");
-    std::fs::write(&cmdline, "quiet\n").map_err(e2s)?;
     let run = |args: &[&str]| {
-        crate::darlings(&config, &work)
+        crate::darlings(&config, work)
             .arg("--log")
             .arg("stderr")
             .args(args)
@@ -402,21 +389,11 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
             .map_err(e2s)
     };
     let r = root.display().to_string();
-    let c = cmdline.display().to_string();
-    let early = run(&["boot", "--stage", "early", "--root", &r, "--cmdline", &c])?;
+    let c = sc.cmdline.display().to_string();
+    let early = run(&stage_args("early", &r, &c, None))?;
     check!(early.status.success(), "early: {}", crate::text(&early));
     let u = utab.display().to_string();
-    let late = run(&[
-        "boot",
-        "--stage",
-        "late",
-        "--root",
-        &r,
-        "--cmdline",
-        &c,
-        "--utab",
-        &u,
-    ])?;
+    let late = run(&stage_args("late", &r, &c, Some(&u)))?;
     check!(late.status.success(), "late: {}", crate::text(&late));
     // hide-mounts: recorded with the targets the booted system sees (no root prefix).
     let ut = std::fs::read_to_string(&utab).map_err(e2s)?;
@@ -429,7 +406,7 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
         !ut.contains(&*r),
         "utab keeps the initrd's root prefix: {ut}"
     );
-    let mode = std::fs::metadata(&root).map_err(e2s)?.mode() & 0o7777;
+    let mode = std::fs::metadata(root).map_err(e2s)?.mode() & 0o7777;
     check!(mode == 0o755, "tmpfs root mode {mode:o}");
     check!(root.join("var/lib/keep/data").exists(), "store not bound");
     let st = run(&["status", "--json"])?;
@@ -518,6 +495,56 @@ fn boot_all_mounts_the_new_root_when_the_initrd_has_not() -> TestResult {
         "error: {err}"
     );
     Ok(())
+}
+
+/// `boot --stage <stage> --root <root> --cmdline <cmdline>`, and `--utab <utab>` when the test
+/// reads the utab.
+pub(crate) fn stage_args<'a>(
+    stage: &'a str,
+    root: &'a str,
+    cmdline: &'a str,
+    utab: Option<&'a str>,
+) -> Vec<&'a str> {
+    let mut v = vec![
+        "boot",
+        "--stage",
+        stage,
+        "--root",
+        root,
+        "--cmdline",
+        cmdline,
+    ];
+    if let Some(u) = utab {
+        v.extend(["--utab", u]);
+    }
+    v
+}
+
+/// The scratch of a tmpfs-root boot: a temporary directory with `sysroot` (made, nothing
+/// mounted on it yet), the path for darlings' work dir, and a kernel command line of `quiet`.
+pub(crate) struct Scratch {
+    _dir: tempfile::TempDir,
+    pub(crate) base: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) cmdline: PathBuf,
+}
+
+impl Scratch {
+    pub(crate) fn new() -> Result<Scratch, String> {
+        let dir = tempfile::tempdir().map_err(e2s)?;
+        let base = dir.path().to_path_buf();
+        let sc = Scratch {
+            root: base.join("sysroot"),
+            work: base.join("work"),
+            cmdline: base.join("cmdline"),
+            base,
+            _dir: dir,
+        };
+        std::fs::create_dir(&sc.root).map_err(e2s)?;
+        std::fs::write(&sc.cmdline, "quiet\n").map_err(e2s)?;
+        Ok(sc)
+    }
 }
 
 pub(crate) struct Unmount(pub(crate) Vec<PathBuf>);
