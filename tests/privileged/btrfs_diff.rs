@@ -51,19 +51,18 @@ fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 
+/// `btrfs -q subvolume <args>`.
+fn subvolume(args: &[&OsStr]) -> TestResult {
+    let mut all = vec![os("-q"), os("subvolume")];
+    all.extend_from_slice(args);
+    run("btrfs", &all).map(drop)
+}
+
 /// A 300 MiB Btrfs on a loop device with its top level mounted and an empty `root` subvolume
 /// in it.
 fn with_root() -> Result<Fs, String> {
     let fs = Fs::btrfs("300M")?;
-    run(
-        "btrfs",
-        &[
-            os("-q"),
-            os("subvolume"),
-            os("create"),
-            fs.root().as_os_str(),
-        ],
-    )?;
+    subvolume(&[os("create"), fs.root().as_os_str()])?;
     Ok(fs)
 }
 
@@ -86,18 +85,12 @@ impl Diffed for Fs {
     }
 
     fn snapshot_blank(&self) -> TestResult {
-        run(
-            "btrfs",
-            &[
-                os("-q"),
-                os("subvolume"),
-                os("snapshot"),
-                os("-r"),
-                self.root().as_os_str(),
-                self.top.join("root-blank").as_os_str(),
-            ],
-        )
-        .map(drop)
+        subvolume(&[
+            os("snapshot"),
+            os("-r"),
+            self.root().as_os_str(),
+            self.top.join("root-blank").as_os_str(),
+        ])
     }
 
     fn backend(&self) -> Btrfs {
@@ -273,15 +266,7 @@ fn make_changes(root: &Path) -> TestResult {
         .write(true)
         .open(root.join("etc/passwd"))
         .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))))?;
-    run(
-        "btrfs",
-        &[
-            os("-q"),
-            os("subvolume"),
-            os("create"),
-            root.join("var/lib/machines").as_os_str(),
-        ],
-    )?;
+    subvolume(&[os("create"), root.join("var/lib/machines").as_os_str()])?;
     write(root, b"var/lib/machines/inside", b"lost with its subvolume")?;
     Ok(())
 }
@@ -621,15 +606,7 @@ fn btrfs_diff_against_an_empty_blank_matches_ground_truth() -> TestResult {
     mkfifo(&root.join("fifo"))?;
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).map_err(e2s)?;
     std::fs::create_dir_all(root.join("var/lib")).map_err(e2s)?;
-    run(
-        "btrfs",
-        &[
-            os("-q"),
-            os("subvolume"),
-            os("create"),
-            root.join("var/lib/machines").as_os_str(),
-        ],
-    )?;
+    subvolume(&[os("create"), root.join("var/lib/machines").as_os_str()])?;
     write(&root, b"var/lib/machines/inside", b"x")?;
     // Against an empty blank the diff walks the root without stat'ing files: no sizes.
     let truth = check_against_truth(&fs, &DiffLimits::default(), false)?;
@@ -667,17 +644,12 @@ fn btrfs_diff_leaves_no_snapshot_or_mount_on_success_and_failure() -> TestResult
     // A stale snapshot from a killed run (a pid that cannot exist) is removed by the next diff.
     fs.snapshot_blank()?;
     let stale = fs.top.join("root.darlings-diff-2147483646");
-    run(
-        "btrfs",
-        &[
-            os("-q"),
-            os("subvolume"),
-            os("snapshot"),
-            os("-r"),
-            root.as_os_str(),
-            stale.as_os_str(),
-        ],
-    )?;
+    subvolume(&[
+        os("snapshot"),
+        os("-r"),
+        root.as_os_str(),
+        stale.as_os_str(),
+    ])?;
     // A look-alike that is not a snapshot of the root is not touched.
     let lookalike = fs.top.join("root.darlings-diff-2147483645");
     std::fs::create_dir(&lookalike).map_err(e2s)?;
@@ -740,55 +712,44 @@ fn btrfs_diff_reports_truncation_by_entries_and_time() -> TestResult {
         full.changes.len()
     );
 
-    let limited = fs
-        .backend()
-        .diff(&DiffLimits {
+    // Each limit cuts the list short, says which one did, lists only real changes and leaves
+    // nothing behind.
+    let cut = |limits: DiffLimits, want: Truncation| -> Result<Vec<Change>, String> {
+        let out = fs
+            .backend()
+            .diff(&limits)
+            .map_err(|e| format!("diff: {e}"))?;
+        check!(
+            out.truncated.as_ref() == Some(&want),
+            "truncated: {:?}",
+            out.truncated
+        );
+        for c in &out.changes {
+            check!(
+                full.changes
+                    .iter()
+                    .any(|f| f.path == c.path && f.kind == c.kind),
+                "not a real change: {}",
+                Show(&c.path)
+            );
+        }
+        check!(fs.leftovers().is_empty(), "leftovers: {:?}", fs.leftovers());
+        Ok(out.changes)
+    };
+    let limited = cut(
+        DiffLimits {
             max_entries: 10,
             time_budget: None,
-        })
-        .map_err(|e| format!("diff: {e}"))?;
-    check!(
-        limited.truncated == Some(Truncation::MaxEntries(10)),
-        "truncated: {:?}",
-        limited.truncated
-    );
-    check!(
-        limited.changes.len() == 10,
-        "{} changes",
-        limited.changes.len()
-    );
-    for c in &limited.changes {
-        check!(
-            full.changes
-                .iter()
-                .any(|f| f.path == c.path && f.kind == c.kind),
-            "not a real change: {}",
-            Show(&c.path)
-        );
-    }
-    check!(fs.leftovers().is_empty(), "leftovers: {:?}", fs.leftovers());
-
-    let timed = fs
-        .backend()
-        .diff(&DiffLimits {
+        },
+        Truncation::MaxEntries(10),
+    )?;
+    check!(limited.len() == 10, "{} changes", limited.len());
+    cut(
+        DiffLimits {
             max_entries: usize::MAX,
             time_budget: Some(Duration::ZERO),
-        })
-        .map_err(|e| format!("diff: {e}"))?;
-    check!(
-        timed.truncated == Some(Truncation::TimeBudget(Duration::ZERO)),
-        "truncated: {:?}",
-        timed.truncated
-    );
-    for c in &timed.changes {
-        check!(
-            full.changes
-                .iter()
-                .any(|f| f.path == c.path && f.kind == c.kind),
-            "not a real change: {}",
-            Show(&c.path)
-        );
-    }
-    check!(fs.leftovers().is_empty(), "leftovers: {:?}", fs.leftovers());
+        },
+        Truncation::TimeBudget(Duration::ZERO),
+    )?;
     Ok(())
 }

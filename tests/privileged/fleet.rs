@@ -260,10 +260,7 @@ fn fleet_reports_of_a_btrfs_boot_reach_the_textfile_and_the_journal() -> TestRes
     // The next boot: the previous one's mounts (root, store, binds) are gone.
     sh(&format!("umount -R {}", m.sysroot.display()))?;
     m.fs.mounts.clear();
-    sh(&format!(
-        "btrfs -q subvolume delete {}",
-        m.top("root-blank").display()
-    ))?;
+    m.sh("btrfs -q subvolume delete root-blank")?;
     let early = boot(&m, "early")?;
     check!(
         early.status.success(),

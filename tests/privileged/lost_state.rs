@@ -14,7 +14,7 @@ use darlings_backends::btrfs::Btrfs;
 use darlings_backends::bytes::Show;
 use darlings_backends::{Backend, ChangeKind, DiffLimits};
 
-use crate::boot::{lost_paths, phases, Machine};
+use crate::boot::{lost_paths, phases, Machine, EARLY_WITH_DIFF_OK};
 use crate::btrfs_rollback::e2s;
 use crate::loopdev::sh;
 use crate::{Case, TestResult};
@@ -201,10 +201,7 @@ fn deep_chain_as_nobody(dir: &Path) -> TestResult {
 fn root_only_files_under_a_persisted_directory_were_classed_persisted() -> TestResult {
     let mut m = Machine::new("")?;
     // Written on the root beneath /var/lib/keep before the bind existed (or hidden under it).
-    sh(&format!(
-        "set -e; cd {}; mkdir -p var/lib/keep persist; echo db > var/lib/keep/db; echo h > persist/hidden",
-        m.top("root").display()
-    ))?;
+    m.sh("cd root; mkdir -p var/lib/keep persist; echo db > var/lib/keep/db; echo h > persist/hidden")?;
     let report = diff(&m)?;
     let db = entry(&report, "/var/lib/keep/db").ok_or(format!("no db in {report}"))?;
     check!(db["class"] == "lost", "db: {db}");
@@ -265,10 +262,7 @@ fn root_only_files_under_a_persisted_directory_were_classed_persisted() -> TestR
 fn a_non_directory_on_the_way_to_a_persisted_path_was_classed_persisted() -> TestResult {
     let m = Machine::new("")?;
     // /etc/machine-id is persisted; /etc replaced by a file, /var/lib/keep by a symlink.
-    sh(&format!(
-        "set -e; cd {}; rm -rf etc; echo x > etc; mkdir -p var/lib; ln -s /tmp var/lib/keep",
-        m.top("root").display()
-    ))?;
+    m.sh("cd root; rm -rf etc; echo x > etc; mkdir -p var/lib; ln -s /tmp var/lib/keep")?;
     let report = diff(&m)?;
     let etc = entry(&report, "/etc").ok_or(format!("no /etc in {report}"))?;
     check!(
@@ -288,26 +282,30 @@ fn a_non_directory_on_the_way_to_a_persisted_path_was_classed_persisted() -> Tes
     Ok(())
 }
 
+/// Fails unless the early stage `early` succeeded with every phase ok, the diff's included;
+/// returns the boot record.
+fn early_went_clean(
+    m: &Machine,
+    early: &std::process::Output,
+) -> Result<serde_json::Value, String> {
+    check!(early.status.success(), "early: {}", crate::text(early));
+    let rec = m.record()?;
+    check!(
+        phases(&rec) == EARLY_WITH_DIFF_OK,
+        "phases: {:?}\n{}",
+        phases(&rec),
+        crate::text(early)
+    );
+    Ok(rec)
+}
+
 /// The boot's early stage with the diff on: every phase ok, the root rolled back, and the
 /// pending report naming the chain as not listed. Returns the pending report.
 fn boot_rolls_back_past_the_chain(m: &Machine, darling: &str) -> Result<serde_json::Value, String> {
     let t = Instant::now();
     let early = m.boot("early")?;
     let took = t.elapsed();
-    check!(early.status.success(), "early: {}", crate::text(&early));
-    let rec = m.record()?;
-    check!(
-        phases(&rec)
-            == [
-                "early config ok",
-                "early preflight ok",
-                "early diff ok",
-                "early rollback ok"
-            ],
-        "phases: {:?}\n{}",
-        phases(&rec),
-        crate::text(&early)
-    );
+    let rec = early_went_clean(m, &early)?;
     check!(rec["outcome"] == "ok", "record: {rec}");
     check!(
         !m.top(&format!("root/{darling}")).exists(),
@@ -406,19 +404,7 @@ fn a_diff_that_failed_outright_stopped_the_rollback() -> TestResult {
         .arg(&m.cmdline)
         .output()
         .map_err(e2s)?;
-    check!(out.status.success(), "early: {}", crate::text(&out));
-    let rec = m.record()?;
-    check!(
-        phases(&rec)
-            == [
-                "early config ok",
-                "early preflight ok",
-                "early diff ok",
-                "early rollback ok"
-            ],
-        "phases: {:?}",
-        phases(&rec)
-    );
+    early_went_clean(&m, &out)?;
     check!(
         !m.top("root/etc/darling2").exists(),
         "the root was not erased"
