@@ -878,22 +878,19 @@ fn ent(dir: BorrowedFd<'_>, name: &CStr, dev: u64) -> Result<Ent, String> {
     )
     .map_err(|e| format!("stat {}: {e}", Show(name.to_bytes())))?;
     let kind = u32::from(st.stx_mode) & libc::S_IFMT;
-    let p = fs::openat(
-        dir,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("open {}: {e}", Show(name.to_bytes())))?;
-    let mut hash = 0;
-    if kind == libc::S_IFREG {
-        let f = fs::openat(
+    let open = |how: OFlags| {
+        fs::openat(
             dir,
             name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            how | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| format!("open {}: {e}", Show(name.to_bytes())))?;
+        .map_err(|e| format!("open {}: {e}", Show(name.to_bytes())))
+    };
+    let p = open(OFlags::PATH)?;
+    let mut hash = 0;
+    if kind == libc::S_IFREG {
+        let f = open(OFlags::RDONLY)?;
         let mut h = DefaultHasher::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
