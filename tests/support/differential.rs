@@ -787,15 +787,19 @@ fn remove(fd: &OwnedFd, e: &Live) {
     let _ = fs::unlinkat(fd, c(&e.rel).as_c_str(), AtFlags::REMOVEDIR);
 }
 
+/// The names in a directory, without `.` and `..`.
+fn entry_names(rd: fs::Dir) -> Vec<CString> {
+    rd.flatten()
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect()
+}
+
 fn remove_in(dir: &OwnedFd) {
     let Ok(rd) = fs::Dir::read_from(dir) else {
         return;
     };
-    let names: Vec<CString> = rd
-        .flatten()
-        .map(|e| e.file_name().to_owned())
-        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
-        .collect();
+    let names = entry_names(rd);
     for n in names {
         if fs::unlinkat(dir, n.as_c_str(), AtFlags::empty()) == Err(Errno::ISDIR) {
             if let Ok(sub) = fs::openat(
@@ -940,11 +944,7 @@ pub fn walk(base: &Path) -> Result<BTreeMap<Vec<u8>, Ent>, String> {
     let mut stack: Vec<(Vec<u8>, OwnedFd)> = vec![(b"/".to_vec(), top)];
     while let Some((path, dir)) = stack.pop() {
         let rd = fs::Dir::read_from(&dir).map_err(|e| format!("read {}: {e}", Show(&path)))?;
-        let names: Vec<CString> = rd
-            .flatten()
-            .map(|e| e.file_name().to_owned())
-            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
-            .collect();
+        let names = entry_names(rd);
         for n in names {
             let e = ent(dir.as_fd(), &n, dev)?;
             let child = darlings_backends::bytes::join(&path, n.as_bytes());
