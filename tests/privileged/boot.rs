@@ -105,6 +105,12 @@ impl Machine {
         sh(&format!("set -e; cd {}; {script}", self.fs.top.display()))
     }
 
+    /// Whether the root lacks the running system's write (`etc/darling`, made by `new`): it was
+    /// rolled back.
+    pub(crate) fn rolled_back(&self) -> bool {
+        !self.top("root/etc/darling").exists()
+    }
+
     pub(crate) fn top(&self, rel: &str) -> PathBuf {
         self.fs.top.join(rel)
     }
@@ -158,10 +164,7 @@ fn boot_btrfs_erases_darlings_saves_the_report_and_binds_the_store() -> TestResu
     let mut m = Machine::new("")?;
     let early = m.boot("early")?;
     check!(early.status.success(), "early: {}", crate::text(&early));
-    check!(
-        !m.top("root/etc/darling").exists(),
-        "the darling survived the rollback"
-    );
+    check!(m.rolled_back(), "the darling survived the rollback");
     let pending = m.work.join("report-pending.json");
     check!(pending.exists(), "no pending report in the work dir");
     m.mount_root_and_store()?;
@@ -270,10 +273,7 @@ fn boot_without_blank_boots_the_old_root_or_halts_as_configured() -> TestResult 
         err.contains("booting the untouched root") && err.contains("root-blank not found"),
         "stderr: {err}"
     );
-    check!(
-        m.top("root/etc/darling").exists(),
-        "the old root was touched"
-    );
+    check!(!m.rolled_back(), "the old root was touched");
     let marker = std::fs::read_to_string(m.work.join("failed")).map_err(e2s)?;
     check!(
         marker.contains("early preflight failed"),
@@ -304,10 +304,7 @@ fn boot_without_blank_boots_the_old_root_or_halts_as_configured() -> TestResult 
         err.contains("on-failure = \"halt\": stop the boot"),
         "stderr: {err}"
     );
-    check!(
-        m.top("root/etc/darling").exists(),
-        "the old root was touched"
-    );
+    check!(!m.rolled_back(), "the old root was touched");
     Ok(())
 }
 
@@ -316,10 +313,7 @@ fn boot_with_darlings_skip_rolls_nothing_back_and_still_binds() -> TestResult {
     m.set_cmdline("darlings.skip")?;
     let early = m.boot("early")?;
     check!(early.status.success(), "early: {}", crate::text(&early));
-    check!(
-        m.top("root/etc/darling").exists(),
-        "darlings.skip rolled back"
-    );
+    check!(!m.rolled_back(), "darlings.skip rolled back");
     m.mount_root_and_store()?;
     let late = m.boot("late")?;
     check!(late.status.success(), "late: {}", crate::text(&late));
@@ -359,10 +353,7 @@ fn boot_dry_run_changes_nothing_and_writes_no_record() -> TestResult {
         so.contains("would: ") && so.contains("diff: 4 lost"),
         "dry run output: {so}"
     );
-    check!(
-        m.top("root/etc/darling").exists(),
-        "dry run erased the root"
-    );
+    check!(!m.rolled_back(), "dry run erased the root");
     check!(!m.work.join("boot.json").exists(), "dry run wrote a record");
     Ok(())
 }
