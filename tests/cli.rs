@@ -3,6 +3,7 @@
 
 use assert_cmd::Command;
 use std::path::Path;
+use std::process::Output;
 
 fn darlings(config: &Path) -> Command {
     let mut c = Command::cargo_bin("darlings").unwrap();
@@ -16,19 +17,35 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
+/// `darlings <args> --root <root>` with `config`.
+fn run_on(config: &Path, args: &[&str], root: &Path) -> Output {
+    darlings(config)
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a run that must have succeeded.
+fn stdout_ok(out: &Output) -> String {
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// The JSON on stdout of a run that must have succeeded.
+fn json_ok(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 const GOOD: &str = "[root]\nbackend = \"tmpfs\"\n[diff]\nignore = [\"/var/cache/**\"]\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log\"]\nfiles = [\"/etc/machine-id\"]\n";
 
 #[test]
 fn plan_json_lists_steps_in_order() {
     let d = tempfile::tempdir().unwrap();
     let cfg = write(d.path(), "c.toml", GOOD);
-    let out = darlings(&cfg)
-        .args(["plan", "--json", "--root"])
-        .arg(d.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_ok(&run_on(&cfg, &["plan", "--json"], d.path()));
     assert_eq!(v["schema"], "darlings.plan/1");
     let targets: Vec<&str> = v["steps"]
         .as_array()
@@ -52,13 +69,7 @@ fn diff_json_on_a_directory_tree() {
     std::fs::write(root.join("var/cache/apt/pkg"), "xx").unwrap();
     std::fs::write(root.join("home/alice/notes"), "hello").unwrap();
     std::os::unix::fs::symlink("/nowhere", root.join("home/alice/link")).unwrap();
-    let out = darlings(&cfg)
-        .args(["diff", "--json", "--root"])
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_ok(&run_on(&cfg, &["diff", "--json"], &root));
     assert_eq!(v["schema"], "darlings.diff/1");
     assert_eq!(v["backend"], "tmpfs");
     let class = |p: &str| {
@@ -86,12 +97,7 @@ fn diff_json_on_a_directory_tree() {
         "symlink"
     );
 
-    let text = darlings(&cfg)
-        .args(["diff", "--root"])
-        .arg(&root)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(text.stdout).unwrap();
+    let text = stdout_ok(&run_on(&cfg, &["diff"], &root));
     assert!(
         text.contains("would be lost at the next rollback:"),
         "{text}"
@@ -103,11 +109,7 @@ fn diff_json_on_a_directory_tree() {
 fn check_reports_what_it_verified() {
     let d = tempfile::tempdir().unwrap();
     let cfg = write(d.path(), "c.toml", "[root]\nbackend = \"tmpfs\"\n");
-    let out = darlings(&cfg)
-        .args(["check", "--root"])
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let out = run_on(&cfg, &["check"], d.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -269,13 +271,8 @@ const PRESETS: &str = "presets = [\"openssh\", \"networkmanager\"]\n[levels]\nno
 fn plan_shows_which_preset_and_level_each_entry_came_from() {
     let d = tempfile::tempdir().unwrap();
     let cfg = write(d.path(), "c.toml", PRESETS);
-    let out = darlings(&cfg)
-        .args(["plan", "--root"])
-        .arg(d.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
+    let out = run_on(&cfg, &["plan"], d.path());
+    let text = stdout_ok(&out);
     assert!(text.contains("symlink file /etc/ssh/ssh_host_ed25519_key <- /persist/secret/etc/ssh/ssh_host_ed25519_key"), "{text}");
     assert!(
         text.contains("; from preset openssh, level secret]"),
@@ -286,13 +283,8 @@ fn plan_shows_which_preset_and_level_each_entry_came_from() {
     let line = text.lines().find(|l| l.contains("/var/log <-")).unwrap();
     assert!(!line.contains("preset"), "{line}");
 
-    let out = darlings(&cfg)
-        .args(["plan", "--json", "--root"])
-        .arg(d.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = run_on(&cfg, &["plan", "--json"], d.path());
+    let v = json_ok(&out);
     let steps = v["steps"].as_array().unwrap();
     let step = |t: &str| steps.iter().find(|s| s["target"] == t).unwrap();
     assert_eq!(step("/etc/ssh/ssh_host_rsa_key")["preset"], "openssh");
@@ -317,8 +309,7 @@ fn readme_preset_table_is_generated_from_the_data() {
         .args(["presets", "--markdown"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let table = String::from_utf8(out.stdout).unwrap();
+    let table = stdout_ok(&out);
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let start = "<!-- presets table: generated by `darlings presets --markdown` -->\n";
@@ -353,13 +344,7 @@ fn diff_names_the_preset_that_would_keep_a_lost_path() {
     let root = d.path().join("root");
     std::fs::create_dir_all(root.join("var/lib/bluetooth/AA")).unwrap();
     std::fs::write(root.join("var/lib/bluetooth/AA/info"), "k").unwrap();
-    let out = darlings(&cfg)
-        .args(["diff", "--root"])
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stdout_ok(&run_on(&cfg, &["diff"], &root));
     assert!(text.contains("/var/lib/bluetooth: would be kept by preset bluetooth at level normal: add it to presets"), "{text}");
 }
 
@@ -415,13 +400,7 @@ fn diff_suggest_on_a_lived_in_root() {
     let cfg = write(d.path(), "c.toml", "[root]\nbackend = \"tmpfs\"\n[diff]\nignore = [\"/srv/**\"]\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log\"]\n");
     let root = d.path().join("root");
     lived_in_root(&root);
-    let out = darlings(&cfg)
-        .args(["diff", "--suggest", "--json", "--root"])
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_ok(&run_on(&cfg, &["diff", "--suggest", "--json"], &root));
     let shown: Vec<String> = v["suggestions"]
         .as_array()
         .unwrap()
@@ -491,13 +470,11 @@ fn diff_suggest_on_a_lived_in_root() {
     }
 
     // The TOML form, merged into the config beside a [levels] table, is accepted as it is.
-    let out = darlings(&cfg)
-        .args(["diff", "--suggest", "--store", "/persist2", "--root"])
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let toml = String::from_utf8(out.stdout).unwrap();
+    let toml = stdout_ok(&run_on(
+        &cfg,
+        &["diff", "--suggest", "--store", "/persist2"],
+        &root,
+    ));
     let merged = write(d.path(), "merged.toml", &format!("{toml}\n[levels]\nnormal = \"/persist2\"\nsecret = \"/persist2/secret\"\ntransient = \"/persist2\"\n[root]\nbackend = \"tmpfs\"\n[diff]\nignore = [\"/srv/**\"]\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log\"]\n"));
     let check = darlings(&merged)
         .args(["check", "--config-only"])
@@ -506,20 +483,10 @@ fn diff_suggest_on_a_lived_in_root() {
     assert!(check.status.success(), "{toml}\n{check:?}");
 
     // And once merged, the same root has nothing left to suggest but what no rule places.
-    let out = darlings(&merged)
-        .args(["diff", "--suggest", "--json", "--root"])
-        .arg(&root)
-        .output()
-        .unwrap();
-    let after: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let after = json_ok(&run_on(&merged, &["diff", "--suggest", "--json"], &root));
     assert_eq!(after["suggestions"].as_array().unwrap().len(), 0, "{after}");
 
-    let out = darlings(&cfg)
-        .args(["diff", "--suggest", "--nix", "--root"])
-        .arg(&root)
-        .output()
-        .unwrap();
-    let nix = String::from_utf8(out.stdout).unwrap();
+    let nix = stdout_ok(&run_on(&cfg, &["diff", "--suggest", "--nix"], &root));
     assert!(
         nix.contains("darlings.persistence.\"/persist\" = {"),
         "{nix}"

@@ -11,10 +11,13 @@
 
 #[path = "../support/bench.rs"]
 mod bench;
+#[path = "../support/loopdev.rs"]
+mod loopdev;
 #[path = "../support/ns.rs"]
 mod ns;
 
 use bench::{fail, ms, sh};
+use loopdev::Fs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -50,8 +53,8 @@ fn median(v: &[f64]) -> f64 {
 }
 
 struct Sandbox {
+    fs: Fs,
     base: PathBuf,
-    dev: String,
     top: PathBuf,
     sysroot: PathBuf,
     config: PathBuf,
@@ -61,44 +64,30 @@ struct Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        // What a failed boot left mounted; the fixture then unmounts the top level and detaches.
         let _ = Command::new("umount")
             .stderr(Stdio::null())
             .arg("-R")
             .arg("-l")
             .arg(&self.sysroot)
             .status();
-        let _ = Command::new("umount").arg("-l").arg(&self.top).status();
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
     }
 }
 
 impl Sandbox {
-    fn new(base: &Path) -> Sandbox {
-        let img = base.join("img");
-        sh(&format!(
-            "truncate -s 1G {0} && mkfs.btrfs -q {0}",
-            img.display()
-        ));
-        let dev = sh(&format!("losetup -f --show {}", img.display()))
-            .trim()
-            .to_string();
+    fn new() -> Sandbox {
+        let fs = Fs::btrfs("1G").unwrap_or_else(|e| fail(e));
+        let base = fs.base.clone();
         let sb = Sandbox {
-            base: base.to_path_buf(),
-            top: base.join("top"),
+            top: fs.top.clone(),
             sysroot: base.join("sysroot"),
             config: base.join("darlings.toml"),
             work: base.join("run-darlings"),
             cmdline: base.join("cmdline"),
-            dev,
+            base,
+            fs,
         };
-        for d in [&sb.top, &sb.sysroot] {
-            std::fs::create_dir(d).unwrap_or_else(|e| fail(e.to_string()));
-        }
-        sh(&format!(
-            "mount -o subvolid=5 {} {}",
-            sb.dev,
-            sb.top.display()
-        ));
+        std::fs::create_dir(&sb.sysroot).unwrap_or_else(|e| fail(e.to_string()));
         sh(&format!(
             "cd {} && btrfs -q subvolume create root && btrfs -q subvolume create persist",
             sb.top.display()
@@ -123,7 +112,7 @@ impl Sandbox {
             format!(
                 "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n\n[diff]\nreport-dir = \"/persist/var/log/darlings\"\n\n\
                  [[persist]]\nstore = \"/persist\"\ndirectories = [\n{dirs}]\nfiles = [\n{files}]\n",
-                sb.dev
+                sb.fs.dev()
             ),
         )
         .unwrap_or_else(|e| fail(e.to_string()));
@@ -135,6 +124,23 @@ impl Sandbox {
             fail(format!("darlings init: {st}"));
         }
         sb
+    }
+
+    /// What the initrd does between the stages: the root subvolume at the sysroot, the store
+    /// beneath it (unmounted again by `umount -R`, not the fixture: every boot mounts them anew).
+    fn mount_root_and_store(&self) {
+        sh(&format!(
+            "mount -o subvol=root {} {}",
+            self.fs.dev(),
+            self.sysroot.display()
+        ));
+        let store = self.sysroot.join("persist");
+        std::fs::create_dir_all(&store).unwrap_or_else(|e| fail(e.to_string()));
+        sh(&format!(
+            "mount -o subvol=persist {} {}",
+            self.fs.dev(),
+            store.display()
+        ));
     }
 
     fn darlings(&self, args: &[&str]) -> Command {
@@ -221,18 +227,7 @@ impl Sandbox {
         if self.top.join("root/var/cache").exists() {
             fail("the rollback left the darlings".into());
         }
-        sh(&format!(
-            "mount -o subvol=root {} {}",
-            self.dev,
-            self.sysroot.display()
-        ));
-        let store = self.sysroot.join("persist");
-        std::fs::create_dir_all(&store).unwrap_or_else(|e| fail(e.to_string()));
-        sh(&format!(
-            "mount -o subvol=persist {} {}",
-            self.dev,
-            store.display()
-        ));
+        self.mount_root_and_store();
         let late = self.stage("late", wrap);
         if !self.sysroot.join("var/lib/app000/state").exists() {
             fail("apply did not bind the store".into());
@@ -294,8 +289,7 @@ fn main() {
         return;
     }
     let runs = bench::runs(5);
-    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e.to_string()));
-    let sb = Sandbox::new(dir.path());
+    let sb = Sandbox::new();
     println!(
         "\ndarlings boot on a btrfs loop device: {DARLINGS} files written since the blank, {ENTRIES} persisted entries; {runs} run(s), median in ms (caches dropped before each)"
     );
@@ -401,18 +395,7 @@ fn main() {
         "early",
         Some(&we.iter().map(String::as_str).collect::<Vec<_>>()),
     );
-    sh(&format!(
-        "mount -o subvol=root {} {}",
-        sb.dev,
-        sb.sysroot.display()
-    ));
-    let store = sb.sysroot.join("persist");
-    std::fs::create_dir_all(&store).unwrap_or_else(|e| fail(e.to_string()));
-    sh(&format!(
-        "mount -o subvol=persist {} {}",
-        sb.dev,
-        store.display()
-    ));
+    sb.mount_root_and_store();
     let wl = wrap(&out_l);
     sb.stage(
         "late",
@@ -437,7 +420,6 @@ fn main() {
     if overhead >= 50.0 {
         // fail() exits without unwinding: let the sandbox detach its loop device first.
         drop(sb);
-        drop(dir);
         fail(format!(
             "darlings' own overhead {overhead:.1} ms is not under 50 ms"
         ));

@@ -16,10 +16,13 @@
 
 #[path = "../support/bench.rs"]
 mod bench;
+#[path = "../support/loopdev.rs"]
+mod loopdev;
 #[path = "../support/ns.rs"]
 mod ns;
 
 use bench::{fail, ms};
+use loopdev::{run, Fs};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::ffi::OsStrExt;
@@ -37,20 +40,6 @@ const NIX_DIRS: usize = 100;
 
 fn e2s(e: impl std::fmt::Display) -> String {
     e.to_string()
-}
-
-fn sh(cmd: &str, args: &[&std::ffi::OsStr]) -> Result<String, String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| format!("run {cmd}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn os(s: &str) -> &std::ffi::OsStr {
@@ -75,44 +64,13 @@ fn best(
     Ok((best, out))
 }
 
-/// The loop device with its top level mounted; torn down on drop.
-struct Fs {
-    dir: tempfile::TempDir,
-    device: String,
-    top: PathBuf,
-    mounted: bool,
+/// Subvolumes of, and the backend on, the loop-device Btrfs.
+trait Subvols {
+    fn subvol(&self, args: &[&str]) -> Result<(), String>;
+    fn backend(&self, root: &str, blank: &str) -> Btrfs;
 }
 
-impl Fs {
-    fn new() -> Result<Fs, String> {
-        let dir = tempfile::tempdir().map_err(e2s)?;
-        let img = dir.path().join("img");
-        sh("truncate", &[os("-s"), os("2G"), img.as_os_str()])?;
-        sh("mkfs.btrfs", &[os("-q"), img.as_os_str()])?;
-        let device = sh("losetup", &[os("-f"), os("--show"), img.as_os_str()])?
-            .trim()
-            .to_string();
-        let top = dir.path().join("top");
-        let mut fs = Fs {
-            dir,
-            device,
-            top,
-            mounted: false,
-        };
-        std::fs::create_dir(&fs.top).map_err(e2s)?;
-        sh(
-            "mount",
-            &[
-                os("-o"),
-                os("subvolid=5"),
-                os(&fs.device),
-                fs.top.as_os_str(),
-            ],
-        )?;
-        fs.mounted = true;
-        Ok(fs)
-    }
-
+impl Subvols for Fs {
     fn subvol(&self, args: &[&str]) -> Result<(), String> {
         let mut full: Vec<std::ffi::OsString> = vec!["-q".into(), "subvolume".into()];
         for a in args {
@@ -125,29 +83,20 @@ impl Fs {
             );
         }
         let refs: Vec<&std::ffi::OsStr> = full.iter().map(|s| s.as_os_str()).collect();
-        sh("btrfs", &refs).map(drop)
+        run("btrfs", &refs).map(drop)
     }
 
     fn backend(&self, root: &str, blank: &str) -> Btrfs {
         Btrfs {
-            device: PathBuf::from(&self.device),
+            device: PathBuf::from(self.dev()),
             subvolume: root.as_bytes().to_vec(),
             blank: blank.as_bytes().to_vec(),
             old_roots: b"old-roots".to_vec(),
             keep: None,
             now: SystemTime::now(),
-            work_dir: self.dir.path().join("work"),
+            work_dir: self.base.join("work"),
             failpoint: None,
         }
-    }
-}
-
-impl Drop for Fs {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = Command::new("umount").arg(&self.top).status();
-        }
-        let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
     }
 }
 
@@ -281,7 +230,7 @@ struct Row {
 }
 
 fn bench() -> Result<Vec<Row>, String> {
-    let fs = Fs::new()?;
+    let fs = Fs::btrfs("2G")?;
     let mut rows = Vec::new();
 
     // 1. 200,000 files, 1,000 changes.
@@ -297,11 +246,11 @@ fn bench() -> Result<Vec<Row>, String> {
     fs.subvol(&["snapshot", "-r", "root", "root-blank"])?;
     let truth = change(&root)?;
     fs.subvol(&["snapshot", "-r", "root", "snap"])?;
-    sh("btrfs", &[os("filesystem"), os("sync"), fs.top.as_os_str()])?;
+    run("btrfs", &[os("filesystem"), os("sync"), fs.top.as_os_str()])?;
 
     let settle = || {
-        sh("btrfs", &[os("subvolume"), os("sync"), fs.top.as_os_str()])?;
-        sh("btrfs", &[os("filesystem"), os("sync"), fs.top.as_os_str()]).map(drop)
+        run("btrfs", &[os("subvolume"), os("sync"), fs.top.as_os_str()])?;
+        run("btrfs", &[os("filesystem"), os("sync"), fs.top.as_os_str()]).map(drop)
     };
     let b = fs.backend("root", "root-blank");
     let (t_darlings, got) = best(&settle, || {
@@ -319,10 +268,10 @@ fn bench() -> Result<Vec<Row>, String> {
         snap.display()
     );
     let (t_dump, dumped) = best(&settle, || {
-        let out = sh("sh", &[os("-c"), os(&pipeline)])?;
+        let out = run("sh", &[os("-c"), os(&pipeline)])?;
         Ok(dump_paths(&out, "snap"))
     })?;
-    let gen = sh("btrfs", &[os("subvolume"), os("show"), blank.as_os_str()])?
+    let gen = run("btrfs", &[os("subvolume"), os("show"), blank.as_os_str()])?
         .lines()
         .find_map(|l| {
             l.trim()
@@ -334,7 +283,7 @@ fn bench() -> Result<Vec<Row>, String> {
     // find-new lists extents of this generation and newer: start after the blank's.
     let gen = (gen + 1).to_string();
     let (t_find_new, found) = best(&settle, || {
-        let out = sh(
+        let out = run(
             "btrfs",
             &[os("subvolume"), os("find-new"), root.as_os_str(), os(&gen)],
         )?;
@@ -408,7 +357,7 @@ fn bench() -> Result<Vec<Row>, String> {
     fs.subvol(&["snapshot", "-r", "nix-root", "nix-blank"])?;
     let nix = fs.top.join("nix-root");
     populate(&nix, NIX_DIRS, PER_DIR)?;
-    sh("btrfs", &[os("filesystem"), os("sync"), fs.top.as_os_str()])?;
+    run("btrfs", &[os("filesystem"), os("sync"), fs.top.as_os_str()])?;
     let nb = fs.backend("nix-root", "nix-blank");
     let (t_nix, nix_got) = best(&settle, || {
         let out = nb

@@ -9,6 +9,8 @@
 mod bench;
 #[path = "../support/differential.rs"]
 mod differential;
+#[path = "../support/loopdev.rs"]
+mod loopdev;
 #[path = "../support/ns.rs"]
 mod ns;
 

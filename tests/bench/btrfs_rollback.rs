@@ -9,10 +9,13 @@
 
 #[path = "../support/bench.rs"]
 mod bench;
+#[path = "../support/loopdev.rs"]
+mod loopdev;
 #[path = "../support/ns.rs"]
 mod ns;
 
 use bench::{fail, ms, sh, timed};
+use loopdev::Fs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,19 +29,6 @@ const FILES: usize = 100_000;
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-/// Detaches the loop device and unmounts on every exit path that unwinds.
-struct Loop {
-    dev: String,
-    top: PathBuf,
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.top).status();
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
 }
 
 /// Fills `root` with `FILES` small files in 100 directories and commits them, as a root that
@@ -72,35 +62,20 @@ fn main() {
         return;
     }
     let runs = bench::runs(3);
-    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e.to_string()));
-    let base = dir.path();
-    let img = base.join("img");
-    sh(&format!(
-        "truncate -s 2G {0} && mkfs.btrfs -q {0}",
-        img.display()
-    ));
-    let dev = sh(&format!("losetup -f --show {}", img.display()))
-        .trim()
-        .to_string();
-    let top = base.join("top");
-    let lo = Loop {
-        dev: dev.clone(),
-        top: top.clone(),
-    };
-    std::fs::create_dir(&top).unwrap_or_else(|e| fail(e.to_string()));
-    sh(&format!("mount -o subvolid=5 {dev} {}", top.display()));
+    let fs = Fs::btrfs("2G").unwrap_or_else(|e| fail(e));
+    let top = fs.top.clone();
     sh(&format!(
         "cd {} && btrfs -q subvolume create root && btrfs -q subvolume snapshot -r root root-blank",
         top.display()
     ));
     let b = Btrfs {
-        device: PathBuf::from(&dev),
+        device: PathBuf::from(fs.dev()),
         subvolume: b"root".to_vec(),
         blank: b"root-blank".to_vec(),
         old_roots: b"old-roots".to_vec(),
         keep: None,
         now: SystemTime::now(),
-        work_dir: base.join("work"),
+        work_dir: fs.base.join("work"),
         failpoint: None,
     };
     let (mut ours, mut cli, mut cli_sync) = (Vec::new(), Vec::new(), Vec::new());
@@ -177,5 +152,5 @@ fn main() {
         ms(o) / ms(c),
         ms(o) / ms(cs)
     );
-    drop(lo);
+    drop(fs);
 }

@@ -4,10 +4,11 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::btrfs_rollback::{e2s, sh, Fs};
-use crate::{is_mount_point, mounts, text, Case, Sandbox, TestResult};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::{sh, Fs};
+use crate::{is_mount_point, mkdir, mounts, put, text, Case, Sandbox, TestResult};
 
 const CONFIG: &str = r#"# adopt's test config
 [root]
@@ -28,12 +29,8 @@ fn adopt(sb: &Sandbox, args: &[&str]) -> Output {
 
 fn adopt_env(sb: &Sandbox, args: &[&str], failpoint: Option<&str>) -> Output {
     let utab = sb.base.join("utab");
-    let mut c = Command::new(crate::BIN);
-    c.arg("--config")
-        .arg(&sb.config)
-        .arg("--work-dir")
-        .arg(sb.base.join("run"))
-        .args(["adopt", "--root", sb.root_str(), "--utab"])
+    let mut c = crate::darlings(&sb.config, sb.base.join("run"));
+    c.args(["adopt", "--root", sb.root_str(), "--utab"])
         .arg(&utab)
         .args(args);
     if let Some(f) = failpoint {
@@ -41,6 +38,20 @@ fn adopt_env(sb: &Sandbox, args: &[&str], failpoint: Option<&str>) -> Output {
     }
     c.output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", crate::BIN))
+}
+
+/// The mount table and the store's tree, for "that adopt changed nothing" checks.
+fn mounts_and_store(sb: &Sandbox) -> (Vec<String>, Vec<String>) {
+    (mounts(), snapshot(&sb.store))
+}
+
+/// Fails unless the mounts and the store are as `before`, naming `what` changed them.
+fn unchanged(sb: &Sandbox, before: &(Vec<String>, Vec<String>), what: &str) -> TestResult {
+    check!(
+        mounts_and_store(sb) == *before,
+        "{what} changed the mounts or the store"
+    );
+    Ok(())
 }
 
 fn stdout(o: &Output) -> String {
@@ -75,26 +86,16 @@ fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
 /// Every path below `dir` with its type, owner, mode, size, mtime and (small files) content:
 /// for "nothing changed" checks.
 fn snapshot(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let Ok(m) = std::fs::symlink_metadata(&p) else {
-                continue;
-            };
+    let mut out: Vec<String> = crate::tree(dir)
+        .into_iter()
+        .filter_map(|p| {
+            let m = std::fs::symlink_metadata(&p).ok()?;
             let content = if m.is_file() && m.len() < 4096 {
                 String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned()
             } else {
                 String::new()
             };
-            if m.is_dir() {
-                stack.push(p.clone());
-            }
-            out.push(format!(
+            Some(format!(
                 "{} {:o} {}:{} {} {}.{} {content:?}",
                 p.display(),
                 m.mode(),
@@ -103,9 +104,9 @@ fn snapshot(dir: &Path) -> Vec<String> {
                 m.len(),
                 m.mtime(),
                 m.mtime_nsec()
-            ));
-        }
-    }
+            ))
+        })
+        .collect();
     out.sort();
     out
 }
@@ -262,7 +263,7 @@ fn adopt_copies_everything_a_tree_holds_binds_it_and_a_second_adopt_is_a_no_op()
     );
     // Through the bind, the same tree; writes land in the store.
     check_app_state(&sb.root.join("var/lib/app"))?;
-    std::fs::write(sb.root.join("var/lib/app/new"), b"n").map_err(e2s)?;
+    put(&sb.root, "var/lib/app/new", b"n")?;
     check!(
         sb.store.join("var/lib/app/new").exists(),
         "a write through the bind did not reach the store"
@@ -273,7 +274,7 @@ fn adopt_copies_everything_a_tree_holds_binds_it_and_a_second_adopt_is_a_no_op()
             .exists(),
         "the staging directory is left"
     );
-    let before = (mounts(), snapshot(&sb.store));
+    let before = mounts_and_store(&sb);
     let again = adopt(&sb, &["/var/lib/app"]);
     check!(again.status.success(), "second adopt: {}", text(&again));
     check!(
@@ -281,22 +282,15 @@ fn adopt_copies_everything_a_tree_holds_binds_it_and_a_second_adopt_is_a_no_op()
         "second adopt did something: {}",
         text(&again)
     );
-    check!(
-        (mounts(), snapshot(&sb.store)) == before,
-        "the second adopt changed mounts or the store"
-    );
-    Ok(())
+    unchanged(&sb, &before, "the second adopt")
 }
 
 fn adopt_a_file_and_an_identical_store_copy_is_only_bound() -> TestResult {
     let sb = Sandbox::new(CONFIG)?;
-    std::fs::create_dir_all(sb.root.join("etc")).map_err(e2s)?;
-    std::fs::create_dir_all(sb.root.join("srv/www")).map_err(e2s)?;
-    std::fs::write(sb.root.join("etc/app.conf"), b"port = 1\n").map_err(e2s)?;
-    std::fs::write(sb.root.join("srv/www/index.html"), b"hello\n").map_err(e2s)?;
+    put(&sb.root, "etc/app.conf", b"port = 1\n")?;
+    put(&sb.root, "srv/www/index.html", b"hello\n")?;
     // The store already has /srv, equal to the root's (times may differ: only content counts).
-    std::fs::create_dir_all(sb.store.join("srv/www")).map_err(e2s)?;
-    std::fs::write(sb.store.join("srv/www/index.html"), b"hello\n").map_err(e2s)?;
+    put(&sb.store, "srv/www/index.html", b"hello\n")?;
     let store_before = std::fs::symlink_metadata(sb.store.join("srv/www/index.html"))
         .map_err(e2s)?
         .ino();
@@ -319,8 +313,8 @@ fn adopt_a_file_and_an_identical_store_copy_is_only_bound() -> TestResult {
         check!(is_mount_point(&sb.root.join(p)), "{p} is not bound");
     }
     // An empty directory in the root hides nothing: the store's copy is bound over it.
-    std::fs::create_dir_all(sb.root.join("var/lib/app")).map_err(e2s)?;
-    std::fs::create_dir_all(sb.store.join("var/lib/app/db")).map_err(e2s)?;
+    mkdir(&sb.root, "var/lib/app")?;
+    mkdir(&sb.store, "var/lib/app/db")?;
     let out = adopt(&sb, &["/var/lib/app"]);
     check!(
         out.status.success() && sb.root.join("var/lib/app/db").is_dir(),
@@ -336,14 +330,12 @@ fn adopt_a_file_and_an_identical_store_copy_is_only_bound() -> TestResult {
 
 fn a_different_store_copy_is_refused_with_what_differs_and_nothing_changes() -> TestResult {
     let sb = Sandbox::new(CONFIG)?;
-    std::fs::create_dir_all(sb.root.join("var/lib/app")).map_err(e2s)?;
-    std::fs::create_dir_all(sb.store.join("var/lib/app")).map_err(e2s)?;
-    std::fs::write(sb.root.join("var/lib/app/a"), b"root's\n").map_err(e2s)?;
-    std::fs::write(sb.store.join("var/lib/app/a"), b"store\n").map_err(e2s)?;
-    std::fs::write(sb.root.join("var/lib/app/only-root"), b"").map_err(e2s)?;
-    std::fs::write(sb.store.join("var/lib/app/only-store"), b"").map_err(e2s)?;
-    std::fs::create_dir_all(sb.root.join("srv")).map_err(e2s)?;
-    let before = (mounts(), snapshot(&sb.root), snapshot(&sb.store));
+    put(&sb.root, "var/lib/app/a", b"root's\n")?;
+    put(&sb.store, "var/lib/app/a", b"store\n")?;
+    put(&sb.root, "var/lib/app/only-root", b"")?;
+    put(&sb.store, "var/lib/app/only-store", b"")?;
+    mkdir(&sb.root, "srv")?;
+    let before = (mounts_and_store(&sb), snapshot(&sb.root));
     // /srv alone would be fine: one refused path stops the others too.
     let out = adopt(&sb, &["/srv", "/var/lib/app"]);
     check!(!out.status.success(), "adopt bound over a differing copy");
@@ -361,7 +353,7 @@ fn a_different_store_copy_is_refused_with_what_differs_and_nothing_changes() -> 
         );
     }
     check!(
-        (mounts(), snapshot(&sb.root), snapshot(&sb.store)) == before,
+        (mounts_and_store(&sb), snapshot(&sb.root)) == before,
         "a refused adopt changed something"
     );
     Ok(())
@@ -370,17 +362,15 @@ fn a_different_store_copy_is_refused_with_what_differs_and_nothing_changes() -> 
 fn planted_symlinks_at_the_path_on_the_way_or_in_the_store_are_refused() -> TestResult {
     let sb = Sandbox::new(CONFIG)?;
     let outside = sb.base.join("outside");
-    std::fs::create_dir_all(outside.join("app")).map_err(e2s)?;
-    std::fs::write(outside.join("app/secret"), b"s").map_err(e2s)?;
+    put(&outside, "app/secret", b"s")?;
     // At the path itself.
-    std::fs::create_dir_all(sb.root.join("var/lib")).map_err(e2s)?;
+    mkdir(&sb.root, "var/lib")?;
     std::os::unix::fs::symlink(outside.join("app"), sb.root.join("var/lib/app")).map_err(e2s)?;
     // On the way (/opt/app is not in the config, so it goes through --store; the link is /opt).
     std::os::unix::fs::symlink(&outside, sb.root.join("opt")).map_err(e2s)?;
     // In the store: the store's copy of /etc/app.conf is a symlink.
-    std::fs::create_dir_all(sb.root.join("etc")).map_err(e2s)?;
-    std::fs::write(sb.root.join("etc/app.conf"), b"c").map_err(e2s)?;
-    std::fs::create_dir_all(sb.store.join("etc")).map_err(e2s)?;
+    put(&sb.root, "etc/app.conf", b"c")?;
+    mkdir(&sb.store, "etc")?;
     std::os::unix::fs::symlink(outside.join("app/secret"), sb.store.join("etc/app.conf"))
         .map_err(e2s)?;
     let before = (
@@ -423,7 +413,7 @@ fn dry_run_runs_every_check_prints_the_plan_and_changes_nothing() -> TestResult 
     let sb = Sandbox::new(CONFIG)?;
     app_state(&sb.root)?;
     let cfg_before = std::fs::read(&sb.config).map_err(e2s)?;
-    let before = (mounts(), snapshot(&sb.root), snapshot(&sb.store));
+    let before = (mounts_and_store(&sb), snapshot(&sb.root));
     let out = adopt(
         &sb,
         &[
@@ -441,9 +431,8 @@ fn dry_run_runs_every_check_prints_the_plan_and_changes_nothing() -> TestResult 
         "dry run passed a missing path: {}",
         text(&out)
     );
-    std::fs::create_dir_all(sb.root.join("opt/tool")).map_err(e2s)?;
-    std::fs::write(sb.root.join("opt/tool/t"), b"tool").map_err(e2s)?;
-    let before = (before.0, snapshot(&sb.root), before.2);
+    put(&sb.root, "opt/tool/t", b"tool")?;
+    let before = (before.0, snapshot(&sb.root));
     let out = adopt(
         &sb,
         &[
@@ -467,7 +456,7 @@ fn dry_run_runs_every_check_prints_the_plan_and_changes_nothing() -> TestResult 
         check!(o.contains(want), "the plan lacks {want:?}: {}", text(&out));
     }
     check!(
-        (mounts(), snapshot(&sb.root), snapshot(&sb.store)) == before,
+        (mounts_and_store(&sb), snapshot(&sb.root)) == before,
         "the dry run changed something"
     );
     check!(
@@ -481,11 +470,7 @@ fn dry_run_runs_every_check_prints_the_plan_and_changes_nothing() -> TestResult 
 /// in mid-copy (state T in /proc/PID/stat).
 fn adopt_until_stopped(sb: &Sandbox, path: &str) -> Result<std::process::Child, String> {
     let utab = sb.base.join("utab");
-    let mut child = Command::new(crate::BIN)
-        .arg("--config")
-        .arg(&sb.config)
-        .arg("--work-dir")
-        .arg(sb.base.join("run"))
+    let mut child = crate::darlings(&sb.config, sb.base.join("run"))
         .args(["adopt", "--root", sb.root_str(), "--utab"])
         .arg(&utab)
         .arg(path)
@@ -563,8 +548,8 @@ fn an_interrupted_copy_is_started_over_by_the_next_adopt() -> TestResult {
         text(&out)
     );
     // A directory of that name adopt did not make (no marker) is refused, never removed.
-    std::fs::create_dir_all(sb.root.join("srv")).map_err(e2s)?;
-    std::fs::create_dir_all(sb.store.join(".darlings-adopt-srv.partial/keep")).map_err(e2s)?;
+    mkdir(&sb.root, "srv")?;
+    mkdir(&sb.store, ".darlings-adopt-srv.partial/keep")?;
     let out = adopt(&sb, &["/srv"]);
     check!(
         !out.status.success()
@@ -583,11 +568,11 @@ fn a_root_that_changes_during_the_copy_fails_the_verify_and_the_store_stays_as_i
 {
     let sb = Sandbox::new(CONFIG)?;
     app_state(&sb.root)?;
-    let before = (mounts(), snapshot(&sb.store));
+    let before = mounts_and_store(&sb);
     let child = adopt_until_stopped(&sb, "/var/lib/app")?;
     // A program writes while adopt copies: a file already copied (acl.txt and current are the
     // first two) changes.
-    std::fs::write(sb.root.join("var/lib/app/acl.txt"), b"rewritten\n").map_err(e2s)?;
+    put(&sb.root, "var/lib/app/acl.txt", b"rewritten\n")?;
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&child),
         rustix::process::Signal::CONT,
@@ -604,23 +589,19 @@ fn a_root_that_changes_during_the_copy_fails_the_verify_and_the_store_stays_as_i
         "the changed root was not caught by the verify: {}",
         text(&out)
     );
-    check!(
-        (mounts(), snapshot(&sb.store)) == before,
-        "the failed verify left something in the store or mounted"
-    );
-    Ok(())
+    unchanged(&sb, &before, "the failed verify")
 }
 
 fn refused_paths_denied_stores_mounts_beneath_and_unlisted() -> TestResult {
     let sb = Sandbox::new(CONFIG)?;
-    std::fs::create_dir_all(sb.root.join("var/lib/app/cache")).map_err(e2s)?;
+    mkdir(&sb.root, "var/lib/app/cache")?;
     crate::mount_tmpfs(&sb.root.join("var/lib/app/cache"))?;
-    std::fs::create_dir_all(sb.root.join("var/lib/app/db")).map_err(e2s)?;
-    std::fs::create_dir_all(sb.root.join("opt/x")).map_err(e2s)?;
-    std::fs::create_dir_all(sb.root.join("home")).map_err(e2s)?;
+    mkdir(&sb.root, "var/lib/app/db")?;
+    mkdir(&sb.root, "opt/x")?;
+    mkdir(&sb.root, "home")?;
     crate::mount_tmpfs(&sb.root.join("home"))?;
-    std::fs::create_dir_all(sb.root.join("home/alice")).map_err(e2s)?;
-    let before = (mounts(), snapshot(&sb.store));
+    mkdir(&sb.root, "home/alice")?;
+    let before = mounts_and_store(&sb);
     for (args, want) in [
         (&["/var/lib/app"][..], "mounts beneath it"),
         (&["--store", "/persist", "/proc/x"][..], "never persists"),
@@ -648,19 +629,13 @@ fn refused_paths_denied_stores_mounts_beneath_and_unlisted() -> TestResult {
             text(&out)
         );
     }
-    check!(
-        (mounts(), snapshot(&sb.store)) == before,
-        "a refused adopt changed something"
-    );
-    Ok(())
+    unchanged(&sb, &before, "a refused adopt")
 }
 
 fn write_config_appends_the_entry_keeping_comments_and_the_file_checks() -> TestResult {
     let sb = Sandbox::new(CONFIG)?;
-    std::fs::create_dir_all(sb.root.join("opt/tool")).map_err(e2s)?;
-    std::fs::write(sb.root.join("opt/tool/t"), b"tool").map_err(e2s)?;
-    std::fs::create_dir_all(sb.root.join("etc")).map_err(e2s)?;
-    std::fs::write(sb.root.join("etc/tool.conf"), b"x=1\n").map_err(e2s)?;
+    put(&sb.root, "opt/tool/t", b"tool")?;
+    put(&sb.root, "etc/tool.conf", b"x=1\n")?;
     let out = adopt(
         &sb,
         &[
@@ -707,7 +682,7 @@ fn write_config_appends_the_entry_keeping_comments_and_the_file_checks() -> Test
     std::fs::remove_file(&sb.config).map_err(e2s)?;
     std::os::unix::fs::symlink(nix_dir.join("darlings.toml"), &sb.config).map_err(e2s)?;
     let nix_before = std::fs::read(nix_dir.join("darlings.toml")).map_err(e2s)?;
-    std::fs::create_dir_all(sb.root.join("opt/other")).map_err(e2s)?;
+    mkdir(&sb.root, "opt/other")?;
     let out = adopt(
         &sb,
         &["--store", "/persist", "--write-config", "/opt/other"],
@@ -733,7 +708,7 @@ fn write_config_appends_the_entry_keeping_comments_and_the_file_checks() -> Test
 /// A real Btrfs root (the `root` subvolume mounted as the root, `persist` beside it as the
 /// store), as a live system has it.
 fn adopt_on_a_btrfs_root() -> TestResult {
-    let mut fs = Fs::empty()?;
+    let mut fs = Fs::btrfs("300M")?;
     let t = fs.top.display().to_string();
     sh(&format!(
         "set -e; cd {t}; btrfs -q subvolume create root; btrfs -q subvolume create persist; \
@@ -741,34 +716,15 @@ fn adopt_on_a_btrfs_root() -> TestResult {
     ))?;
     let sysroot = fs.base.join("sysroot");
     std::fs::create_dir(&sysroot).map_err(e2s)?;
-    sh(&format!(
-        "mount -o subvol=root {} {}",
-        fs.dev,
-        sysroot.display()
-    ))?;
-    fs.mounts.push(sysroot.clone());
-    sh(&format!(
-        "mount -o subvol=persist {} {}",
-        fs.dev,
-        sysroot.join("persist").display()
-    ))?;
-    fs.mounts.push(sysroot.join("persist"));
+    fs.mount_subvol("root", &sysroot)?;
+    fs.mount_subvol("persist", &sysroot.join("persist"))?;
     app_state(&sysroot)?;
-    let config = fs.base.join("darlings.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/app\"]\n",
-            fs.dev
-        ),
-    )
-    .map_err(e2s)?;
+    let config = crate::btrfs_config(
+        &fs,
+        "[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/app\"]\n",
+    )?;
     let run = |args: &[&str]| {
-        Command::new(crate::BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("--work-dir")
-            .arg(fs.base.join("work"))
+        crate::darlings(&config, fs.base.join("work"))
             .args(["adopt", "--root"])
             .arg(&sysroot)
             .arg("--utab")
@@ -801,10 +757,8 @@ fn adopt_on_a_btrfs_root() -> TestResult {
 /// then nothing is left to suggest, and a second run has nothing to do.
 fn adopt_all_suggested_adopts_what_diff_suggest_proposes() -> TestResult {
     let sb = Sandbox::new(CONFIG)?;
-    std::fs::create_dir_all(sb.root.join("var/lib/other/db")).map_err(e2s)?;
-    std::fs::write(sb.root.join("var/lib/other/db/x"), b"state\n").map_err(e2s)?;
-    std::fs::create_dir_all(sb.root.join("var/cache/junk")).map_err(e2s)?;
-    std::fs::write(sb.root.join("var/cache/junk/y"), b"cache\n").map_err(e2s)?;
+    put(&sb.root, "var/lib/other/db/x", b"state\n")?;
+    put(&sb.root, "var/cache/junk/y", b"cache\n")?;
     let dry = adopt(
         &sb,
         &["--all-suggested", "--dry-run", "--store", "/persist"],

@@ -5,9 +5,10 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::btrfs_rollback::{e2s, sh, Fs};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::{sh, Fs};
 use crate::{Case, TestResult};
 
 /// A btrfs "disk": `root` (its blank made by `darlings init`), `persist` holding the store's data, and a root
@@ -34,7 +35,7 @@ files = ["/etc/machine-id"]
 
 impl Machine {
     pub(crate) fn new(extra_root: &str) -> Result<Machine, String> {
-        let fs = Fs::empty()?;
+        let fs = Fs::btrfs("300M")?;
         let t = fs.top.display().to_string();
         sh(&format!(
             "set -e; cd {t}; btrfs -q subvolume create root; \
@@ -45,15 +46,7 @@ impl Machine {
         sh(&format!(
             "set -e; cd {t}/persist; mkdir etc; mv etc-machine-id etc/machine-id"
         ))?;
-        let config = fs.base.join("darlings.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n{extra_root}{CONFIG_TAIL}",
-                fs.dev
-            ),
-        )
-        .map_err(e2s)?;
+        let config = crate::btrfs_config(&fs, &format!("{extra_root}{CONFIG_TAIL}"))?;
         let m = Machine {
             work: fs.base.join("run-darlings"),
             cmdline: fs.base.join("cmdline"),
@@ -77,11 +70,7 @@ impl Machine {
     }
 
     pub(crate) fn run(&self, args: &[&str]) -> Result<Output, String> {
-        Command::new(crate::BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--work-dir")
-            .arg(&self.work)
+        crate::darlings(&self.config, &self.work)
             .arg("--log")
             .arg("stderr")
             .args(args)
@@ -92,35 +81,17 @@ impl Machine {
     pub(crate) fn boot(&self, stage: &str) -> Result<Output, String> {
         let root = self.sysroot.display().to_string();
         let cmdline = self.cmdline.display().to_string();
-        self.run(&[
-            "boot",
-            "--stage",
-            stage,
-            "--root",
-            &root,
-            "--cmdline",
-            &cmdline,
-        ])
+        self.run(&stage_args(stage, &root, &cmdline, None))
     }
 
     /// What the initrd does between the stages: the root subvolume at the sysroot, the store
     /// beneath it.
     pub(crate) fn mount_root_and_store(&mut self) -> TestResult {
-        sh(&format!(
-            "mount -o subvol=root {} {}",
-            self.fs.dev,
-            self.sysroot.display()
-        ))?;
-        self.fs.mounts.push(self.sysroot.clone());
+        self.fs.mount_subvol("root", &self.sysroot)?;
         // Initrds make a mount point that the blank lacks (systemd, NixOS's stage 1 both do).
         let store = self.sysroot.join("persist");
         std::fs::create_dir_all(&store).map_err(e2s)?;
-        sh(&format!(
-            "mount -o subvol=persist {} {}",
-            self.fs.dev,
-            store.display()
-        ))?;
-        self.fs.mounts.push(store);
+        self.fs.mount_subvol("persist", &store)?;
         Ok(())
     }
 
@@ -129,10 +100,29 @@ impl Machine {
         serde_json::from_slice(&bytes).map_err(e2s)
     }
 
+    /// Runs `script` with `sh`, `set -e`, in the top level of the machine's disk.
+    pub(crate) fn sh(&self, script: &str) -> Result<String, String> {
+        sh(&format!("set -e; cd {}; {script}", self.fs.top.display()))
+    }
+
+    /// Whether the root lacks the running system's write (`etc/darling`, made by `new`): it was
+    /// rolled back.
+    pub(crate) fn rolled_back(&self) -> bool {
+        !self.top("root/etc/darling").exists()
+    }
+
     pub(crate) fn top(&self, rel: &str) -> PathBuf {
         self.fs.top.join(rel)
     }
 }
+
+/// The phases of an early stage with the diff on that went clean.
+pub(crate) const EARLY_WITH_DIFF_OK: [&str; 4] = [
+    "early config ok",
+    "early preflight ok",
+    "early diff ok",
+    "early rollback ok",
+];
 
 pub(crate) fn phases(rec: &serde_json::Value) -> Vec<String> {
     rec["phases"]
@@ -174,10 +164,7 @@ fn boot_btrfs_erases_darlings_saves_the_report_and_binds_the_store() -> TestResu
     let mut m = Machine::new("")?;
     let early = m.boot("early")?;
     check!(early.status.success(), "early: {}", crate::text(&early));
-    check!(
-        !m.top("root/etc/darling").exists(),
-        "the darling survived the rollback"
-    );
+    check!(m.rolled_back(), "the darling survived the rollback");
     let pending = m.work.join("report-pending.json");
     check!(pending.exists(), "no pending report in the work dir");
     m.mount_root_and_store()?;
@@ -190,14 +177,10 @@ fn boot_btrfs_erases_darlings_saves_the_report_and_binds_the_store() -> TestResu
     check!(
         phases(&rec)
             == [
-                "early config ok",
-                "early preflight ok",
-                "early diff ok",
-                "early rollback ok",
-                "late config ok",
-                "late apply ok",
-                "late report ok"
-            ],
+                &EARLY_WITH_DIFF_OK[..],
+                &["late config ok", "late apply ok", "late report ok"]
+            ]
+            .concat(),
         "phases: {:?}",
         phases(&rec)
     );
@@ -278,10 +261,7 @@ fn boot_btrfs_erases_darlings_saves_the_report_and_binds_the_store() -> TestResu
 
 fn boot_without_blank_boots_the_old_root_or_halts_as_configured() -> TestResult {
     let m = Machine::new("")?;
-    sh(&format!(
-        "btrfs -q subvolume delete {}",
-        m.top("root-blank").display()
-    ))?;
+    m.sh("btrfs -q subvolume delete root-blank")?;
     let out = m.boot("early")?;
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     check!(
@@ -293,10 +273,7 @@ fn boot_without_blank_boots_the_old_root_or_halts_as_configured() -> TestResult 
         err.contains("booting the untouched root") && err.contains("root-blank not found"),
         "stderr: {err}"
     );
-    check!(
-        m.top("root/etc/darling").exists(),
-        "the old root was touched"
-    );
+    check!(!m.rolled_back(), "the old root was touched");
     let marker = std::fs::read_to_string(m.work.join("failed")).map_err(e2s)?;
     check!(
         marker.contains("early preflight failed"),
@@ -327,10 +304,7 @@ fn boot_without_blank_boots_the_old_root_or_halts_as_configured() -> TestResult 
         err.contains("on-failure = \"halt\": stop the boot"),
         "stderr: {err}"
     );
-    check!(
-        m.top("root/etc/darling").exists(),
-        "the old root was touched"
-    );
+    check!(!m.rolled_back(), "the old root was touched");
     Ok(())
 }
 
@@ -339,10 +313,7 @@ fn boot_with_darlings_skip_rolls_nothing_back_and_still_binds() -> TestResult {
     m.set_cmdline("darlings.skip")?;
     let early = m.boot("early")?;
     check!(early.status.success(), "early: {}", crate::text(&early));
-    check!(
-        m.top("root/etc/darling").exists(),
-        "darlings.skip rolled back"
-    );
+    check!(!m.rolled_back(), "darlings.skip rolled back");
     m.mount_root_and_store()?;
     let late = m.boot("late")?;
     check!(late.status.success(), "late: {}", crate::text(&late));
@@ -382,10 +353,7 @@ fn boot_dry_run_changes_nothing_and_writes_no_record() -> TestResult {
         so.contains("would: ") && so.contains("diff: 4 lost"),
         "dry run output: {so}"
     );
-    check!(
-        m.top("root/etc/darling").exists(),
-        "dry run erased the root"
-    );
+    check!(!m.rolled_back(), "dry run erased the root");
     check!(!m.work.join("boot.json").exists(), "dry run wrote a record");
     Ok(())
 }
@@ -393,11 +361,8 @@ fn boot_dry_run_changes_nothing_and_writes_no_record() -> TestResult {
 /// A tmpfs root the initrd mounted itself (mode 1777 by default) with the store mounted beneath:
 /// `late` makes it root:root 0755 and binds; at shutdown `diff --save` keeps the report.
 fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> TestResult {
-    let dir = tempfile::tempdir().map_err(e2s)?;
-    let base = dir.path();
-    let root = base.join("sysroot");
-    let work = base.join("work");
-    std::fs::create_dir(&root).map_err(e2s)?;
+    let sc = Scratch::new()?;
+    let (base, root, work) = (&sc.base, &sc.root, &sc.work);
     sh(&format!("mount -t tmpfs tmpfs {}", root.display()))?;
     let store = root.join("persist");
     std::fs::create_dir(&store).map_err(e2s)?;
@@ -412,14 +377,8 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
     );
     std::fs::write(&config, format!("[root]\nbackend = \"tmpfs\"\n{tail}")).map_err(e2s)?;
     let utab = base.join("utab");
-    let cmdline = base.join("cmdline");
-    std::fs::write(&cmdline, "quiet\n").map_err(e2s)?;
     let run = |args: &[&str]| {
-        Command::new(crate::BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("--work-dir")
-            .arg(&work)
+        crate::darlings(&config, work)
             .arg("--log")
             .arg("stderr")
             .args(args)
@@ -427,21 +386,11 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
             .map_err(e2s)
     };
     let r = root.display().to_string();
-    let c = cmdline.display().to_string();
-    let early = run(&["boot", "--stage", "early", "--root", &r, "--cmdline", &c])?;
+    let c = sc.cmdline.display().to_string();
+    let early = run(&stage_args("early", &r, &c, None))?;
     check!(early.status.success(), "early: {}", crate::text(&early));
     let u = utab.display().to_string();
-    let late = run(&[
-        "boot",
-        "--stage",
-        "late",
-        "--root",
-        &r,
-        "--cmdline",
-        &c,
-        "--utab",
-        &u,
-    ])?;
+    let late = run(&stage_args("late", &r, &c, Some(&u)))?;
     check!(late.status.success(), "late: {}", crate::text(&late));
     // hide-mounts: recorded with the targets the booted system sees (no root prefix).
     let ut = std::fs::read_to_string(&utab).map_err(e2s)?;
@@ -454,7 +403,7 @@ fn boot_tmpfs_late_takes_the_initrds_tmpfs_and_diff_save_keeps_the_report() -> T
         !ut.contains(&*r),
         "utab keeps the initrd's root prefix: {ut}"
     );
-    let mode = std::fs::metadata(&root).map_err(e2s)?.mode() & 0o7777;
+    let mode = std::fs::metadata(root).map_err(e2s)?.mode() & 0o7777;
     check!(mode == 0o755, "tmpfs root mode {mode:o}");
     check!(root.join("var/lib/keep/data").exists(), "store not bound");
     let st = run(&["status", "--json"])?;
@@ -543,6 +492,56 @@ fn boot_all_mounts_the_new_root_when_the_initrd_has_not() -> TestResult {
         "error: {err}"
     );
     Ok(())
+}
+
+/// `boot --stage <stage> --root <root> --cmdline <cmdline>`, and `--utab <utab>` when the test
+/// reads the utab.
+pub(crate) fn stage_args<'a>(
+    stage: &'a str,
+    root: &'a str,
+    cmdline: &'a str,
+    utab: Option<&'a str>,
+) -> Vec<&'a str> {
+    let mut v = vec![
+        "boot",
+        "--stage",
+        stage,
+        "--root",
+        root,
+        "--cmdline",
+        cmdline,
+    ];
+    if let Some(u) = utab {
+        v.extend(["--utab", u]);
+    }
+    v
+}
+
+/// The scratch of a tmpfs-root boot: a temporary directory with `sysroot` (made, nothing
+/// mounted on it yet), the path for darlings' work dir, and a kernel command line of `quiet`.
+pub(crate) struct Scratch {
+    _dir: tempfile::TempDir,
+    pub(crate) base: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) cmdline: PathBuf,
+}
+
+impl Scratch {
+    pub(crate) fn new() -> Result<Scratch, String> {
+        let dir = tempfile::tempdir().map_err(e2s)?;
+        let base = dir.path().to_path_buf();
+        let sc = Scratch {
+            root: base.join("sysroot"),
+            work: base.join("work"),
+            cmdline: base.join("cmdline"),
+            base,
+            _dir: dir,
+        };
+        std::fs::create_dir(&sc.root).map_err(e2s)?;
+        std::fs::write(&sc.cmdline, "quiet\n").map_err(e2s)?;
+        Ok(sc)
+    }
 }
 
 pub(crate) struct Unmount(pub(crate) Vec<PathBuf>);

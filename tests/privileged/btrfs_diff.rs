@@ -8,13 +8,13 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use darlings_backends::btrfs::Btrfs;
 use darlings_backends::bytes::Show;
 use darlings_backends::{Backend, Change, ChangeKind, DiffLimits, FileType, Truncation};
 
+use crate::loopdev::{run, Fs};
 use crate::Case;
 
 type TestResult = Result<(), String>;
@@ -47,92 +47,55 @@ fn e2s(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-fn sh(cmd: &str, args: &[&OsStr]) -> Result<String, String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| format!("run {cmd}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 
-/// A btrfs image on a loop device with its top level mounted; torn down on drop, also when a
-/// test fails half-way.
-struct Fs {
-    dir: tempfile::TempDir,
-    device: String,
-    top: PathBuf,
+/// `btrfs -q subvolume <args>`.
+fn subvolume(args: &[&OsStr]) -> TestResult {
+    let mut all = vec![os("-q"), os("subvolume")];
+    all.extend_from_slice(args);
+    run("btrfs", &all).map(drop)
 }
 
-impl Fs {
-    fn new() -> Result<Fs, String> {
-        let dir = tempfile::tempdir().map_err(e2s)?;
-        let img = dir.path().join("img");
-        sh("truncate", &[os("-s"), os("300M"), img.as_os_str()])?;
-        sh("mkfs.btrfs", &[os("-q"), img.as_os_str()])?;
-        let device = sh("losetup", &[os("-f"), os("--show"), img.as_os_str()])?;
-        let top = dir.path().join("top");
-        let mut fs = Fs {
-            dir,
-            device,
-            top: top.clone(),
-        };
-        std::fs::create_dir(&top).map_err(e2s)?;
-        if let Err(e) = sh(
-            "mount",
-            &[os("-o"), os("subvolid=5"), os(&fs.device), top.as_os_str()],
-        ) {
-            // Not mounted: Drop must still detach the loop device, and must not unmount.
-            fs.top = PathBuf::new();
-            return Err(e);
-        }
-        sh(
-            "btrfs",
-            &[
-                os("-q"),
-                os("subvolume"),
-                os("create"),
-                fs.root().as_os_str(),
-            ],
-        )?;
-        Ok(fs)
-    }
+/// A 300 MiB Btrfs on a loop device with its top level mounted and an empty `root` subvolume
+/// in it.
+fn with_root() -> Result<Fs, String> {
+    let fs = Fs::btrfs("300M")?;
+    subvolume(&[os("create"), fs.root().as_os_str()])?;
+    Ok(fs)
+}
 
+/// The root, its blank and the diff's work directory on the loop-device Btrfs.
+trait Diffed {
+    fn root(&self) -> PathBuf;
+    fn work(&self) -> PathBuf;
+    fn snapshot_blank(&self) -> TestResult;
+    fn backend(&self) -> Btrfs;
+    fn leftovers(&self) -> Vec<String>;
+}
+
+impl Diffed for Fs {
     fn root(&self) -> PathBuf {
         self.top.join("root")
     }
 
     fn work(&self) -> PathBuf {
-        self.dir.path().join("work")
+        self.base.join("work")
     }
 
     fn snapshot_blank(&self) -> TestResult {
-        sh(
-            "btrfs",
-            &[
-                os("-q"),
-                os("subvolume"),
-                os("snapshot"),
-                os("-r"),
-                self.root().as_os_str(),
-                self.top.join("root-blank").as_os_str(),
-            ],
-        )
-        .map(drop)
+        subvolume(&[
+            os("snapshot"),
+            os("-r"),
+            self.root().as_os_str(),
+            self.top.join("root-blank").as_os_str(),
+        ])
     }
 
     fn backend(&self) -> Btrfs {
         Btrfs {
-            device: PathBuf::from(&self.device),
+            device: PathBuf::from(self.dev()),
             subvolume: b"root".to_vec(),
             blank: b"root-blank".to_vec(),
             old_roots: b"old-roots".to_vec(),
@@ -166,18 +129,6 @@ impl Fs {
             );
         }
         out
-    }
-}
-
-impl Drop for Fs {
-    fn drop(&mut self) {
-        if !self.top.as_os_str().is_empty() {
-            let _ = Command::new("umount").arg(&self.top).status();
-            if crate::is_mount_point(&self.top) {
-                let _ = Command::new("umount").arg("-l").arg(&self.top).status();
-            }
-        }
-        let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
     }
 }
 
@@ -315,15 +266,7 @@ fn make_changes(root: &Path) -> TestResult {
         .write(true)
         .open(root.join("etc/passwd"))
         .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))))?;
-    sh(
-        "btrfs",
-        &[
-            os("-q"),
-            os("subvolume"),
-            os("create"),
-            root.join("var/lib/machines").as_os_str(),
-        ],
-    )?;
+    subvolume(&[os("create"), root.join("var/lib/machines").as_os_str()])?;
     write(root, b"var/lib/machines/inside", b"lost with its subvolume")?;
     Ok(())
 }
@@ -562,7 +505,7 @@ fn tuple(c: &Change) -> Row {
 }
 
 fn btrfs_diff_matches_ground_truth_for_every_kind_of_change() -> TestResult {
-    let fs = Fs::new()?;
+    let fs = with_root()?;
     let root = fs.root();
     populate_baseline(&root)?;
     fs.snapshot_blank()?;
@@ -653,7 +596,7 @@ fn check_against_truth(fs: &Fs, limits: &DiffLimits, sizes: bool) -> Result<Vec<
 
 /// The NixOS layout: the blank is empty, so everything in the root is new (the walk path).
 fn btrfs_diff_against_an_empty_blank_matches_ground_truth() -> TestResult {
-    let fs = Fs::new()?;
+    let fs = with_root()?;
     fs.snapshot_blank()?;
     let root = fs.root();
     write(&root, b"etc/hostname", b"box\n")?;
@@ -663,15 +606,7 @@ fn btrfs_diff_against_an_empty_blank_matches_ground_truth() -> TestResult {
     mkfifo(&root.join("fifo"))?;
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).map_err(e2s)?;
     std::fs::create_dir_all(root.join("var/lib")).map_err(e2s)?;
-    sh(
-        "btrfs",
-        &[
-            os("-q"),
-            os("subvolume"),
-            os("create"),
-            root.join("var/lib/machines").as_os_str(),
-        ],
-    )?;
+    subvolume(&[os("create"), root.join("var/lib/machines").as_os_str()])?;
     write(&root, b"var/lib/machines/inside", b"x")?;
     // Against an empty blank the diff walks the root without stat'ing files: no sizes.
     let truth = check_against_truth(&fs, &DiffLimits::default(), false)?;
@@ -685,7 +620,7 @@ fn btrfs_diff_against_an_empty_blank_matches_ground_truth() -> TestResult {
 }
 
 fn btrfs_diff_leaves_no_snapshot_or_mount_on_success_and_failure() -> TestResult {
-    let fs = Fs::new()?;
+    let fs = with_root()?;
     let root = fs.root();
     write(&root, b"etc/x", b"x")?;
     // Blank missing: a clear error, and nothing left behind.
@@ -696,7 +631,7 @@ fn btrfs_diff_leaves_no_snapshot_or_mount_on_success_and_failure() -> TestResult
     check!(
         err == format!(
             "blank snapshot root-blank not found on {}; create it with darlings init",
-            fs.device
+            fs.dev()
         ),
         "message: {err}"
     );
@@ -709,17 +644,12 @@ fn btrfs_diff_leaves_no_snapshot_or_mount_on_success_and_failure() -> TestResult
     // A stale snapshot from a killed run (a pid that cannot exist) is removed by the next diff.
     fs.snapshot_blank()?;
     let stale = fs.top.join("root.darlings-diff-2147483646");
-    sh(
-        "btrfs",
-        &[
-            os("-q"),
-            os("subvolume"),
-            os("snapshot"),
-            os("-r"),
-            root.as_os_str(),
-            stale.as_os_str(),
-        ],
-    )?;
+    subvolume(&[
+        os("snapshot"),
+        os("-r"),
+        root.as_os_str(),
+        stale.as_os_str(),
+    ])?;
     // A look-alike that is not a snapshot of the root is not touched.
     let lookalike = fs.top.join("root.darlings-diff-2147483645");
     std::fs::create_dir(&lookalike).map_err(e2s)?;
@@ -761,7 +691,7 @@ fn btrfs_diff_leaves_no_snapshot_or_mount_on_success_and_failure() -> TestResult
 }
 
 fn btrfs_diff_reports_truncation_by_entries_and_time() -> TestResult {
-    let fs = Fs::new()?;
+    let fs = with_root()?;
     let root = fs.root();
     write(&root, b"etc/base", b"b")?;
     fs.snapshot_blank()?;
@@ -782,55 +712,44 @@ fn btrfs_diff_reports_truncation_by_entries_and_time() -> TestResult {
         full.changes.len()
     );
 
-    let limited = fs
-        .backend()
-        .diff(&DiffLimits {
+    // Each limit cuts the list short, says which one did, lists only real changes and leaves
+    // nothing behind.
+    let cut = |limits: DiffLimits, want: Truncation| -> Result<Vec<Change>, String> {
+        let out = fs
+            .backend()
+            .diff(&limits)
+            .map_err(|e| format!("diff: {e}"))?;
+        check!(
+            out.truncated.as_ref() == Some(&want),
+            "truncated: {:?}",
+            out.truncated
+        );
+        for c in &out.changes {
+            check!(
+                full.changes
+                    .iter()
+                    .any(|f| f.path == c.path && f.kind == c.kind),
+                "not a real change: {}",
+                Show(&c.path)
+            );
+        }
+        check!(fs.leftovers().is_empty(), "leftovers: {:?}", fs.leftovers());
+        Ok(out.changes)
+    };
+    let limited = cut(
+        DiffLimits {
             max_entries: 10,
             time_budget: None,
-        })
-        .map_err(|e| format!("diff: {e}"))?;
-    check!(
-        limited.truncated == Some(Truncation::MaxEntries(10)),
-        "truncated: {:?}",
-        limited.truncated
-    );
-    check!(
-        limited.changes.len() == 10,
-        "{} changes",
-        limited.changes.len()
-    );
-    for c in &limited.changes {
-        check!(
-            full.changes
-                .iter()
-                .any(|f| f.path == c.path && f.kind == c.kind),
-            "not a real change: {}",
-            Show(&c.path)
-        );
-    }
-    check!(fs.leftovers().is_empty(), "leftovers: {:?}", fs.leftovers());
-
-    let timed = fs
-        .backend()
-        .diff(&DiffLimits {
+        },
+        Truncation::MaxEntries(10),
+    )?;
+    check!(limited.len() == 10, "{} changes", limited.len());
+    cut(
+        DiffLimits {
             max_entries: usize::MAX,
             time_budget: Some(Duration::ZERO),
-        })
-        .map_err(|e| format!("diff: {e}"))?;
-    check!(
-        timed.truncated == Some(Truncation::TimeBudget(Duration::ZERO)),
-        "truncated: {:?}",
-        timed.truncated
-    );
-    for c in &timed.changes {
-        check!(
-            full.changes
-                .iter()
-                .any(|f| f.path == c.path && f.kind == c.kind),
-            "not a real change: {}",
-            Show(&c.path)
-        );
-    }
-    check!(fs.leftovers().is_empty(), "leftovers: {:?}", fs.leftovers());
+        },
+        Truncation::TimeBudget(Duration::ZERO),
+    )?;
     Ok(())
 }

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use darlings_backends::btrfs::{Btrfs, Keep};
 use darlings_backends::{Backend, RollbackOpts};
 
+use crate::loopdev::{self, sh, Fs};
 use crate::Case;
 
 type TestResult = Result<(), String>;
@@ -23,92 +23,39 @@ fn t0() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_314_600)
 }
 
-pub(crate) fn sh(cmd: &str) -> Result<String, String> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 pub(crate) fn e2s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// A loop device over an image file, its top level mounted at `top`; everything is unmounted
-/// and detached on drop, also when a test fails half-way.
-pub(crate) struct Fs {
-    _dir: Option<tempfile::TempDir>,
-    pub(crate) base: PathBuf,
-    img: PathBuf,
-    pub(crate) dev: String,
-    pub(crate) top: PathBuf,
-    /// Unmounted (lazily, in reverse) on drop, before the top level.
-    pub(crate) mounts: Vec<PathBuf>,
-    top_mounted: bool,
+/// The usual layout: `root` (made empty, then `etc/marker` added before the blank is taken),
+/// `root-blank` read-only, `persist` with content; then the root is "used": files and nested
+/// subvolumes made the way systemd makes /var/lib/machines.
+fn standard() -> Result<Fs, String> {
+    let fs = Fs::btrfs("300M")?;
+    let t = fs.top.display();
+    sh(&format!(
+        "set -e; cd {t}; btrfs -q subvolume create root; mkdir root/etc; \
+         echo blank > root/etc/marker; btrfs -q subvolume snapshot -r root root-blank; \
+         btrfs -q subvolume create persist; mkdir -p persist/var/log; \
+         echo kept > persist/var/log/old.log; printf 'a\\nb' > persist/notes"
+    ))?;
+    fs.use_root()?;
+    Ok(fs)
 }
 
-impl Fs {
-    /// A blank btrfs image with nothing in it, top level mounted.
-    pub(crate) fn empty() -> Result<Fs, String> {
-        let dir = tempfile::tempdir().map_err(e2s)?;
-        let base = dir.path().to_path_buf();
-        let img = base.join("img");
-        sh(&format!(
-            "truncate -s 300M {0} && mkfs.btrfs -q {0}",
-            img.display()
-        ))?;
-        Fs::attach(Some(dir), base, img)
-    }
+/// What these tests ask of the loop-device Btrfs beyond the fixture.
+trait Layout {
+    fn use_root(&self) -> TestResult;
+    fn backend(&self, keep: Option<Keep>) -> Btrfs;
+    fn subvols(&self) -> Result<Vec<String>, String>;
+    fn show(&self, rel: &str, field: &str) -> Result<String, String>;
+    fn is_subvol(&self, rel: &str) -> bool;
+    fn check_fresh_root(&self) -> TestResult;
+    fn copy_image(&self, name: &str) -> Result<PathBuf, String>;
+    fn work_dir_is_clean(&self) -> TestResult;
+}
 
-    /// Attaches `img` to a loop device and mounts its top level.
-    fn attach(dir: Option<tempfile::TempDir>, base: PathBuf, img: PathBuf) -> Result<Fs, String> {
-        let dev = sh(&format!("losetup -f --show {}", img.display()))?
-            .trim()
-            .to_string();
-        let mut fs = Fs {
-            _dir: dir,
-            top: base.join(format!("top-{}", dev.trim_start_matches("/dev/"))),
-            base,
-            img,
-            dev,
-            mounts: Vec::new(),
-            top_mounted: false,
-        };
-        std::fs::create_dir_all(&fs.top).map_err(e2s)?;
-        sh(&format!(
-            "mount -o subvolid=5 {} {}",
-            fs.dev,
-            fs.top.display()
-        ))?;
-        fs.top_mounted = true;
-        Ok(fs)
-    }
-
-    /// The usual layout: `root` (made empty, then `etc/marker` added before the blank is taken),
-    /// `root-blank` read-only, `persist` with content; then the root is "used": files and nested
-    /// subvolumes made the way systemd makes /var/lib/machines.
-    fn standard() -> Result<Fs, String> {
-        let fs = Fs::empty()?;
-        let t = fs.top.display();
-        sh(&format!(
-            "set -e; cd {t}; btrfs -q subvolume create root; mkdir root/etc; \
-             echo blank > root/etc/marker; btrfs -q subvolume snapshot -r root root-blank; \
-             btrfs -q subvolume create persist; mkdir -p persist/var/log; \
-             echo kept > persist/var/log/old.log; printf 'a\\nb' > persist/notes"
-        ))?;
-        fs.use_root()?;
-        Ok(fs)
-    }
-
+impl Layout for Fs {
     /// Writes into the root what a running system would: files and nested subvolumes.
     fn use_root(&self) -> TestResult {
         let t = self.top.display();
@@ -121,9 +68,9 @@ impl Fs {
         Ok(())
     }
 
-    fn btrfs(&self, keep: Option<Keep>) -> Btrfs {
+    fn backend(&self, keep: Option<Keep>) -> Btrfs {
         Btrfs {
-            device: PathBuf::from(&self.dev),
+            device: PathBuf::from(self.dev()),
             subvolume: b"root".to_vec(),
             blank: b"root-blank".to_vec(),
             old_roots: b"old-roots".to_vec(),
@@ -132,10 +79,6 @@ impl Fs {
             work_dir: self.base.join("work"),
             failpoint: None,
         }
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.top.join(rel)
     }
 
     /// Subvolume paths relative to the top level, sorted.
@@ -195,23 +138,6 @@ impl Fs {
         Ok(())
     }
 
-    fn unmount_top(&mut self) -> TestResult {
-        if self.top_mounted {
-            sh(&format!("umount {}", self.top.display()))?;
-            self.top_mounted = false;
-        }
-        Ok(())
-    }
-
-    fn detach(&mut self) -> TestResult {
-        self.unmount_top()?;
-        if !self.dev.is_empty() {
-            sh(&format!("losetup -d {}", self.dev))?;
-            self.dev.clear();
-        }
-        Ok(())
-    }
-
     /// A copy of the image as it is on the device right now (sparse, so it is quick).
     fn copy_image(&self, name: &str) -> Result<PathBuf, String> {
         let to = self.base.join(name);
@@ -239,20 +165,6 @@ impl Fs {
             "a mount under the work directory was left"
         );
         Ok(())
-    }
-}
-
-impl Drop for Fs {
-    fn drop(&mut self) {
-        for m in self.mounts.iter().rev() {
-            let _ = sh(&format!("umount -l {}", m.display()));
-        }
-        if self.top_mounted {
-            let _ = sh(&format!("umount -l {}", self.top.display()));
-        }
-        if !self.dev.is_empty() {
-            let _ = sh(&format!("losetup -d {}", self.dev));
-        }
     }
 }
 
@@ -298,12 +210,12 @@ fn steps_named(steps: &[String]) -> Vec<&str> {
 }
 
 fn btrfs_rollback_makes_a_fresh_root_and_touches_nothing_else() -> TestResult {
-    let fs = Fs::standard()?;
+    let fs = standard()?;
     let blank_before = hash_tree(&fs.p("root-blank"))?;
     let persist_before = hash_tree(&fs.p("persist"))?;
     let blank_uuid = fs.show("root-blank", "UUID")?;
     let old_id = fs.show("root", "Subvolume ID")?;
-    let b = fs.btrfs(None);
+    let b = fs.backend(None);
     let steps = rollback(&b)?;
     check!(
         steps_named(&steps)
@@ -385,12 +297,12 @@ fn old_roots(fs: &Fs) -> Result<Vec<String>, String> {
 }
 
 fn btrfs_rollback_keeps_old_roots_by_count_and_by_age() -> TestResult {
-    let fs = Fs::standard()?;
+    let fs = standard()?;
     let count3 = Keep {
         count: Some(3),
         days: None,
     };
-    let mut b = fs.btrfs(Some(count3));
+    let mut b = fs.backend(Some(count3));
     for day in 0..6u64 {
         b.now = t0() + Duration::from_secs(day * DAY);
         let steps = rollback(&b)?;
@@ -504,12 +416,12 @@ fn btrfs_rollback_keeps_old_roots_by_count_and_by_age() -> TestResult {
 }
 
 fn btrfs_dry_run_changes_nothing_and_prints_the_exact_steps() -> TestResult {
-    let fs = Fs::standard()?;
+    let fs = standard()?;
     let keep = Some(Keep {
         count: Some(2),
         days: None,
     });
-    let mut b = fs.btrfs(keep);
+    let mut b = fs.backend(keep);
     rollback(&b)?;
     fs.use_root()?;
     b.now = t0() + Duration::from_secs(DAY);
@@ -588,8 +500,8 @@ fn refused(fs: &Fs, b: &Btrfs, want: &[&str]) -> TestResult {
 }
 
 fn btrfs_preflight_refuses_and_changes_nothing() -> TestResult {
-    let fs = Fs::standard()?;
-    let good = fs.btrfs(None);
+    let fs = standard()?;
+    let good = fs.backend(None);
     let pf = good.preflight().map_err(|e| format!("preflight: {e}"))?;
     check!(
         pf.checks.iter().any(|c| c.contains("read-only subvolume")),
@@ -598,7 +510,7 @@ fn btrfs_preflight_refuses_and_changes_nothing() -> TestResult {
     );
     fs.work_dir_is_clean()?;
 
-    let mut b = fs.btrfs(None);
+    let mut b = fs.backend(None);
     b.device = PathBuf::from("/dev/darlings-no-such-disk");
     refused(
         &fs,
@@ -609,7 +521,7 @@ fn btrfs_preflight_refuses_and_changes_nothing() -> TestResult {
         ],
     )?;
 
-    let mut b = fs.btrfs(None);
+    let mut b = fs.backend(None);
     b.blank = b"root".to_vec();
     refused(
         &fs,
@@ -617,18 +529,18 @@ fn btrfs_preflight_refuses_and_changes_nothing() -> TestResult {
         &["blank snapshot and the root subvolume are both root"],
     )?;
 
-    let mut b = fs.btrfs(None);
+    let mut b = fs.backend(None);
     b.blank = b"no-blank".to_vec();
     refused(
         &fs,
         &b,
         &[&format!(
             "blank snapshot no-blank not found on {}; create it with darlings init",
-            fs.dev
+            fs.dev()
         )],
     )?;
 
-    let mut b = fs.btrfs(None);
+    let mut b = fs.backend(None);
     b.subvolume = b"no-root".to_vec();
     refused(
         &fs,
@@ -639,14 +551,18 @@ fn btrfs_preflight_refuses_and_changes_nothing() -> TestResult {
     // The root mounted (as the live system has it, or a bind of a directory inside it).
     let m = fs.base.join("sysroot");
     std::fs::create_dir_all(&m).map_err(e2s)?;
-    sh(&format!("mount -o subvol=root {} {}", fs.dev, m.display()))?;
+    sh(&format!(
+        "mount -o subvol=root {} {}",
+        fs.dev(),
+        m.display()
+    ))?;
     let r = refused(
         &fs,
         &good,
         &[
             &format!(
                 "root subvolume root on {} is mounted at {}",
-                fs.dev,
+                fs.dev(),
                 m.display()
             ),
             "unmount it first",
@@ -659,7 +575,7 @@ fn btrfs_preflight_refuses_and_changes_nothing() -> TestResult {
     std::fs::create_dir_all(&m2).map_err(e2s)?;
     sh(&format!(
         "mount -o subvolid=5 {} {} && mount --bind {} {} && umount {}",
-        fs.dev,
+        fs.dev(),
         m.display(),
         m.join("root/etc").display(),
         m2.display(),
@@ -670,7 +586,7 @@ fn btrfs_preflight_refuses_and_changes_nothing() -> TestResult {
         &good,
         &[&format!(
             "root subvolume root on {} is mounted at {}",
-            fs.dev,
+            fs.dev(),
             m2.display()
         )],
     );
@@ -687,7 +603,7 @@ fn btrfs_preflight_refuses_and_changes_nothing() -> TestResult {
         &good,
         &[&format!(
             "blank snapshot root-blank on {} is not read-only",
-            fs.dev
+            fs.dev()
         )],
     )?;
     sh(&format!(
@@ -696,7 +612,7 @@ fn btrfs_preflight_refuses_and_changes_nothing() -> TestResult {
     ))?;
 
     // A plain directory where the blank should be.
-    let mut b = fs.btrfs(None);
+    let mut b = fs.backend(None);
     b.blank = b"persist-dir".to_vec();
     std::fs::create_dir(fs.p("persist-dir")).map_err(e2s)?;
     refused(
@@ -708,12 +624,11 @@ fn btrfs_preflight_refuses_and_changes_nothing() -> TestResult {
 
     // A device that holds no btrfs.
     let zero = fs.base.join("zero.img");
-    sh(&format!("truncate -s 64M {}", zero.display()))?;
-    let zdev = sh(&format!("losetup -f --show {}", zero.display()))?
-        .trim()
-        .to_string();
-    let mut b = fs.btrfs(None);
-    b.device = PathBuf::from(&zdev);
+    loopdev::sparse_image(&zero, "64M")?;
+    let zlo = loopdev::Loop::attach(&zero)?;
+    let zdev = zlo.dev();
+    let mut b = fs.backend(None);
+    b.device = PathBuf::from(zdev);
     let r = refused(
         &fs,
         &b,
@@ -722,7 +637,7 @@ fn btrfs_preflight_refuses_and_changes_nothing() -> TestResult {
             "is it a btrfs filesystem",
         ],
     );
-    let _ = sh(&format!("losetup -d {zdev}"));
+    drop(zlo);
     r?;
 
     // Still fine after all that.
@@ -731,12 +646,12 @@ fn btrfs_preflight_refuses_and_changes_nothing() -> TestResult {
 }
 
 fn btrfs_init_makes_the_blank_from_an_empty_root_only() -> TestResult {
-    let fs = Fs::empty()?;
+    let fs = Fs::btrfs("300M")?;
     sh(&format!(
         "btrfs -q subvolume create {}",
         fs.p("root").display()
     ))?;
-    let b = fs.btrfs(None);
+    let b = fs.backend(None);
     let dry = b.init(true).map_err(|e| format!("init --dry-run: {e}"))?;
     check!(!fs.p("root-blank").exists(), "dry run made the blank");
     check!(
@@ -769,13 +684,13 @@ fn btrfs_init_makes_the_blank_from_an_empty_root_only() -> TestResult {
     fs.work_dir_is_clean()?;
 
     // A root that already holds an installed system is refused, naming what is there.
-    let fs = Fs::empty()?;
+    let fs = Fs::btrfs("300M")?;
     sh(&format!(
         "set -e; cd {}; btrfs -q subvolume create root; mkdir root/etc root/srv root/usr \
          root/var root/nix root/home; echo x > root/etc/hosts",
         fs.top.display()
     ))?;
-    let b = fs.btrfs(None);
+    let b = fs.backend(None);
     let r = b.init(false).map(|_| ()).map_err(|e| e.to_string());
     check!(
         r.as_ref()
@@ -786,9 +701,9 @@ fn btrfs_init_makes_the_blank_from_an_empty_root_only() -> TestResult {
     );
     check!(!fs.p("root-blank").exists(), "refused init made a blank");
     // No root at all.
-    let fs = Fs::empty()?;
+    let fs = Fs::btrfs("300M")?;
     let r = fs
-        .btrfs(None)
+        .backend(None)
         .init(false)
         .map(|_| ())
         .map_err(|e| e.to_string());
@@ -902,10 +817,10 @@ fn repair(
     hashes: (u64, u64),
     day: u64,
 ) -> Result<String, String> {
-    let mut fs = Fs::attach(None, base.to_path_buf(), img)?;
+    let mut fs = Fs::attach(None, base.to_path_buf(), img, "subvolid=5")?;
     let found = classify(&fs);
     check_crash_state(&found)?;
-    let mut b = fs.btrfs(keep);
+    let mut b = fs.backend(keep);
     b.now = t0() + Duration::from_secs(day * DAY + 3600);
     rollback(&b).map_err(|e| format!("{found}: repair: {e}"))?;
     fs.check_fresh_root()
@@ -949,12 +864,12 @@ fn btrfs_crash_after_every_step_leaves_a_valid_root_and_is_repaired() -> TestRes
     let mut failures = Vec::new();
     for sc in scenarios() {
         for &step in sc.steps {
-            let mut fs = Fs::standard()?;
+            let mut fs = standard()?;
             let hashes = (
                 hash_tree(&fs.p("root-blank"))?,
                 hash_tree(&fs.p("persist"))?,
             );
-            let mut b = fs.btrfs(sc.keep);
+            let mut b = fs.backend(sc.keep);
             let mut day = 0;
             for &(fp, d) in sc.before {
                 b.failpoint = fp.map(str::to_string);
@@ -1018,8 +933,8 @@ fn btrfs_crash_after_every_step_leaves_a_valid_root_and_is_repaired() -> TestRes
 /// The names of all crash-matrix steps exist in a real run's log (guards against a renamed step
 /// silently never firing).
 fn btrfs_failpoint_names_match_the_logged_steps() -> TestResult {
-    let fs = Fs::standard()?;
-    let mut b = fs.btrfs(KEEP1);
+    let fs = standard()?;
+    let mut b = fs.backend(KEEP1);
     rollback(&b)?;
     fs.use_root()?;
     b.now = t0() + Duration::from_secs(DAY);
@@ -1051,24 +966,15 @@ fn btrfs_failpoint_names_match_the_logged_steps() -> TestResult {
 /// The CLI end to end on a btrfs config: init on an empty root, then rollback, then a refusal
 /// with its message and exit code, as a user would see them.
 fn btrfs_cli_init_rollback_and_refusal() -> TestResult {
-    let fs = Fs::empty()?;
+    let fs = Fs::btrfs("300M")?;
     let t = fs.top.display();
     sh(&format!(
         "set -e; cd {t}; btrfs -q subvolume create root; btrfs -q subvolume create persist"
     ))?;
-    let cfg = fs.base.join("darlings.toml");
+    let cfg = crate::btrfs_config(&fs, "")?;
     let work = fs.base.join("work");
-    std::fs::write(
-        &cfg,
-        format!("[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n", fs.dev),
-    )
-    .map_err(e2s)?;
     let run = |args: &[&str]| {
-        Command::new(crate::BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--work-dir")
-            .arg(&work)
+        crate::darlings(&cfg, &work)
             .args(args)
             .output()
             .map_err(e2s)

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::boot::Machine;
-use crate::btrfs_rollback::{e2s, sh};
+use crate::boot::{stage_args, Machine, Scratch};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::sh;
 use crate::{Case, TestResult};
 
 const PROM: &str = "/var/lib/prometheus/node-exporter/darlings.prom";
@@ -164,17 +165,13 @@ fn fleet_reports_of_a_btrfs_boot_reach_the_textfile_and_the_journal() -> TestRes
     let root = m.sysroot.display().to_string();
     let cmdline = m.cmdline.display().to_string();
     let boot = |m: &Machine, stage: &str| {
-        m.run(&[
-            "--journal-socket",
-            &s,
-            "boot",
-            "--stage",
-            stage,
-            "--root",
-            &root,
-            "--cmdline",
-            &cmdline,
-        ])
+        m.run(
+            &[
+                &["--journal-socket", &s][..],
+                &stage_args(stage, &root, &cmdline, None),
+            ]
+            .concat(),
+        )
     };
     let start = now().floor();
     let early = boot(&m, "early")?;
@@ -263,10 +260,7 @@ fn fleet_reports_of_a_btrfs_boot_reach_the_textfile_and_the_journal() -> TestRes
     // The next boot: the previous one's mounts (root, store, binds) are gone.
     sh(&format!("umount -R {}", m.sysroot.display()))?;
     m.fs.mounts.clear();
-    sh(&format!(
-        "btrfs -q subvolume delete {}",
-        m.top("root-blank").display()
-    ))?;
+    m.sh("btrfs -q subvolume delete root-blank")?;
     let early = boot(&m, "early")?;
     check!(
         early.status.success(),
@@ -315,11 +309,8 @@ fn fleet_reports_of_a_btrfs_boot_reach_the_textfile_and_the_journal() -> TestRes
 /// A tmpfs root: `diff --save` at shutdown rewrites the textfile with the fresh summary and this
 /// boot's record, and logs the summary; the validator refuses what node_exporter would.
 fn fleet_reports_of_diff_save_on_a_tmpfs_root_parse_with_promtool() -> TestResult {
-    let dir = tempfile::tempdir().map_err(e2s)?;
-    let base = dir.path();
-    let root = base.join("sysroot");
-    let work = base.join("work");
-    std::fs::create_dir(&root).map_err(e2s)?;
+    let sc = Scratch::new()?;
+    let (base, root, work) = (&sc.base, &sc.root, &sc.work);
     // The persistent "disk" outlives each boot's tmpfs root, into which it is bound.
     let disk = base.join("disk");
     std::fs::create_dir(&disk).map_err(e2s)?;
@@ -347,14 +338,8 @@ fn fleet_reports_of_diff_save_on_a_tmpfs_root_parse_with_promtool() -> TestResul
     .map_err(e2s)?;
     let sock_path = base.join("journal.socket");
     let sock = listen(&sock_path)?;
-    let cmdline = base.join("cmdline");
-    std::fs::write(&cmdline, "quiet\n").map_err(e2s)?;
     let run = |args: &[&str]| {
-        Command::new(crate::BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("--work-dir")
-            .arg(&work)
+        crate::darlings(&config, work)
             .arg("--log")
             .arg("stderr")
             .arg("--journal-socket")
@@ -364,19 +349,9 @@ fn fleet_reports_of_diff_save_on_a_tmpfs_root_parse_with_promtool() -> TestResul
             .map_err(e2s)
     };
     let r = root.display().to_string();
-    let c = cmdline.display().to_string();
+    let c = sc.cmdline.display().to_string();
     let u = base.join("utab").display().to_string();
-    let late = run(&[
-        "boot",
-        "--stage",
-        "all",
-        "--root",
-        &r,
-        "--cmdline",
-        &c,
-        "--utab",
-        &u,
-    ])?;
+    let late = run(&stage_args("all", &r, &c, Some(&u)))?;
     check!(late.status.success(), "boot: {}", crate::text(&late));
     let file = root.join(PROM.trim_start_matches('/'));
     let booted = std::fs::read_to_string(&file).map_err(e2s)?;
@@ -511,20 +486,10 @@ fn fleet_reports_of_diff_save_on_a_tmpfs_root_parse_with_promtool() -> TestResul
         .arg("--config")
         .arg(&config)
         .arg("--work-dir")
-        .arg(&work)
+        .arg(work)
         .arg("--journal-socket")
         .arg(&sock_path)
-        .args([
-            "boot",
-            "--stage",
-            "all",
-            "--root",
-            &r,
-            "--cmdline",
-            &c,
-            "--utab",
-            &u,
-        ])
+        .args(stage_args("all", &r, &c, Some(&u)))
         .output()
         .map_err(e2s)?;
     check!(

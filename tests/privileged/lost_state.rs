@@ -14,8 +14,9 @@ use darlings_backends::btrfs::Btrfs;
 use darlings_backends::bytes::Show;
 use darlings_backends::{Backend, ChangeKind, DiffLimits};
 
-use crate::boot::{lost_paths, phases, Machine};
-use crate::btrfs_rollback::{e2s, sh};
+use crate::boot::{lost_paths, phases, Machine, EARLY_WITH_DIFF_OK};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::sh;
 use crate::{Case, TestResult};
 
 pub fn cases() -> Vec<Case> {
@@ -200,10 +201,7 @@ fn deep_chain_as_nobody(dir: &Path) -> TestResult {
 fn root_only_files_under_a_persisted_directory_were_classed_persisted() -> TestResult {
     let mut m = Machine::new("")?;
     // Written on the root beneath /var/lib/keep before the bind existed (or hidden under it).
-    sh(&format!(
-        "set -e; cd {}; mkdir -p var/lib/keep persist; echo db > var/lib/keep/db; echo h > persist/hidden",
-        m.top("root").display()
-    ))?;
+    m.sh("cd root; mkdir -p var/lib/keep persist; echo db > var/lib/keep/db; echo h > persist/hidden")?;
     let report = diff(&m)?;
     let db = entry(&report, "/var/lib/keep/db").ok_or(format!("no db in {report}"))?;
     check!(db["class"] == "lost", "db: {db}");
@@ -264,10 +262,7 @@ fn root_only_files_under_a_persisted_directory_were_classed_persisted() -> TestR
 fn a_non_directory_on_the_way_to_a_persisted_path_was_classed_persisted() -> TestResult {
     let m = Machine::new("")?;
     // /etc/machine-id is persisted; /etc replaced by a file, /var/lib/keep by a symlink.
-    sh(&format!(
-        "set -e; cd {}; rm -rf etc; echo x > etc; mkdir -p var/lib; ln -s /tmp var/lib/keep",
-        m.top("root").display()
-    ))?;
+    m.sh("cd root; rm -rf etc; echo x > etc; mkdir -p var/lib; ln -s /tmp var/lib/keep")?;
     let report = diff(&m)?;
     let etc = entry(&report, "/etc").ok_or(format!("no /etc in {report}"))?;
     check!(
@@ -287,26 +282,30 @@ fn a_non_directory_on_the_way_to_a_persisted_path_was_classed_persisted() -> Tes
     Ok(())
 }
 
+/// Fails unless the early stage `early` succeeded with every phase ok, the diff's included;
+/// returns the boot record.
+fn early_went_clean(
+    m: &Machine,
+    early: &std::process::Output,
+) -> Result<serde_json::Value, String> {
+    check!(early.status.success(), "early: {}", crate::text(early));
+    let rec = m.record()?;
+    check!(
+        phases(&rec) == EARLY_WITH_DIFF_OK,
+        "phases: {:?}\n{}",
+        phases(&rec),
+        crate::text(early)
+    );
+    Ok(rec)
+}
+
 /// The boot's early stage with the diff on: every phase ok, the root rolled back, and the
 /// pending report naming the chain as not listed. Returns the pending report.
 fn boot_rolls_back_past_the_chain(m: &Machine, darling: &str) -> Result<serde_json::Value, String> {
     let t = Instant::now();
     let early = m.boot("early")?;
     let took = t.elapsed();
-    check!(early.status.success(), "early: {}", crate::text(&early));
-    let rec = m.record()?;
-    check!(
-        phases(&rec)
-            == [
-                "early config ok",
-                "early preflight ok",
-                "early diff ok",
-                "early rollback ok"
-            ],
-        "phases: {:?}\n{}",
-        phases(&rec),
-        crate::text(&early)
-    );
+    let rec = early_went_clean(m, &early)?;
     check!(rec["outcome"] == "ok", "record: {rec}");
     check!(
         !m.top(&format!("root/{darling}")).exists(),
@@ -397,31 +396,15 @@ fn a_diff_that_failed_outright_stopped_the_rollback() -> TestResult {
         "set -e; cd {t}; btrfs -q subvolume delete root-blank; mkdir -p root/usr; echo b > root/usr/base; \
          btrfs -q subvolume snapshot -r root root-blank; echo x > root/etc/darling2"
     ))?;
-    let out = std::process::Command::new(crate::BIN)
+    let out = crate::darlings(&m.config, &m.work)
         .env("DARLINGS_FAILPOINT", "diff")
-        .arg("--config")
-        .arg(&m.config)
-        .arg("--work-dir")
-        .arg(&m.work)
         .args(["--log", "stderr", "boot", "--stage", "early", "--root"])
         .arg(&m.sysroot)
         .arg("--cmdline")
         .arg(&m.cmdline)
         .output()
         .map_err(e2s)?;
-    check!(out.status.success(), "early: {}", crate::text(&out));
-    let rec = m.record()?;
-    check!(
-        phases(&rec)
-            == [
-                "early config ok",
-                "early preflight ok",
-                "early diff ok",
-                "early rollback ok"
-            ],
-        "phases: {:?}",
-        phases(&rec)
-    );
+    early_went_clean(&m, &out)?;
     check!(
         !m.top("root/etc/darling2").exists(),
         "the root was not erased"
@@ -510,7 +493,7 @@ impl Disk {
 
     fn backend(&self) -> Btrfs {
         Btrfs {
-            device: PathBuf::from(&self.m.fs.dev),
+            device: PathBuf::from(self.m.fs.dev()),
             subvolume: b"root".to_vec(),
             blank: b"root-blank".to_vec(),
             old_roots: b"old-roots".to_vec(),

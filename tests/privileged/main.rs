@@ -30,6 +30,8 @@ mod btrfs_diff;
 mod btrfs_differential;
 mod btrfs_rollback;
 mod fleet;
+#[path = "../support/loopdev.rs"]
+mod loopdev;
 mod lost_state;
 #[path = "../support/ns.rs"]
 mod ns;
@@ -74,12 +76,7 @@ impl Sandbox {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        // A work dir of its own: the lock in the default /run/darlings is the machine's.
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--work-dir")
-            .arg(self.base.join("run"))
+        darlings(&self.config, self.base.join("run"))
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
@@ -106,6 +103,45 @@ impl Drop for Sandbox {
             .arg(&self.root)
             .status();
     }
+}
+
+/// `darlings --config <config> --work-dir <work>`, for the caller's further arguments: each test
+/// has a work dir of its own, since the lock in the default /run/darlings is the machine's.
+pub fn darlings(config: impl AsRef<Path>, work: impl AsRef<Path>) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--config")
+        .arg(config.as_ref())
+        .arg("--work-dir")
+        .arg(work.as_ref());
+    c
+}
+
+/// Writes `<fs.base>/darlings.toml`: a Btrfs root on `fs`'s device, then `rest`; returns its
+/// path.
+pub fn btrfs_config(fs: &loopdev::Fs, rest: &str) -> Result<PathBuf, String> {
+    let path = fs.base.join("darlings.toml");
+    let text = format!(
+        "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n{rest}",
+        fs.dev()
+    );
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Makes the directory `rel` below `base`, with its parents.
+pub fn mkdir(base: &Path, rel: &str) -> TestResult {
+    let p = base.join(rel);
+    std::fs::create_dir_all(&p).map_err(|e| format!("cannot make {}: {e}", p.display()))
+}
+
+/// Writes the file `rel` below `base`, making its parents first.
+pub fn put(base: &Path, rel: &str, data: &[u8]) -> TestResult {
+    let p = base.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot make {}: {e}", parent.display()))?;
+    }
+    std::fs::write(&p, data).map_err(|e| format!("cannot write {}: {e}", p.display()))
 }
 
 fn mount_tmpfs(at: &Path) -> TestResult {
@@ -772,11 +808,7 @@ fn tmpfs_rollback_mounts_verifies_and_refuses() -> TestResult {
     let root = dir.path().join("root");
     std::fs::create_dir(&root).map_err(|e| e.to_string())?;
     let run = |args: &[&str]| {
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--work-dir")
-            .arg(dir.path().join("run"))
+        darlings(&cfg, dir.path().join("run"))
             .args(args)
             .arg("--root")
             .arg(&root)
@@ -822,11 +854,7 @@ fn tmpfs_rollback_mounts_verifies_and_refuses() -> TestResult {
     let plain = dir.path().join("plain");
     std::fs::create_dir(&plain).map_err(|e| e.to_string())?;
     std::fs::write(plain.join("precious"), b"x").map_err(|e| e.to_string())?;
-    let o = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--work-dir")
-        .arg(dir.path().join("run"))
+    let o = darlings(&cfg, dir.path().join("run"))
         .args(["rollback", "--root"])
         .arg(&plain)
         .output()

@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::btrfs_rollback::{e2s, sh, Fs};
-use crate::{is_mount_point, mount_tmpfs, mounts, text, tree, Case, Sandbox, TestResult, BIN};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::{sh, Fs};
+use crate::{is_mount_point, mount_tmpfs, mounts, text, tree, Case, Sandbox, TestResult};
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -62,7 +63,7 @@ struct Disk {
 
 impl Disk {
     fn new() -> Result<Disk, String> {
-        let mut fs = Fs::empty()?;
+        let mut fs = Fs::btrfs("300M")?;
         let t = fs.top.display().to_string();
         sh(&format!(
             "set -e; cd {t}; btrfs -q subvolume create root; \
@@ -71,21 +72,8 @@ impl Disk {
         ))?;
         let sysroot = fs.base.join("sysroot");
         std::fs::create_dir(&sysroot).map_err(e2s)?;
-        sh(&format!(
-            "mount -o subvol=root {} {}",
-            fs.dev,
-            sysroot.display()
-        ))?;
-        fs.mounts.push(sysroot.clone());
-        let config = fs.base.join("darlings.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n[diff]\nreport-dir = \"/persist/var/log/darlings\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/keep\"]\n",
-                fs.dev
-            ),
-        )
-        .map_err(e2s)?;
+        fs.mount_subvol("root", &sysroot)?;
+        let config = crate::btrfs_config(&fs, "[diff]\nreport-dir = \"/persist/var/log/darlings\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/keep\"]\n")?;
         Ok(Disk {
             fs,
             sysroot,
@@ -94,11 +82,7 @@ impl Disk {
     }
 
     fn run(&self, args: &[&str]) -> Result<Output, String> {
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--work-dir")
-            .arg(self.fs.base.join("run"))
+        crate::darlings(&self.config, self.fs.base.join("run"))
             .arg("--log")
             .arg("stderr")
             .args(args)
@@ -128,12 +112,7 @@ fn btrfs_store_subvolume_inside_the_root_subvolume() -> TestResult {
     // the old mount-id check took the mounted form for a store of its own.
     for mounted in [true, false] {
         if mounted {
-            sh(&format!(
-                "mount -o subvol=root/persist {} {}",
-                d.fs.dev,
-                store.display()
-            ))?;
-            d.fs.mounts.push(store.clone());
+            d.fs.mount_subvol("root/persist", &store)?;
         }
         let o = d.apply()?;
         check!(
@@ -179,7 +158,7 @@ fn btrfs_store_subvolume_inside_the_root_subvolume() -> TestResult {
     sh(&format!(
         "set -e; btrfs -q subvolume delete {0}; mkdir {0}; mount -o subvol=root-blank {1} {0}",
         store.display(),
-        d.fs.dev
+        d.fs.dev()
     ))?;
     d.fs.mounts.push(store.clone());
     let o = d.apply()?;
@@ -194,12 +173,7 @@ fn btrfs_store_subvolume_inside_the_root_subvolume() -> TestResult {
     d.fs.mounts.pop();
 
     // The layout that keeps data: a subvolume beside the root, mounted there.
-    sh(&format!(
-        "mount -o subvol=persist {} {}",
-        d.fs.dev,
-        store.display()
-    ))?;
-    d.fs.mounts.push(store.clone());
+    d.fs.mount_subvol("persist", &store)?;
     let o = d.apply()?;
     check!(o.status.success(), "store beside the root: {}", text(&o));
     check!(
@@ -456,11 +430,7 @@ fn root_on_a_plain_directory_with_a_concurrent_mover() -> TestResult {
         };
         // Give the watch time to be in place.
         std::thread::sleep(Duration::from_millis(100));
-        let o = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("--work-dir")
-            .arg(base.join("run"))
+        let o = crate::darlings(&config, base.join("run"))
             .args(["apply", "--root"])
             .arg(&root)
             .arg("--utab")
@@ -605,12 +575,8 @@ fn file_comparison_reads_both_files_whole() -> TestResult {
         sh(&format!("truncate -s 256M {}", f.display()))?;
     }
     let dry = |sb: &Sandbox| {
-        let mut c = Command::new(BIN);
-        c.arg("--config")
-            .arg(&sb.config)
-            .arg("--work-dir")
-            .arg(sb.base.join("run"))
-            .args(["apply", "--dry-run", "--root", sb.root_str()]);
+        let mut c = crate::darlings(&sb.config, sb.base.join("run"));
+        c.args(["apply", "--dry-run", "--root", sb.root_str()]);
         run_with_rss(&mut c)
     };
     let (o, rss) = dry(&sb)?;
@@ -643,28 +609,17 @@ fn file_comparison_reads_both_files_whole() -> TestResult {
 /// `root.new`. Now the second is told who holds the lock (pid), and a real race leaves a valid
 /// root and no `root.new`.
 fn two_concurrent_rollback_runs() -> TestResult {
-    let fs = Fs::empty()?;
+    let fs = Fs::btrfs("300M")?;
     let t = fs.top.display().to_string();
     sh(&format!(
         "set -e; cd {t}; btrfs -q subvolume create root; echo blank > root/marker; \
          btrfs -q subvolume snapshot -r root root-blank"
     ))?;
-    let cfg = fs.base.join("darlings.toml");
-    std::fs::write(
-        &cfg,
-        format!("[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n", fs.dev),
-    )
-    .map_err(e2s)?;
+    let cfg = crate::btrfs_config(&fs, "")?;
     let work = fs.base.join("work");
     let cmd = |args: &[&str]| {
-        let mut c = Command::new(BIN);
-        c.arg("--config")
-            .arg(&cfg)
-            .arg("--work-dir")
-            .arg(&work)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut c = crate::darlings(&cfg, &work);
+        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         c
     };
     // Held by "another darlings": this process.

@@ -5,11 +5,11 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 
 use rustix::mount::{mount_remount, MountFlags};
 
-use crate::btrfs_rollback::{e2s, sh, Fs};
+use crate::btrfs_rollback::e2s;
+use crate::loopdev::{sh, Fs};
 
 use crate::{is_mount_point, mounts, text, Case, Sandbox, TestResult, BASIC};
 
@@ -285,7 +285,7 @@ fn without_seed_from_blank_a_blank_with_content_is_still_refused() -> TestResult
 /// store "already had" /var/log and bound that near-empty copy over the Debian blank's logs
 /// (found by the distribution tier: no dpkg.log, no journal of earlier boots).
 fn report_inside_a_seeded_directory_does_not_stop_the_seed() -> TestResult {
-    let mut fs = Fs::empty()?;
+    let mut fs = Fs::btrfs("300M")?;
     let t = fs.top.display().to_string();
     // A whole-OS blank: /var/log has the installer's log, /persist is the store's mount point.
     sh(&format!(
@@ -293,26 +293,14 @@ fn report_inside_a_seeded_directory_does_not_stop_the_seed() -> TestResult {
          mkdir -p root/var/log root/persist root/etc; echo installed > root/var/log/dpkg.log; \
          btrfs -q subvolume snapshot -r root root-blank; echo junk > root/etc/darling"
     ))?;
-    let config = fs.base.join("darlings.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[root]\nbackend = \"btrfs\"\ndevice = \"{}\"\n[diff]\non-boot = true\nreport-dir = \"/persist/var/log/darlings\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [{{ path = \"/var/log\", seed-from-blank = true }}]\n",
-            fs.dev
-        ),
-    )
-    .map_err(e2s)?;
+    let config = crate::btrfs_config(&fs, "[diff]\non-boot = true\nreport-dir = \"/persist/var/log/darlings\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [{ path = \"/var/log\", seed-from-blank = true }]\n")?;
     let work = fs.base.join("work");
     let sysroot = fs.base.join("sysroot");
     std::fs::create_dir(&sysroot).map_err(e2s)?;
     let cmdline = fs.base.join("cmdline");
     std::fs::write(&cmdline, "quiet\n").map_err(e2s)?;
     let boot = |stage: &str| {
-        Command::new(crate::BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("--work-dir")
-            .arg(&work)
+        crate::darlings(&config, &work)
             .args(["--log", "stderr", "boot", "--stage", stage, "--root"])
             .arg(&sysroot)
             .arg("--cmdline")
@@ -322,19 +310,9 @@ fn report_inside_a_seeded_directory_does_not_stop_the_seed() -> TestResult {
     };
     let early = boot("early")?;
     check!(early.status.success(), "early: {}", text(&early));
-    sh(&format!(
-        "mount -o subvol=root {} {}",
-        fs.dev,
-        sysroot.display()
-    ))?;
-    fs.mounts.push(sysroot.clone());
+    fs.mount_subvol("root", &sysroot)?;
     let store = sysroot.join("persist");
-    sh(&format!(
-        "mount -o subvol=persist {} {}",
-        fs.dev,
-        store.display()
-    ))?;
-    fs.mounts.push(store);
+    fs.mount_subvol("persist", &store)?;
     let late = boot("late")?;
     check!(late.status.success(), "late: {}", text(&late));
     let rec: serde_json::Value =

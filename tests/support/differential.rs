@@ -32,6 +32,8 @@ use darlings_backends::{Backend, ChangeKind, DiffLimits, DiffOutput, PATH_MAX};
 use rustix::fs::{self, AtFlags, Mode, OFlags, RenameFlags, StatxFlags, XattrFlags};
 use rustix::io::Errno;
 
+use crate::loopdev::{sh, Fs};
+
 /// splitmix64: small, seedable, good enough to pick operations.
 pub struct Rng(u64);
 
@@ -61,61 +63,27 @@ impl Rng {
     }
 }
 
-fn sh(cmd: &str) -> Result<String, String> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// One loop-device Btrfs for all seeds, top level mounted; each seed has its own root and
 /// blank subvolumes in it.
 pub struct Disk {
-    _dir: tempfile::TempDir,
-    pub dev: String,
+    fs: Fs,
     pub top: PathBuf,
     work: PathBuf,
 }
 
 impl Disk {
     pub fn new(size: &str) -> Result<Disk, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let img = dir.path().join("img");
-        sh(&format!(
-            "truncate -s {size} {0} && mkfs.btrfs -q {0}",
-            img.display()
-        ))?;
-        let dev = sh(&format!("losetup -f --show {}", img.display()))?
-            .trim()
-            .to_string();
-        let top = dir.path().join("top");
-        let disk = Disk {
-            work: dir.path().join("work"),
-            _dir: dir,
-            dev,
-            top,
-        };
-        std::fs::create_dir(&disk.top).map_err(|e| e.to_string())?;
-        sh(&format!(
-            "mount -o subvolid=5 {} {}",
-            disk.dev,
-            disk.top.display()
-        ))?;
-        Ok(disk)
+        let fs = Fs::btrfs(size)?;
+        Ok(Disk {
+            top: fs.top.clone(),
+            work: fs.base.join("work"),
+            fs,
+        })
     }
 
     fn backend(&self, root: &str, blank: &str) -> Btrfs {
         Btrfs {
-            device: PathBuf::from(&self.dev),
+            device: PathBuf::from(self.fs.dev()),
             subvolume: root.as_bytes().to_vec(),
             blank: blank.as_bytes().to_vec(),
             old_roots: b"old-roots".to_vec(),
@@ -124,13 +92,6 @@ impl Disk {
             work_dir: self.work.clone(),
             failpoint: None,
         }
-    }
-}
-
-impl Drop for Disk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.top).status();
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
     }
 }
 
@@ -826,15 +787,19 @@ fn remove(fd: &OwnedFd, e: &Live) {
     let _ = fs::unlinkat(fd, c(&e.rel).as_c_str(), AtFlags::REMOVEDIR);
 }
 
+/// The names in a directory, without `.` and `..`.
+fn entry_names(rd: fs::Dir) -> Vec<CString> {
+    rd.flatten()
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect()
+}
+
 fn remove_in(dir: &OwnedFd) {
     let Ok(rd) = fs::Dir::read_from(dir) else {
         return;
     };
-    let names: Vec<CString> = rd
-        .flatten()
-        .map(|e| e.file_name().to_owned())
-        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
-        .collect();
+    let names = entry_names(rd);
     for n in names {
         if fs::unlinkat(dir, n.as_c_str(), AtFlags::empty()) == Err(Errno::ISDIR) {
             if let Ok(sub) = fs::openat(
@@ -917,22 +882,19 @@ fn ent(dir: BorrowedFd<'_>, name: &CStr, dev: u64) -> Result<Ent, String> {
     )
     .map_err(|e| format!("stat {}: {e}", Show(name.to_bytes())))?;
     let kind = u32::from(st.stx_mode) & libc::S_IFMT;
-    let p = fs::openat(
-        dir,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("open {}: {e}", Show(name.to_bytes())))?;
-    let mut hash = 0;
-    if kind == libc::S_IFREG {
-        let f = fs::openat(
+    let open = |how: OFlags| {
+        fs::openat(
             dir,
             name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            how | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| format!("open {}: {e}", Show(name.to_bytes())))?;
+        .map_err(|e| format!("open {}: {e}", Show(name.to_bytes())))
+    };
+    let p = open(OFlags::PATH)?;
+    let mut hash = 0;
+    if kind == libc::S_IFREG {
+        let f = open(OFlags::RDONLY)?;
         let mut h = DefaultHasher::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
@@ -982,11 +944,7 @@ pub fn walk(base: &Path) -> Result<BTreeMap<Vec<u8>, Ent>, String> {
     let mut stack: Vec<(Vec<u8>, OwnedFd)> = vec![(b"/".to_vec(), top)];
     while let Some((path, dir)) = stack.pop() {
         let rd = fs::Dir::read_from(&dir).map_err(|e| format!("read {}: {e}", Show(&path)))?;
-        let names: Vec<CString> = rd
-            .flatten()
-            .map(|e| e.file_name().to_owned())
-            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
-            .collect();
+        let names = entry_names(rd);
         for n in names {
             let e = ent(dir.as_fd(), &n, dev)?;
             let child = darlings_backends::bytes::join(&path, n.as_bytes());
