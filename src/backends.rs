@@ -85,10 +85,7 @@ fn btrfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::btrfs::Btrfs, 
         subvolume: subvolume.as_bytes().to_vec(),
         blank: blank.as_bytes().to_vec(),
         old_roots: old_roots.as_bytes().to_vec(),
-        keep: keep.map(|k| darlings_backends::Keep {
-            count: k.count,
-            days: k.days,
-        }),
+        keep: *keep,
         now: std::time::SystemTime::now(),
         work_dir: ctx.work_dir.to_path_buf(),
         failpoint: failpoint(),
@@ -115,10 +112,7 @@ fn zfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::zfs::Zfs, BuildE
         dataset: dataset.clone(),
         blank: blank.clone(),
         destroy_newer_snapshots: *destroy_newer_snapshots,
-        keep: keep.map(|k| darlings_backends::Keep {
-            count: k.count,
-            days: k.days,
-        }),
+        keep: *keep,
         now: std::time::SystemTime::now(),
         work_dir: ctx.work_dir.to_path_buf(),
         stores: config

@@ -129,12 +129,9 @@ pub enum RootConfig {
     },
 }
 
-/// Old roots to keep; both bounds apply when both are given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Keep {
-    pub count: Option<u32>,
-    pub days: Option<u32>,
-}
+/// Old roots to keep: the backends' own type, so the config and the retention rule it feeds
+/// cannot drift apart.
+pub use darlings_backends::Keep;
 
 impl RootConfig {
     pub fn backend_name(&self) -> &'static str {
