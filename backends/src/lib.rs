@@ -14,6 +14,7 @@ pub mod error;
 pub mod mountinfo;
 pub mod names;
 pub mod placement;
+pub mod protocol;
 pub(crate) mod xattr;
 
 #[cfg(feature = "tmpfs")]

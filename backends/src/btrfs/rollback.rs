@@ -29,6 +29,7 @@ use crate::bytes::Show;
 use crate::clock::{civil_from_days, days_from_civil, unix_secs};
 use crate::error::IoContext;
 use crate::mountinfo;
+use crate::protocol;
 use crate::{BackendError, Preflight, RollbackOpts, RollbackOutcome};
 
 /// The names in the top level that darlings works with, checked once.
@@ -231,21 +232,14 @@ enum Op {
     Sync,
 }
 
-/// One protocol action: `step` is the stable name failpoints use, `text` what is logged.
-#[derive(Debug, Clone)]
-struct Action {
-    step: &'static str,
-    text: String,
-    op: Op,
-    /// Prune failures are reported, not fatal: the root is fresh by then.
-    fatal: bool,
-}
+type Action = protocol::Action<Op>;
 
 fn act(step: &'static str, op: Op, text: String) -> Action {
     Action {
         step,
         text: format!("{step}: {text}"),
         op,
+        // Prune failures are reported, not fatal: the root is fresh by then.
         fatal: step != "prune",
     }
 }
@@ -567,37 +561,14 @@ pub(crate) fn rollback(b: &Btrfs, opts: &RollbackOpts) -> Result<RollbackOutcome
         out: Vec::new(),
     }
     .plan()?;
-    let mut steps = Vec::with_capacity(actions.len());
-    if opts.dry_run {
-        steps.extend(actions.into_iter().map(|a| a.text));
-        top.close()?;
-        return Ok(RollbackOutcome {
-            steps,
-            already_blank: false,
-        });
-    }
-    for a in &actions {
-        match exec(&top, b, &n, &a.op) {
-            Ok(()) => {
-                tracing::info!("{}", a.text);
-                steps.push(a.text.clone());
-            }
-            Err(e) if !a.fatal => {
-                let line = format!("{}: warning: {e}; left in place", a.step);
-                tracing::warn!("{line}");
-                steps.push(line);
-                continue;
-            }
-            Err(e) => return Err(e),
-        }
-        if b.failpoint.as_deref() == Some(a.step) {
-            // As a power cut would: no cleanup of the protocol's state (the unmount only
-            // detaches this private mount).
-            top.close()?;
-            return Err(BackendError::Refused(format!("failpoint {} hit", a.step)));
-        }
-    }
-    top.close()?;
+    let ran = protocol::run(actions, opts.dry_run, b.failpoint.as_deref(), |op| {
+        exec(&top, b, &n, op).map(|()| Vec::new())
+    });
+    // Whatever the run ended with (a failpoint as a power cut would: no cleanup of the
+    // protocol's state), the unmount only detaches this private mount.
+    let closed = top.close();
+    let steps = ran?;
+    closed?;
     Ok(RollbackOutcome {
         steps,
         already_blank: false,
