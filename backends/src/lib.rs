@@ -188,6 +188,49 @@ pub struct Keep {
     pub days: Option<u32>,
 }
 
+/// Why retention removes an old root; its `Display` is the reason rollback logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pruned {
+    /// Not among the `keep.count` newest.
+    BeyondCount(u32),
+    /// Retired more than `keep.days` days ago.
+    OlderThan(u32),
+}
+
+impl std::fmt::Display for Pruned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pruned::BeyondCount(n) => write!(f, "beyond keep.count = {n}"),
+            Pruned::OlderThan(n) => write!(f, "older than keep.days = {n}"),
+        }
+    }
+}
+
+impl Keep {
+    /// The retention rule, for every backend that keeps old roots: given each old root's
+    /// retirement time and collision number (`secs`, `seq`, from its name), which to remove and
+    /// why, newest first, as indices into `old`. An old root goes when it is not among the
+    /// `count` newest (by time, then number), or when it is more than `days` days older than
+    /// `now`; the count is named when both hold.
+    pub fn select(&self, old: &[(i64, u32)], now: i64) -> Vec<(usize, Pruned)> {
+        let mut order: Vec<usize> = (0..old.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(old[i]));
+        order
+            .into_iter()
+            .enumerate()
+            .filter_map(|(rank, i)| {
+                let (secs, _) = old[i];
+                if let Some(c) = self.count.filter(|&c| rank >= c as usize) {
+                    return Some((i, Pruned::BeyondCount(c)));
+                }
+                self.days
+                    .filter(|&d| now.saturating_sub(secs) > i64::from(d) * 86_400)
+                    .map(|d| (i, Pruned::OlderThan(d)))
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RollbackOpts {
     /// Describe the steps, change nothing.
@@ -312,3 +355,59 @@ pub mod btrfs;
 
 #[cfg(feature = "zfs")]
 pub mod zfs;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_selects_by_count_then_age_newest_first() {
+        let day = 86_400;
+        let now = 100 * day;
+        // Unsorted on purpose; two roots retired in the same second differ by number.
+        let old = [
+            (90 * day, 0),
+            (99 * day, 0),
+            (50 * day, 0),
+            (99 * day, 1),
+            (98 * day, 0),
+        ];
+        let keep = |count, days| Keep { count, days };
+        type Case = (Keep, Vec<(usize, Pruned)>);
+        let cases: Vec<Case> = vec![
+            (keep(None, None), vec![]),
+            (
+                keep(Some(2), None),
+                vec![
+                    (4, Pruned::BeyondCount(2)),
+                    (0, Pruned::BeyondCount(2)),
+                    (2, Pruned::BeyondCount(2)),
+                ],
+            ),
+            (
+                keep(None, Some(5)),
+                vec![(0, Pruned::OlderThan(5)), (2, Pruned::OlderThan(5))],
+            ),
+            (keep(Some(4), Some(30)), vec![(2, Pruned::BeyondCount(4))]),
+            (keep(Some(10), Some(30)), vec![(2, Pruned::OlderThan(30))]),
+            // Exactly `days` old is kept: only older goes.
+            (keep(None, Some(10)), vec![(2, Pruned::OlderThan(10))]),
+            (
+                keep(Some(1), None),
+                vec![
+                    (1, Pruned::BeyondCount(1)),
+                    (4, Pruned::BeyondCount(1)),
+                    (0, Pruned::BeyondCount(1)),
+                    (2, Pruned::BeyondCount(1)),
+                ],
+            ),
+        ];
+        for (k, want) in cases {
+            assert_eq!(k.select(&old, now), want, "{k:?}");
+        }
+        assert_eq!(Pruned::BeyondCount(3).to_string(), "beyond keep.count = 3");
+        assert_eq!(Pruned::OlderThan(7).to_string(), "older than keep.days = 7");
+        // A clock set before the old roots' times prunes nothing by age.
+        assert!(keep(None, Some(1)).select(&old, 0).is_empty());
+    }
+}

@@ -30,7 +30,7 @@ use crate::clock::{civil_from_days, days_from_civil, unix_secs};
 use crate::error::IoContext;
 use crate::mountinfo;
 use crate::protocol;
-use crate::{BackendError, Preflight, RollbackOpts, RollbackOutcome};
+use crate::{BackendError, Keep, Preflight, Pruned, RollbackOpts, RollbackOutcome};
 
 /// The names in the top level that darlings works with, checked once.
 struct Names {
@@ -245,6 +245,7 @@ fn act(step: &'static str, op: Op, text: String) -> Action {
 }
 
 /// An old root that retention decides on.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Candidate {
     id: u64,
     path: Vec<u8>,
@@ -428,50 +429,16 @@ impl Planner<'_> {
             format!("syncfs the top level of {dev}"),
         ));
         if let Some(keep) = self.b.keep {
-            self.prune(keep.count, keep.days)?;
+            self.prune(keep)?;
         }
         Ok(self.out)
     }
 
-    fn prune(&mut self, count: Option<u32>, days: Option<u32>) -> Result<(), BackendError> {
-        let (n, st) = (self.n, self.st);
-        let mut cands: Vec<Candidate> = std::mem::take(&mut self.retired);
-        let retired_ids: HashSet<u64> = cands.iter().map(|c| c.id).collect();
-        let mut prefix = n.old_roots.clone();
-        prefix.push(b'/');
-        for s in &st.all {
-            let Some(name) = s.path.strip_prefix(prefix.as_slice()) else {
-                continue;
-            };
-            // Selected by parent ID and directory inode; the path only supplies the timestamp.
-            if s.parent_id != FS_TREE_OBJECTID
-                || Some(s.dir_id) != st.old_roots_ino
-                || name.contains(&b'/')
-                || retired_ids.contains(&s.id)
-            {
-                continue;
-            }
-            if let Some((secs, seq)) = parse_ts(name) {
-                cands.push(Candidate {
-                    id: s.id,
-                    path: s.path.clone(),
-                    secs,
-                    seq,
-                });
-            }
-        }
-        cands.sort_by_key(|c| std::cmp::Reverse((c.secs, c.seq)));
-        for (i, c) in cands.iter().enumerate() {
-            let over_count = count.is_some_and(|k| i >= k as usize);
-            let over_age = days.is_some_and(|d| self.now - c.secs > i64::from(d) * 86_400);
-            if !(over_count || over_age) {
-                continue;
-            }
-            let why = if over_count {
-                format!("beyond keep.count = {}", count.unwrap_or(0))
-            } else {
-                format!("older than keep.days = {}", days.unwrap_or(0))
-            };
+    fn prune(&mut self, keep: Keep) -> Result<(), BackendError> {
+        let st = self.st;
+        let retired = std::mem::take(&mut self.retired);
+        let cands = candidates(&st.all, &self.n.old_roots, st.old_roots_ino, retired);
+        for (c, why) in to_prune(cands, keep, self.now) {
             let s = Subvol {
                 id: c.id,
                 parent_id: FS_TREE_OBJECTID,
@@ -487,11 +454,57 @@ impl Planner<'_> {
                 otransid: 0,
                 read_only: false,
             };
-            let path = c.path.clone();
-            self.delete_tree("prune", &s, &path, &format!(": {why}"));
+            self.delete_tree("prune", &s, &c.path, &format!(": {why}"));
         }
         Ok(())
     }
+}
+
+/// The old roots retention decides on: those this run retires, and the subvolumes directly in
+/// the old-roots directory (selected by parent ID and directory inode; the path only supplies
+/// the timestamp) whose names `format_ts` made.
+fn candidates(
+    all: &[Subvol],
+    old_roots: &[u8],
+    old_roots_ino: Option<u64>,
+    retired: Vec<Candidate>,
+) -> Vec<Candidate> {
+    let mut cands = retired;
+    let retired_ids: HashSet<u64> = cands.iter().map(|c| c.id).collect();
+    let mut prefix = old_roots.to_vec();
+    prefix.push(b'/');
+    for s in all {
+        let Some(name) = s.path.strip_prefix(prefix.as_slice()) else {
+            continue;
+        };
+        if s.parent_id != FS_TREE_OBJECTID
+            || Some(s.dir_id) != old_roots_ino
+            || name.contains(&b'/')
+            || retired_ids.contains(&s.id)
+        {
+            continue;
+        }
+        if let Some((secs, seq)) = parse_ts(name) {
+            cands.push(Candidate {
+                id: s.id,
+                path: s.path.clone(),
+                secs,
+                seq,
+            });
+        }
+    }
+    cands
+}
+
+/// The candidates `Keep::select` (the rule zfs shares) removes, newest first, with why.
+fn to_prune(cands: Vec<Candidate>, keep: Keep, now: i64) -> Vec<(Candidate, Pruned)> {
+    let times: Vec<(i64, u32)> = cands.iter().map(|c| (c.secs, c.seq)).collect();
+    let chosen = keep.select(&times, now);
+    let mut cands: Vec<Option<Candidate>> = cands.into_iter().map(Some).collect();
+    chosen
+        .into_iter()
+        .filter_map(|(i, why)| Some((cands.get_mut(i)?.take()?, why)))
+        .collect()
 }
 
 fn exec(top: &Top, b: &Btrfs, n: &Names, op: &Op) -> Result<(), BackendError> {
@@ -638,7 +651,15 @@ impl Btrfs {
     }
 }
 
-/// `2026-11-22T02:30:00Z` for a time in seconds since the epoch, UTC.
+/// `2026-11-22T02:30:00Z` for a time in seconds since the epoch, UTC: an old root's name in
+/// `old-roots`, `.N` added when the name is taken.
+///
+/// zfs names its old roots `20261122T023000Z-N` (`zfs::oldroots::stamp`). No filesystem rule
+/// makes them differ: `:`, `-` and `.` are all legal in ZFS names (`crate::names`) and in btrfs
+/// ones. The two backends were written with different forms of ISO 8601 (zfs took the basic
+/// form that saved reports are named with), and the difference must now stay: retention and
+/// `darlings old-roots` only ever touch names of their backend's own shape, so a new format
+/// would strand every old root an earlier darlings kept (never pruned, never listed).
 fn format_ts(secs: i64) -> String {
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
@@ -692,6 +713,92 @@ pub(crate) fn parse_ts(name: &[u8]) -> Option<(i64, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sv(id: u64, parent_id: u64, dir_id: u64, path: &str) -> Subvol {
+        Subvol {
+            id,
+            parent_id,
+            dir_id,
+            path: path.as_bytes().to_vec(),
+            uuid: [0; 16],
+            parent_uuid: None,
+            otransid: id,
+            read_only: false,
+        }
+    }
+
+    /// Retention on btrfs's own names (`Keep::select` is the rule): what a listing of the top
+    /// level offers, what this run retires, and which go, with why.
+    #[test]
+    fn retention_on_btrfs_names() {
+        const DIR: u64 = 300;
+        let all = [
+            sv(256, 5, 256, "root"),
+            sv(257, 5, 256, "root-blank"),
+            sv(260, 5, DIR, "old-roots/2026-11-21T02:30:00Z"),
+            sv(261, 5, DIR, "old-roots/2026-11-21T02:30:00Z.1"),
+            sv(262, 5, DIR, "old-roots/2026-11-01T00:00:00Z"),
+            // Not retention's: a foreign name, a nested subvolume, one in another directory
+            // that took the same path (a replaced old-roots), one below the top level.
+            sv(263, 5, DIR, "old-roots/keep-me"),
+            sv(264, 262, 256, "old-roots/2026-11-01T00:00:00Z/var"),
+            sv(265, 5, 999, "old-roots/2026-10-01T00:00:00Z"),
+            sv(266, 256, DIR, "old-roots/2026-09-01T00:00:00Z"),
+        ];
+        let now = parse_ts(b"2026-11-22T02:30:00Z").unwrap().0;
+        // The root this run retires, under the name `free_name` gave it.
+        let retired = || {
+            vec![Candidate {
+                id: 256,
+                path: b"old-roots/2026-11-22T02:30:00Z".to_vec(),
+                secs: now,
+                seq: 0,
+            }]
+        };
+        let cands = candidates(&all, b"old-roots", Some(DIR), retired());
+        let ids: Vec<u64> = cands.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [256, 260, 261, 262]);
+        assert!(candidates(&all, b"old-roots", None, vec![]).is_empty());
+        let keep = |count, days| Keep { count, days };
+        let (c, d) = (Pruned::BeyondCount, Pruned::OlderThan);
+        let cases: Vec<(Keep, Vec<(&str, Pruned)>)> = vec![
+            (keep(None, None), vec![]),
+            (
+                keep(Some(2), None),
+                vec![
+                    ("old-roots/2026-11-21T02:30:00Z", c(2)),
+                    ("old-roots/2026-11-01T00:00:00Z", c(2)),
+                ],
+            ),
+            (
+                keep(Some(1), None),
+                vec![
+                    ("old-roots/2026-11-21T02:30:00Z.1", c(1)),
+                    ("old-roots/2026-11-21T02:30:00Z", c(1)),
+                    ("old-roots/2026-11-01T00:00:00Z", c(1)),
+                ],
+            ),
+            (
+                keep(None, Some(7)),
+                vec![("old-roots/2026-11-01T00:00:00Z", d(7))],
+            ),
+            (
+                keep(Some(3), Some(30)),
+                vec![("old-roots/2026-11-01T00:00:00Z", c(3))],
+            ),
+            (keep(Some(5), Some(30)), vec![]),
+        ];
+        for (k, want) in cases {
+            let cands = candidates(&all, b"old-roots", Some(DIR), retired());
+            let got: Vec<(String, Pruned)> = to_prune(cands, k, now)
+                .into_iter()
+                .map(|(c, why)| (String::from_utf8(c.path).unwrap(), why))
+                .collect();
+            let want: Vec<(String, Pruned)> =
+                want.into_iter().map(|(n, w)| (n.to_string(), w)).collect();
+            assert_eq!(got, want, "{k:?}");
+        }
+    }
 
     #[test]
     fn timestamps_round_trip() {

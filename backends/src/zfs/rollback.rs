@@ -350,10 +350,11 @@ fn plan(z: &Zfs, n: &Names, ex: &Examined) -> Result<(Vec<Action>, bool), Backen
     let now = oldroots::unix_secs(z.now)?;
     let gone = oldroots::to_prune(&n.ds, &old, keep, now);
     if !gone.is_empty() {
+        let shown: Vec<String> = gone.iter().map(|(g, why)| format!("{g} ({why})")).collect();
         acts.push(act(
             "prune",
-            format!("destroy old roots beyond keep: {}", gone.join(", ")),
-            Op::DestroyTrees(gone),
+            format!("destroy old roots: {}", shown.join(", ")),
+            Op::DestroyTrees(gone.into_iter().map(|(g, _)| g).collect()),
         ));
     }
     Ok((acts, untouched && !blank_now && ex.repair == Repair::None))
