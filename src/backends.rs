@@ -32,9 +32,9 @@ fn path_of(bytes: &[u8]) -> std::path::PathBuf {
 }
 
 /// For crash tests of whole systems (the VM tier): stop after the named protocol step.
-#[cfg(any(feature = "btrfs", feature = "zfs"))]
-fn failpoint() -> Option<String> {
-    std::env::var("DARLINGS_FAILPOINT").ok()
+#[cfg(all(feature = "failpoints", any(feature = "btrfs", feature = "zfs")))]
+fn failpoint() -> Option<darlings_backends::Failpoint> {
+    crate::failpoint::active()
 }
 
 pub fn backend(config: &Config, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
@@ -88,6 +88,7 @@ fn btrfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::btrfs::Btrfs, 
         keep: *keep,
         now: std::time::SystemTime::now(),
         work_dir: ctx.work_dir.to_path_buf(),
+        #[cfg(feature = "failpoints")]
         failpoint: failpoint(),
     })
 }
@@ -120,6 +121,7 @@ fn zfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::zfs::Zfs, BuildE
             .iter()
             .map(|s| path_of(s.path.as_bytes()))
             .collect(),
+        #[cfg(feature = "failpoints")]
         failpoint: failpoint(),
     })
 }

@@ -264,7 +264,7 @@ impl Boot<'_> {
             return;
         };
         // For the tests that check a crash still gets the failure policy.
-        if std::env::var_os("DARLINGS_FAILPOINT").is_some_and(|v| v == "boot-panic") {
+        if crate::failpoint::active() == Some(darlings_backends::Failpoint::BootPanic) {
             panic!("failpoint boot-panic hit");
         }
         if self.cmd.skip {

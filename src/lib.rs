@@ -7,6 +7,7 @@ pub mod backends;
 pub mod boot;
 pub mod cmdline;
 pub mod config;
+pub mod failpoint;
 pub mod fleet;
 pub mod glob;
 pub mod hold;

@@ -11,6 +11,7 @@ pub mod bytes;
 #[cfg(any(feature = "btrfs", feature = "zfs"))]
 pub mod clock;
 pub mod error;
+pub mod failpoint;
 pub mod mountinfo;
 pub mod names;
 pub mod placement;
@@ -23,36 +24,7 @@ pub mod tmpfs;
 use std::time::Duration;
 
 pub use error::BackendError;
-
-/// Every step a crash test may stop at with `DARLINGS_FAILPOINT=<step>`: the btrfs and ZFS
-/// protocol steps (as their actions name them), the btrfs diff, and the boot's own panic. The
-/// binary refuses any other name, so a misspelt scenario fails instead of never firing; each
-/// backend's tests check that its steps are all here.
-pub const FAILPOINTS: &[&str] = &[
-    // btrfs rollback
-    "make-old-roots",
-    "remove-stray",
-    "snapshot",
-    "exchange",
-    "retire-old",
-    "sync",
-    "prune",
-    // btrfs diff
-    "diff",
-    // zfs rollback
-    "rollback",
-    "destroy-newer",
-    "create-container",
-    "clone",
-    "rename-old",
-    "rename-new",
-    "promote",
-    "undo-clone",
-    // darlings boot
-    "boot-panic",
-    // darlings adopt: stops itself mid-copy, for the interrupted-adopt test
-    "adopt-stop",
-];
+pub use failpoint::Failpoint;
 
 /// What kind of filesystem object a change is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

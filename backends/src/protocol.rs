@@ -3,13 +3,13 @@
 //! non-fatal failure does, and where a failpoint stops. The crash matrix depends on these, so
 //! they are defined here once.
 
-use crate::BackendError;
+use crate::{BackendError, Failpoint};
 
 /// One step of a protocol: `step` is the stable name a failpoint stops after, `text` the line a
 /// dry run prints and an execution logs, `op` what the backend executes.
 #[derive(Debug, Clone)]
 pub struct Action<O> {
-    pub step: &'static str,
+    pub step: Failpoint,
     pub text: String,
     pub op: O,
     /// A non-fatal action that fails is reported as a warning and the protocol goes on (btrfs's
@@ -28,7 +28,7 @@ pub struct Action<O> {
 pub fn run<O>(
     actions: Vec<Action<O>>,
     dry_run: bool,
-    failpoint: Option<&str>,
+    failpoint: Option<Failpoint>,
     mut exec: impl FnMut(&O) -> Result<Vec<String>, BackendError>,
 ) -> Result<Vec<String>, BackendError> {
     if dry_run {
@@ -65,7 +65,11 @@ pub fn run<O>(
 mod tests {
     use super::*;
 
-    fn act(step: &'static str, fatal: bool) -> Action<&'static str> {
+    const ONE: Failpoint = Failpoint::Snapshot;
+    const TWO: Failpoint = Failpoint::Prune;
+    const THREE: Failpoint = Failpoint::Sync;
+
+    fn act(step: Failpoint, fatal: bool) -> Action<Failpoint> {
         Action {
             step,
             text: format!("{step}: do it"),
@@ -74,18 +78,21 @@ mod tests {
         }
     }
 
-    fn plan() -> Vec<Action<&'static str>> {
-        vec![act("one", true), act("two", false), act("three", true)]
+    fn plan() -> Vec<Action<Failpoint>> {
+        vec![act(ONE, true), act(TWO, false), act(THREE, true)]
     }
 
     #[test]
     fn dry_run_returns_the_texts_and_executes_nothing() {
         let mut ran = Vec::new();
-        let out = run(plan(), true, Some("one"), |op| {
+        let out = run(plan(), true, Some(ONE), |op| {
             ran.push(*op);
             Ok(vec![])
         });
-        assert_eq!(out.unwrap(), ["one: do it", "two: do it", "three: do it"]);
+        assert_eq!(
+            out.unwrap(),
+            ["snapshot: do it", "prune: do it", "sync: do it"]
+        );
         assert!(ran.is_empty());
     }
 
@@ -95,8 +102,8 @@ mod tests {
         let out = run(plan(), false, None, |op| {
             ran.push(*op);
             match *op {
-                "one" => Ok(vec!["one: did a".into(), "one: did b".into()]),
-                "two" => Err(BackendError::Refused("busy".into())),
+                ONE => Ok(vec!["one: did a".into(), "one: did b".into()]),
+                TWO => Err(BackendError::Refused("busy".into())),
                 _ => Ok(vec![]),
             }
         });
@@ -105,36 +112,36 @@ mod tests {
             [
                 "one: did a",
                 "one: did b",
-                "two: warning: busy; left in place",
-                "three: do it"
+                "prune: warning: busy; left in place",
+                "sync: do it"
             ]
         );
-        assert_eq!(ran, ["one", "two", "three"]);
+        assert_eq!(ran, [ONE, TWO, THREE]);
         let mut ran = Vec::new();
         let out = run(plan(), false, None, |op| {
             ran.push(*op);
-            if *op == "one" {
+            if *op == ONE {
                 Err(BackendError::Refused("cannot".into()))
             } else {
                 Ok(vec![])
             }
         });
         assert_eq!(out.unwrap_err().to_string(), "cannot");
-        assert_eq!(ran, ["one"]);
+        assert_eq!(ran, [ONE]);
     }
 
     #[test]
     fn a_failpoint_stops_right_after_its_step() {
         for (fp, want) in [
-            ("one", vec!["one"]),
-            ("two", vec!["one", "two"]),
-            ("three", vec!["one", "two", "three"]),
+            (ONE, vec![ONE]),
+            (TWO, vec![ONE, TWO]),
+            (THREE, vec![ONE, TWO, THREE]),
         ] {
             let mut ran = Vec::new();
             let out = run(plan(), false, Some(fp), |op| {
                 ran.push(*op);
                 // A non-fatal failure at the failpoint's step still stops there.
-                if *op == "two" {
+                if *op == TWO {
                     Err(BackendError::Refused("busy".into()))
                 } else {
                     Ok(vec![])

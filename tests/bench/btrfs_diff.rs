@@ -137,6 +137,7 @@ impl Fs {
             keep: None,
             now: SystemTime::now(),
             work_dir: self.dir.path().join("work"),
+            #[cfg(feature = "failpoints")]
             failpoint: None,
         }
     }

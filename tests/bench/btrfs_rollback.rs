@@ -101,6 +101,7 @@ fn main() {
         keep: None,
         now: SystemTime::now(),
         work_dir: base.join("work"),
+        #[cfg(feature = "failpoints")]
         failpoint: None,
     };
     let (mut ours, mut cli, mut cli_sync) = (Vec::new(), Vec::new(), Vec::new());

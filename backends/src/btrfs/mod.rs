@@ -38,8 +38,24 @@ pub struct Btrfs {
     pub now: SystemTime,
     /// Where the top level is mounted (privately, in a fresh directory) while darlings works.
     pub work_dir: PathBuf,
-    /// Tests only: stop right after the named protocol step, as a power cut would.
-    pub failpoint: Option<String>,
+    /// Crash tests only (the `failpoints` feature): stop right after this protocol step, as a
+    /// power cut would.
+    #[cfg(feature = "failpoints")]
+    pub failpoint: Option<crate::Failpoint>,
+}
+
+impl Btrfs {
+    /// The step to stop after; never one in a build without the `failpoints` feature.
+    pub(crate) fn failpoint(&self) -> Option<crate::Failpoint> {
+        #[cfg(feature = "failpoints")]
+        {
+            self.failpoint
+        }
+        #[cfg(not(feature = "failpoints"))]
+        {
+            None
+        }
+    }
 }
 
 impl Backend for Btrfs {

@@ -30,7 +30,7 @@ use crate::clock::{civil_from_days, days_from_civil, unix_secs};
 use crate::error::IoContext;
 use crate::mountinfo;
 use crate::protocol;
-use crate::{BackendError, Keep, Preflight, Pruned, RollbackOpts, RollbackOutcome};
+use crate::{BackendError, Failpoint, Keep, Preflight, Pruned, RollbackOpts, RollbackOutcome};
 
 /// The names in the top level that darlings works with, checked once.
 struct Names {
@@ -234,13 +234,13 @@ enum Op {
 
 type Action = protocol::Action<Op>;
 
-fn act(step: &'static str, op: Op, text: String) -> Action {
+fn act(step: Failpoint, op: Op, text: String) -> Action {
     Action {
         step,
         text: format!("{step}: {text}"),
         op,
         // Prune failures are reported, not fatal: the root is fresh by then.
-        fatal: step != "prune",
+        fatal: step != Failpoint::Prune,
     }
 }
 
@@ -266,7 +266,7 @@ struct Planner<'a> {
 
 impl Planner<'_> {
     /// Deletes `s` (now at `at`), its nested subvolumes first, deepest first.
-    fn delete_tree(&mut self, step: &'static str, s: &Subvol, at: &[u8], why: &str) {
+    fn delete_tree(&mut self, step: Failpoint, s: &Subvol, at: &[u8], why: &str) {
         for (nested, _) in nested_deepest_first(&self.st.all, s.id) {
             let rel = nested
                 .path
@@ -275,10 +275,10 @@ impl Planner<'_> {
             let mut shown = at.to_vec();
             shown.extend_from_slice(rel);
             self.out.push(act(
-                if step == "prune" {
-                    "prune"
+                if step == Failpoint::Prune {
+                    Failpoint::Prune
                 } else {
-                    "delete-nested"
+                    Failpoint::DeleteNested
                 },
                 Op::Delete {
                     id: nested.id,
@@ -325,7 +325,7 @@ impl Planner<'_> {
     }
 
     /// Retires the old root `s`, now at `<root>.new`: kept in old-roots, or deleted.
-    fn retire(&mut self, step: &'static str, s: &Subvol) -> Result<(), BackendError> {
+    fn retire(&mut self, step: Failpoint, s: &Subvol) -> Result<(), BackendError> {
         let new = self.n.new.clone();
         if self.b.keep.is_none() {
             self.delete_tree(step, s, &new, "");
@@ -360,7 +360,7 @@ impl Planner<'_> {
         let dev = self.b.device.display();
         if self.b.keep.is_some() && st.old_roots_ino.is_none() {
             self.out.push(act(
-                "make-old-roots",
+                Failpoint::MakeOldRoots,
                 Op::MakeDir(n.old_roots.clone()),
                 format!("create directory {} (mode 0700)", Show(&n.old_roots)),
             ));
@@ -380,7 +380,7 @@ impl Planner<'_> {
                     )));
                 }
                 self.out.push(act(
-                    "remove-stray",
+                    Failpoint::RemoveStray,
                     Op::Delete {
                         id: s.id,
                         parent: FS_TREE_OBJECTID,
@@ -395,11 +395,11 @@ impl Planner<'_> {
                     ),
                 ));
             } else {
-                self.retire("remove-stray", s)?;
+                self.retire(Failpoint::RemoveStray, s)?;
             }
         }
         self.out.push(act(
-            "snapshot",
+            Failpoint::Snapshot,
             Op::Snapshot,
             format!(
                 "snapshot {} (id {}) to {}",
@@ -409,7 +409,7 @@ impl Planner<'_> {
             ),
         ));
         self.out.push(act(
-            "exchange",
+            Failpoint::Exchange,
             Op::Exchange,
             format!(
                 "exchange {} and {} (rename_exchange): {} becomes the fresh snapshot, {} the old \
@@ -422,9 +422,9 @@ impl Planner<'_> {
             ),
         ));
         let root = st.root.clone();
-        self.retire("retire-old", &root)?;
+        self.retire(Failpoint::RetireOld, &root)?;
         self.out.push(act(
-            "sync",
+            Failpoint::Sync,
             Op::Sync,
             format!("syncfs the top level of {dev}"),
         ));
@@ -454,7 +454,7 @@ impl Planner<'_> {
                 otransid: 0,
                 read_only: false,
             };
-            self.delete_tree("prune", &s, &c.path, &format!(": {why}"));
+            self.delete_tree(Failpoint::Prune, &s, &c.path, &format!(": {why}"));
         }
         Ok(())
     }
@@ -574,7 +574,7 @@ pub(crate) fn rollback(b: &Btrfs, opts: &RollbackOpts) -> Result<RollbackOutcome
         out: Vec::new(),
     }
     .plan()?;
-    let ran = protocol::run(actions, opts.dry_run, b.failpoint.as_deref(), |op| {
+    let ran = protocol::run(actions, opts.dry_run, b.failpoint(), |op| {
         exec(&top, b, &n, op).map(|()| Vec::new())
     });
     // Whatever the run ended with (a failpoint as a power cut would: no cleanup of the

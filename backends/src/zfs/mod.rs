@@ -33,8 +33,24 @@ pub struct Zfs {
     /// The stores' mount points as this mount namespace sees them: preflight refuses a dataset
     /// that is a store's dataset or an ancestor of it.
     pub stores: Vec<PathBuf>,
-    /// Tests only: stop right after the named protocol step, as a power cut would.
-    pub failpoint: Option<String>,
+    /// Crash tests only (the `failpoints` feature): stop right after this protocol step, as a
+    /// power cut would.
+    #[cfg(feature = "failpoints")]
+    pub failpoint: Option<crate::Failpoint>,
+}
+
+impl Zfs {
+    /// The step to stop after; never one in a build without the `failpoints` feature.
+    pub(crate) fn failpoint(&self) -> Option<crate::Failpoint> {
+        #[cfg(feature = "failpoints")]
+        {
+            self.failpoint
+        }
+        #[cfg(not(feature = "failpoints"))]
+        {
+            None
+        }
+    }
 }
 
 impl Backend for Zfs {

@@ -15,7 +15,7 @@ use super::{lzc, oldroots, program, Zfs};
 use crate::bytes::Show;
 use crate::error::IoContext;
 use crate::mountinfo::{self, Mount};
-use crate::protocol;
+use crate::{protocol, Failpoint};
 use crate::{
     BackendError, DiffLimits, DiffOutput, Preflight, RollbackOpts, RollbackOutcome, Truncation,
 };
@@ -236,7 +236,7 @@ type Action = protocol::Action<Op>;
 
 /// A protocol action; every zfs action is fatal (each is one transaction, and the next run
 /// repairs what a failure left).
-fn act(step: &'static str, text: String, op: Op) -> Action {
+fn act(step: Failpoint, text: String, op: Op) -> Action {
     Action {
         step,
         text,
@@ -261,14 +261,14 @@ fn plan(z: &Zfs, n: &Names, ex: &Examined) -> Result<(Vec<Action>, bool), Backen
     let mut acts = Vec::new();
     let rename_new = || {
         act(
-            "rename-new",
+            Failpoint::RenameNew,
             format!("rename {} to {}", n.next, n.ds),
             Op::Rename(n.next.clone(), n.ds.clone()),
         )
     };
     let promote = || {
         act(
-            "promote",
+            Failpoint::Promote,
             format!("promote {} (it takes over {})", n.ds, n.blank),
             Op::Promote,
         )
@@ -277,7 +277,7 @@ fn plan(z: &Zfs, n: &Names, ex: &Examined) -> Result<(Vec<Action>, bool), Backen
     match ex.repair {
         Repair::None => {}
         Repair::UndoClone => acts.push(act(
-            "undo-clone",
+            Failpoint::UndoClone,
             format!("destroy the stray clone {}", n.next),
             Op::Destroy(n.next.clone()),
         )),
@@ -301,7 +301,7 @@ fn plan(z: &Zfs, n: &Names, ex: &Examined) -> Result<(Vec<Action>, bool), Backen
                 format!(", destroying newer snapshots {}", st.newer.join(", "))
             };
             acts.push(act(
-                "rollback",
+                Failpoint::Rollback,
                 format!(
                     "roll back {} to {} in one channel program{destroying}",
                     n.ds, n.blank
@@ -315,7 +315,7 @@ fn plan(z: &Zfs, n: &Names, ex: &Examined) -> Result<(Vec<Action>, bool), Backen
     if !blank_now && !untouched {
         if !st.newer.is_empty() {
             acts.push(act(
-                "destroy-newer",
+                Failpoint::DestroyNewer,
                 format!(
                     "destroy the snapshots newer than {}: {}",
                     n.blank,
@@ -326,7 +326,7 @@ fn plan(z: &Zfs, n: &Names, ex: &Examined) -> Result<(Vec<Action>, bool), Backen
         }
         if !st.container {
             acts.push(act(
-                "create-container",
+                Failpoint::CreateContainer,
                 format!("create {} (canmount=off, mountpoint=none)", n.container),
                 Op::CreateContainer,
             ));
@@ -334,12 +334,12 @@ fn plan(z: &Zfs, n: &Names, ex: &Examined) -> Result<(Vec<Action>, bool), Backen
         let now = oldroots::unix_secs(z.now)?;
         let aside = oldroots::fresh_name(&n.ds, now, &old);
         acts.push(act(
-            "clone",
+            Failpoint::Clone,
             format!("clone {} to {}", n.blank, n.next),
             Op::Clone,
         ));
         acts.push(act(
-            "rename-old",
+            Failpoint::RenameOld,
             format!("rename the old root {} to {aside}", n.ds),
             Op::Rename(n.ds.clone(), aside.clone()),
         ));
@@ -352,7 +352,7 @@ fn plan(z: &Zfs, n: &Names, ex: &Examined) -> Result<(Vec<Action>, bool), Backen
     if !gone.is_empty() {
         let shown: Vec<String> = gone.iter().map(|(g, why)| format!("{g} ({why})")).collect();
         acts.push(act(
-            "prune",
+            Failpoint::Prune,
             format!("destroy old roots: {}", shown.join(", ")),
             Op::DestroyTrees(gone.into_iter().map(|(g, _)| g).collect()),
         ));
@@ -407,7 +407,7 @@ fn run(
     dry_run: bool,
     already: &mut bool,
 ) -> Result<Vec<String>, BackendError> {
-    protocol::run(acts, dry_run, z.failpoint.as_deref(), |op| {
+    protocol::run(acts, dry_run, z.failpoint(), |op| {
         Ok(match exec(z, n, op)? {
             Some(program::Rolled::AlreadyBlank) => {
                 *already = true;
@@ -453,7 +453,7 @@ fn rollback_fast(z: &Zfs, n: &Names) -> Result<Option<RollbackOutcome>, BackendE
     }
     check_mounts(z, n, &read_mounts()?, &mut Vec::new())?;
     let one = act(
-        "rollback",
+        Failpoint::Rollback,
         format!("roll back {} to {} in one channel program", n.ds, n.blank),
         Op::Rollback,
     );
@@ -745,6 +745,7 @@ mod tests {
             now: std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400 * 100),
             work_dir: PathBuf::from("/run/darlings"),
             stores: vec![],
+            #[cfg(feature = "failpoints")]
             failpoint: None,
         }
     }
@@ -757,7 +758,7 @@ mod tests {
             checks: vec![],
         };
         let (acts, already) = plan(z, &n, &ex).unwrap();
-        (acts.iter().map(|a| a.step).collect(), already)
+        (acts.iter().map(|a| a.step.as_str()).collect(), already)
     }
 
     #[test]
@@ -851,10 +852,7 @@ mod tests {
         ];
         for (keep, st, repair, want, already) in cases {
             for step in &want {
-                assert!(
-                    crate::FAILPOINTS.contains(step),
-                    "{step} is not in FAILPOINTS"
-                );
+                assert!(step.parse::<Failpoint>().is_ok(), "{step} is no Failpoint");
             }
             assert_eq!(
                 steps(&zfs(keep), st.clone(), repair),
