@@ -47,11 +47,7 @@ pub fn backend(config: &Config, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildErro
 
 /// `darlings init`: `None` when the backend has nothing to initialise (tmpfs).
 pub fn init(config: &Config, ctx: &Ctx, dry_run: bool) -> Result<Option<Vec<String>>, BuildError> {
-    Ok(match &config.root {
-        RootConfig::Tmpfs { .. } => None,
-        RootConfig::Btrfs { .. } => Some(btrfs(config, ctx)?.init(dry_run)?),
-        RootConfig::Zfs { .. } => Some(zfs(config, ctx)?.init(dry_run)?),
-    })
+    Ok(backend(config, ctx)?.init(dry_run)?)
 }
 
 #[cfg(feature = "tmpfs")]
@@ -134,13 +130,6 @@ fn zfs(_config: &Config, _ctx: &Ctx) -> Result<NotAvailable, BuildError> {
 /// Stands in for a backend type this build lacks; never constructed.
 #[cfg(any(not(feature = "btrfs"), not(feature = "zfs")))]
 pub enum NotAvailable {}
-
-#[cfg(any(not(feature = "btrfs"), not(feature = "zfs")))]
-impl NotAvailable {
-    fn init(&self, _dry_run: bool) -> Result<Vec<String>, BackendError> {
-        match *self {}
-    }
-}
 
 #[cfg(any(not(feature = "btrfs"), not(feature = "zfs")))]
 impl Backend for NotAvailable {

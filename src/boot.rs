@@ -9,14 +9,16 @@
 //! valid root at every step) and the stores are still bound, so persisted data stays where the
 //! system expects it; under `halt` darlings stops and tells the hook to stop the boot.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use darlings_backends::{Backend, DiffLimits, HoldOp, HoldState, RollbackOpts, Truncation};
+use darlings_backends::{
+    Backend, DiffLimits, HoldOp, HoldState, MountSpec, RollbackAt, RollbackOpts, Truncation,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::cmdline::{self, Cmdline};
-use crate::config::{Config, OnFailure, RootConfig};
+use crate::config::{Config, OnFailure};
 use crate::owners::Accounts;
 use crate::report::{Class, Classifier, Report};
 use crate::{apply, backends, config, owners, plan, report, reports};
@@ -277,20 +279,28 @@ impl Boot<'_> {
             });
             return;
         }
-        if matches!(config.root, RootConfig::Tmpfs { .. }) {
+        let b = match self.backend(&config, true) {
+            Ok(b) => b,
+            Err(e) => {
+                // A backend this build lacks: its preflight is what cannot run.
+                self.phase("early", "preflight", |_| Err::<((), String), _>(e));
+                return;
+            }
+        };
+        if b.rollback_at() == RollbackAt::AfterRootMount {
             // A tmpfs root is created after the initrd mounts things: nothing to do yet, and its
             // previous content died with the previous boot (`darlings diff --save` at shutdown
             // is how a tmpfs root gets its report).
             return;
         }
-        let Some(b) = self.phase("early", "preflight", |s| {
-            let b = s.backend(&config, true)?;
+        let preflight = self.phase("early", "preflight", |_| {
             let p = b.preflight()?;
             let d = format!("{} check(s): {}", p.checks.len(), p.checks.join("; "));
-            Ok((b, d))
-        }) else {
+            Ok(((), d))
+        });
+        if preflight.is_none() {
             return;
-        };
+        }
         if self.held(&*b) {
             return;
         }
@@ -446,22 +456,38 @@ impl Boot<'_> {
         let Some(config) = self.load_config("late") else {
             return;
         };
-        let tmpfs = matches!(config.root, RootConfig::Tmpfs { .. });
         let dry = self.o.dry_run;
-        if mount_root && !tmpfs && !self.cmd.skip {
+        // A backend this build lacks (early failed on it already, if it ran): recorded, and
+        // under boot-old-root the stores are still bound.
+        let backend = match self.backend(&config, false) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                self.phase("late", "backend", |_| Err::<((), String), _>(e));
+                if self.halting() {
+                    return;
+                }
+                None
+            }
+        };
+        let late_rollback = backend
+            .as_ref()
+            .is_some_and(|b| b.rollback_at() == RollbackAt::AfterRootMount);
+        if let Some(b) = backend
+            .as_ref()
+            .filter(|_| mount_root && !late_rollback && !self.cmd.skip)
+        {
             let root = self.o.root;
             let done = self.phase("late", "mount", |_| {
-                Ok(((), mount_new_root(&config, root, dry)?))
+                Ok(((), mount_new_root(b.fresh_root_mount(), root, dry)?))
             });
             if done.is_none() {
                 return;
             }
         }
-        if tmpfs && !self.cmd.skip {
-            let steps = self.phase("late", "rollback", |s| {
+        if let Some(b) = backend.as_ref().filter(|_| late_rollback && !self.cmd.skip) {
+            let steps = self.phase("late", "rollback", |_| {
                 // The tmpfs rollback inspects the root before it acts and refuses what it will
                 // not touch: a separate preflight would read the same state twice.
-                let b = s.backend(&config, false)?;
                 let out = b.rollback(&RollbackOpts { dry_run: dry })?;
                 let d = out.steps.join("; ");
                 Ok((out.steps, d))
@@ -634,22 +660,21 @@ fn is_mount_root(path: &Path) -> Result<bool, BoxError> {
     Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
 }
 
-/// `all` stage: the initrd has not mounted the root, so darlings mounts the fresh one.
-fn mount_new_root(config: &Config, root: &Path, dry_run: bool) -> Result<String, BoxError> {
+/// `all` stage: the initrd has not mounted the root, so darlings mounts the fresh one, as its
+/// backend says (`None`: its rollback mounts it).
+fn mount_new_root(spec: Option<MountSpec>, root: &Path, dry_run: bool) -> Result<String, BoxError> {
     if is_mount_root(root)? {
         return Ok(format!("{} is mounted already", root.display()));
     }
-    let (source, fstype, data) = match &config.root {
-        RootConfig::Btrfs {
-            device, subvolume, ..
-        } => (
-            PathBuf::from(device.to_string()),
-            "btrfs",
-            format!("subvol={subvolume}"),
-        ),
-        RootConfig::Zfs { dataset, .. } => (PathBuf::from(dataset), "zfs", String::new()),
-        RootConfig::Tmpfs { .. } => return Ok("tmpfs: the rollback mounts it".into()),
+    let Some(MountSpec {
+        source,
+        fstype,
+        data,
+    }) = spec
+    else {
+        return Ok("the rollback mounts the root".into());
     };
+    let data = String::from_utf8_lossy(&data).into_owned();
     let what = format!(
         "mount {} ({fstype}{}) at {}",
         source.display(),
@@ -905,6 +930,7 @@ pub fn render_status(r: &Record) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);

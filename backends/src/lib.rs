@@ -239,8 +239,42 @@ pub(crate) fn raise_open_file_limit() {
     });
 }
 
+/// When a backend's rollback runs in the boot: the boot's early stage (before the initrd mounts
+/// the root) or its late stage (after; the root is then where the rollback makes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackAt {
+    /// btrfs, zfs: the root must not be mounted while it is rolled back.
+    BeforeRootMount,
+    /// tmpfs: the fresh root is made (mounted) by the rollback itself, at the root's place.
+    AfterRootMount,
+}
+
+/// How `darlings boot --stage all` mounts the fresh root when nothing is mounted at `--root`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub source: std::path::PathBuf,
+    pub fstype: &'static str,
+    /// The filesystem's mount options (`subvol=root`); empty for none.
+    pub data: Vec<u8>,
+}
+
 pub trait Backend {
     fn name(&self) -> &'static str;
+    /// `darlings init` for a new install (the blank made from an empty root); `None` when the
+    /// backend has nothing to initialise (tmpfs). With `dry_run`, the steps only.
+    fn init(&self, dry_run: bool) -> Result<Option<Vec<String>>, BackendError> {
+        let _ = dry_run;
+        Ok(None)
+    }
+    /// Which boot stage runs the rollback.
+    fn rollback_at(&self) -> RollbackAt {
+        RollbackAt::BeforeRootMount
+    }
+    /// How the fresh root is mounted after an early rollback; `None` when the rollback mounts
+    /// it itself (tmpfs) or the backend cannot say.
+    fn fresh_root_mount(&self) -> Option<MountSpec> {
+        None
+    }
     /// Read-only checks. Must not change anything.
     fn preflight(&self) -> Result<Preflight, BackendError>;
     /// What the outgoing root has that the blank has not (and the reverse).

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::{
-    Backend, BackendError, DiffLimits, DiffOutput, HoldOp, HoldState, OldRoot, OpenTree, Preflight,
-    RollbackOpts, RollbackOutcome,
+    Backend, BackendError, DiffLimits, DiffOutput, HoldOp, HoldState, MountSpec, OldRoot, OpenTree,
+    Preflight, RollbackAt, RollbackOpts, RollbackOutcome,
 };
 
 pub use crate::Keep;
@@ -61,6 +61,24 @@ impl Btrfs {
 impl Backend for Btrfs {
     fn name(&self) -> &'static str {
         "btrfs"
+    }
+
+    fn init(&self, dry_run: bool) -> Result<Option<Vec<String>>, BackendError> {
+        Btrfs::init(self, dry_run).map(Some)
+    }
+
+    fn rollback_at(&self) -> RollbackAt {
+        RollbackAt::BeforeRootMount
+    }
+
+    fn fresh_root_mount(&self) -> Option<MountSpec> {
+        let mut data = b"subvol=".to_vec();
+        data.extend_from_slice(&self.subvolume);
+        Some(MountSpec {
+            source: self.device.clone(),
+            fstype: "btrfs",
+            data,
+        })
     }
 
     fn preflight(&self) -> Result<Preflight, BackendError> {

@@ -29,6 +29,7 @@ use crate::bytes::Show;
 use crate::clock::{civil_from_days, days_from_civil, unix_secs};
 use crate::error::IoContext;
 use crate::mountinfo;
+use crate::names::{self, BtrfsClash};
 use crate::protocol;
 use crate::{BackendError, Failpoint, Keep, Preflight, Pruned, RollbackOpts, RollbackOutcome};
 
@@ -45,27 +46,27 @@ impl Names {
         check_name("root subvolume", &b.subvolume)?;
         check_name("blank snapshot", &b.blank)?;
         check_name("old-roots directory", &b.old_roots)?;
-        let mut new = b.subvolume.clone();
-        new.extend_from_slice(b".new");
         let n = Names {
             root: b.subvolume.clone(),
             blank: b.blank.clone(),
-            new,
+            new: names::btrfs_root_new(&b.subvolume),
             old_roots: b.old_roots.clone(),
         };
-        if n.root == n.blank {
-            return Err(BackendError::Refused(format!(
-                "the blank snapshot and the root subvolume are both {}; rolling back would \
-                 destroy the blank: set [root] blank to the read-only snapshot (e.g. root-blank)",
-                Show(&n.root)
-            )));
-        }
-        for (what, name) in [
-            ("blank snapshot", &n.blank),
-            ("old-roots directory", &n.old_roots),
-        ] {
-            if *name == n.new || (what != "blank snapshot" && (*name == n.root || *name == n.blank))
-            {
+        match names::btrfs_clash(&n.root, &n.blank, &n.old_roots) {
+            None => {}
+            Some(BtrfsClash::BlankIsRoot) => {
+                return Err(BackendError::Refused(format!(
+                    "the blank snapshot and the root subvolume are both {}; rolling back would \
+                     destroy the blank: set [root] blank to the read-only snapshot (e.g. root-blank)",
+                    Show(&n.root)
+                )))
+            }
+            Some(BtrfsClash::IsRootNew | BtrfsClash::OldRootsCollide) => {
+                let (what, name) = if n.blank == n.new {
+                    ("blank snapshot", &n.blank)
+                } else {
+                    ("old-roots directory", &n.old_roots)
+                };
                 return Err(BackendError::Refused(format!(
                     "the {what} name {} collides with a name rollback uses ({}, {}.new, {}); \
                      choose another name in [root]",

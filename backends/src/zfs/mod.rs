@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::{
-    Backend, BackendError, DiffLimits, DiffOutput, HoldOp, HoldState, Keep, OldRoot, OpenTree,
-    Preflight, RollbackOpts, RollbackOutcome,
+    Backend, BackendError, DiffLimits, DiffOutput, HoldOp, HoldState, Keep, MountSpec, OldRoot,
+    OpenTree, Preflight, RollbackAt, RollbackOpts, RollbackOutcome,
 };
 
 #[derive(Debug, Clone)]
@@ -56,6 +56,22 @@ impl Zfs {
 impl Backend for Zfs {
     fn name(&self) -> &'static str {
         "zfs"
+    }
+
+    fn init(&self, dry_run: bool) -> Result<Option<Vec<String>>, BackendError> {
+        Zfs::init(self, dry_run).map(Some)
+    }
+
+    fn rollback_at(&self) -> RollbackAt {
+        RollbackAt::BeforeRootMount
+    }
+
+    fn fresh_root_mount(&self) -> Option<MountSpec> {
+        Some(MountSpec {
+            source: PathBuf::from(&self.dataset),
+            fstype: "zfs",
+            data: Vec::new(),
+        })
     }
 
     fn preflight(&self) -> Result<Preflight, BackendError> {
