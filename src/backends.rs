@@ -5,6 +5,9 @@ use std::path::Path;
 
 use darlings_backends::{Backend, BackendError};
 
+#[cfg(test)]
+pub mod fake;
+
 use crate::config::{Config, RootConfig};
 
 /// What the backends need beyond the config.
@@ -37,12 +40,49 @@ fn failpoint() -> Option<darlings_backends::Failpoint> {
     crate::failpoint::active()
 }
 
+/// One line per backend: the name `[root] backend` gives and the constructor from the validated
+/// config. Adding a backend is its folder in the backends crate, its `RootConfig` variant and one
+/// line here (ARCHITECTURE.md, "Adding a backend").
+struct Entry {
+    name: &'static str,
+    build: Build,
+}
+
+/// A backend's constructor from the validated config.
+type Build = fn(&Config, &Ctx) -> Result<Box<dyn Backend>, BuildError>;
+
+const REGISTRY: &[Entry] = &[
+    Entry {
+        name: "tmpfs",
+        build: tmpfs,
+    },
+    Entry {
+        name: "btrfs",
+        build: btrfs,
+    },
+    Entry {
+        name: "zfs",
+        build: zfs,
+    },
+    #[cfg(test)]
+    Entry {
+        name: "fake",
+        build: fake::build,
+    },
+];
+
+/// Whether `name` is a backend darlings has (built into this binary or not).
+pub fn known(name: &str) -> bool {
+    REGISTRY.iter().any(|e| e.name == name)
+}
+
 pub fn backend(config: &Config, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
-    match &config.root {
-        RootConfig::Tmpfs { size } => tmpfs(size, ctx),
-        RootConfig::Btrfs { .. } => Ok(Box::new(btrfs(config, ctx)?)),
-        RootConfig::Zfs { .. } => Ok(Box::new(zfs(config, ctx)?)),
-    }
+    let name = config.root.backend_name();
+    let entry = REGISTRY
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or(BuildError::NotBuilt(name))?;
+    (entry.build)(config, ctx)
 }
 
 /// `darlings init`: `None` when the backend has nothing to initialise (tmpfs).
@@ -51,7 +91,10 @@ pub fn init(config: &Config, ctx: &Ctx, dry_run: bool) -> Result<Option<Vec<Stri
 }
 
 #[cfg(feature = "tmpfs")]
-fn tmpfs(size: &Option<String>, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
+fn tmpfs(config: &Config, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
+    let RootConfig::Tmpfs { size } = &config.root else {
+        return Err(BuildError::NotBuilt("tmpfs"));
+    };
     Ok(Box::new(darlings_backends::tmpfs::Tmpfs {
         root: ctx.root.to_path_buf(),
         size: size.clone(),
@@ -60,12 +103,12 @@ fn tmpfs(size: &Option<String>, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildErro
 }
 
 #[cfg(not(feature = "tmpfs"))]
-fn tmpfs(_size: &Option<String>, _ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
+fn tmpfs(_config: &Config, _ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
     Err(BuildError::NotBuilt("tmpfs"))
 }
 
 #[cfg(feature = "btrfs")]
-fn btrfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::btrfs::Btrfs, BuildError> {
+fn btrfs(config: &Config, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
     let RootConfig::Btrfs {
         device,
         subvolume,
@@ -76,7 +119,7 @@ fn btrfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::btrfs::Btrfs, 
     else {
         return Err(BuildError::NotBuilt("btrfs"));
     };
-    Ok(darlings_backends::btrfs::Btrfs {
+    Ok(Box::new(darlings_backends::btrfs::Btrfs {
         device: path_of(device.as_bytes()),
         subvolume: subvolume.as_bytes().to_vec(),
         blank: blank.as_bytes().to_vec(),
@@ -86,16 +129,16 @@ fn btrfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::btrfs::Btrfs, 
         work_dir: ctx.work_dir.to_path_buf(),
         #[cfg(feature = "failpoints")]
         failpoint: failpoint(),
-    })
+    }))
 }
 
 #[cfg(not(feature = "btrfs"))]
-fn btrfs(_config: &Config, _ctx: &Ctx) -> Result<NotAvailable, BuildError> {
+fn btrfs(_config: &Config, _ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
     Err(BuildError::NotBuilt("btrfs"))
 }
 
 #[cfg(feature = "zfs")]
-fn zfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::zfs::Zfs, BuildError> {
+fn zfs(config: &Config, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
     let RootConfig::Zfs {
         dataset,
         blank,
@@ -105,7 +148,7 @@ fn zfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::zfs::Zfs, BuildE
     else {
         return Err(BuildError::NotBuilt("zfs"));
     };
-    Ok(darlings_backends::zfs::Zfs {
+    Ok(Box::new(darlings_backends::zfs::Zfs {
         dataset: dataset.clone(),
         blank: blank.clone(),
         destroy_newer_snapshots: *destroy_newer_snapshots,
@@ -119,36 +162,10 @@ fn zfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::zfs::Zfs, BuildE
             .collect(),
         #[cfg(feature = "failpoints")]
         failpoint: failpoint(),
-    })
+    }))
 }
 
 #[cfg(not(feature = "zfs"))]
-fn zfs(_config: &Config, _ctx: &Ctx) -> Result<NotAvailable, BuildError> {
+fn zfs(_config: &Config, _ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
     Err(BuildError::NotBuilt("zfs"))
-}
-
-/// Stands in for a backend type this build lacks; never constructed.
-#[cfg(any(not(feature = "btrfs"), not(feature = "zfs")))]
-pub enum NotAvailable {}
-
-#[cfg(any(not(feature = "btrfs"), not(feature = "zfs")))]
-impl Backend for NotAvailable {
-    fn name(&self) -> &'static str {
-        match *self {}
-    }
-    fn preflight(&self) -> Result<darlings_backends::Preflight, BackendError> {
-        match *self {}
-    }
-    fn diff(
-        &self,
-        _: &darlings_backends::DiffLimits,
-    ) -> Result<darlings_backends::DiffOutput, BackendError> {
-        match *self {}
-    }
-    fn rollback(
-        &self,
-        _: &darlings_backends::RollbackOpts,
-    ) -> Result<darlings_backends::RollbackOutcome, BackendError> {
-        match *self {}
-    }
 }

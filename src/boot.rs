@@ -1164,4 +1164,204 @@ mod tests {
             "{s}"
         );
     }
+
+    /// The fake backend's world in `d`: a blank with one file, a root that changed it and added
+    /// more (some under a persisted directory), and a config naming both.
+    fn fake(d: &Path, root_extra: &str, rest: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let (root, blank) = (d.join("root"), d.join("blank"));
+        for (dir, files) in [
+            (&blank, &[("etc/hostname", "blank\n")][..]),
+            (
+                &root,
+                &[
+                    ("etc/hostname", "changed\n"),
+                    ("tmp/junk", "lost\n"),
+                    ("var/lib/keep/data", "kept\n"),
+                ][..],
+            ),
+        ] {
+            for (name, text) in files {
+                let p = dir.join(name);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, text).unwrap();
+            }
+        }
+        let cfg = write(
+            d,
+            "c.toml",
+            &format!(
+                "[root]\nbackend = \"fake\"\nfake-root = \"{}\"\nfake-blank = \"{}\"\n{root_extra}\n\
+                 [[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/keep\"]\n{rest}",
+                root.display(),
+                blank.display()
+            ),
+        );
+        (cfg, root, blank)
+    }
+
+    fn tree(dir: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                if p.is_dir() {
+                    out.push((rel, String::new()));
+                    stack.push(p);
+                } else {
+                    out.push((rel, std::fs::read_to_string(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn phases(o: &Outcome) -> Vec<(&str, bool)> {
+        o.record
+            .phases
+            .iter()
+            .map(|p| (p.phase.as_str(), p.ok))
+            .collect()
+    }
+
+    #[test]
+    fn early_runs_preflight_diff_and_rollback_on_the_fake_backend() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, root, blank) = fake(
+            d.path(),
+            "",
+            "[diff]\non-boot = true\nreport-dir = \"/persist/var/log/darlings\"\n",
+        );
+        let work = d.path().join("work");
+        let out = run_with(&cfg, &work, d.path(), Stage::Early, "");
+        assert!(out.error.is_none(), "{:?}", out.record);
+        assert_eq!(out.record.outcome, "ok");
+        assert_eq!(out.record.backend.as_deref(), Some("fake"));
+        assert_eq!(
+            phases(&out),
+            [
+                ("config", true),
+                ("preflight", true),
+                ("diff", true),
+                ("rollback", true)
+            ]
+        );
+        assert!(out.record.rolled_back_at.is_some());
+        // The diff ran before the rollback: it saw what the root had, now pending in the work
+        // dir for the late stage to save in the store.
+        let info = out.record.report.clone().unwrap();
+        assert!(!info.saved);
+        assert_eq!(info.path, work.join(PENDING_JSON).display().to_string());
+        assert!(info.lost >= 2, "{info:?}");
+        assert!(info.persisted >= 1, "{info:?}");
+        let json = std::fs::read_to_string(work.join(PENDING_JSON)).unwrap();
+        assert!(json.contains("/tmp/junk"), "{json}");
+        let text = std::fs::read_to_string(work.join(PENDING_TXT)).unwrap();
+        assert!(text.contains(SAVED_AT_BOOT), "{text}");
+        // Rolled back: the root is the blank again.
+        assert_eq!(tree(&root), tree(&blank));
+        let rec: Record =
+            serde_json::from_slice(&std::fs::read(work.join(RECORD)).unwrap()).unwrap();
+        assert_eq!(rec, out.record);
+        assert!(!work.join(FAILED).exists());
+    }
+
+    #[test]
+    fn a_dry_run_early_stage_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, root, _) = fake(
+            d.path(),
+            "",
+            "[diff]\non-boot = true\nreport-dir = \"/persist/var/log/darlings\"\n",
+        );
+        let before = tree(&root);
+        let work = d.path().join("work");
+        let out = run(&Options {
+            config: &cfg,
+            work_dir: &work,
+            root: d.path(),
+            stage: Stage::Early,
+            cmdline: b"",
+            dry_run: true,
+            utab: Path::new("/nonexistent/utab"),
+            journal_socket: Path::new("/nonexistent/journal/socket"),
+        });
+        assert!(out.error.is_none(), "{:?}", out.record);
+        assert!(
+            out.lines
+                .iter()
+                .any(|l| l == &format!("would: empty {}", root.display())),
+            "{:?}",
+            out.lines
+        );
+        assert!(
+            out.lines.iter().any(|l| l.starts_with("diff: ")),
+            "{:?}",
+            out.lines
+        );
+        assert_eq!(out.record.rolled_back_at, None);
+        assert_eq!(tree(&root), before);
+        // No record, no pending report, not even the work dir.
+        assert!(!work.exists());
+    }
+
+    #[test]
+    fn a_failing_rollback_boots_the_old_root_or_halts() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, root, _) = fake(d.path(), "fake-fail-rollback = true", "");
+        let before = tree(&root);
+        let work = d.path().join("work");
+        for (cmdline, halt) in [("", false), ("darlings.on-failure=halt", true)] {
+            let out = run_with(&cfg, &work, d.path(), Stage::Early, cmdline);
+            assert_eq!(out.halt, halt, "{cmdline}");
+            assert_eq!(out.record.outcome, "failed");
+            assert_eq!(
+                phases(&out),
+                [("config", true), ("preflight", true), ("rollback", false)]
+            );
+            assert_eq!(out.record.rolled_back_at, None);
+            assert_eq!(going_on_with(&out.record), "booting the untouched root");
+            let marker = std::fs::read_to_string(work.join(FAILED)).unwrap();
+            assert!(marker.starts_with("early rollback failed"), "{marker}");
+            assert!(marker.contains("fake-fail-rollback"), "{marker}");
+            assert_eq!(tree(&root), before);
+        }
+        // Under boot-old-root the late stage goes on and binds; under halt it never runs.
+        let cfg_halt = write(
+            d.path(),
+            "halt.toml",
+            &(std::fs::read_to_string(&cfg).unwrap() + "[boot]\non-failure = \"halt\"\n"),
+        );
+        let out = run_with(&cfg_halt, &work, d.path(), Stage::All, "");
+        assert!(out.halt);
+        assert!(out.record.phases.iter().all(|p| p.stage == "early"));
+    }
+
+    #[test]
+    fn a_hold_skips_one_rollback_and_is_consumed() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, root, blank) = fake(d.path(), "", "");
+        let before = tree(&root);
+        let flag = PathBuf::from(format!("{}.hold", root.display()));
+        std::fs::write(&flag, "2026-12-01T00:00:00Z\n").unwrap();
+        let work = d.path().join("work");
+        let out = run_with(&cfg, &work, d.path(), Stage::Early, "");
+        assert!(out.error.is_none(), "{:?}", out.record);
+        assert_eq!(out.record.outcome, "held");
+        assert_eq!(out.record.held.as_deref(), Some("2026-12-01T00:00:00Z"));
+        assert_eq!(
+            phases(&out),
+            [("config", true), ("preflight", true), ("hold", true)]
+        );
+        assert_eq!(out.record.rolled_back_at, None);
+        assert_eq!(tree(&root), before);
+        assert!(!flag.exists(), "a hold holds once");
+        let out = run_with(&cfg, &work, d.path(), Stage::Early, "");
+        assert_eq!(out.record.outcome, "ok");
+        assert_eq!(out.record.held, None);
+        assert!(out.record.rolled_back_at.is_some());
+        assert_eq!(tree(&root), tree(&blank));
+    }
 }

@@ -127,6 +127,14 @@ pub enum RootConfig {
         destroy_newer_snapshots: bool,
         keep: Option<Keep>,
     },
+    /// Tests only: the directory-based fake backend (`src/backends/fake.rs`).
+    #[cfg(test)]
+    Fake {
+        root: AbsPath,
+        blank: AbsPath,
+        /// Its rollback fails (after its preflight passed), for the failure policy's tests.
+        fail_rollback: bool,
+    },
 }
 
 /// Old roots to keep: the backends' own type, so the config and the retention rule it feeds
@@ -139,6 +147,8 @@ impl RootConfig {
             RootConfig::Tmpfs { .. } => "tmpfs",
             RootConfig::Btrfs { .. } => "btrfs",
             RootConfig::Zfs { .. } => "zfs",
+            #[cfg(test)]
+            RootConfig::Fake { .. } => "fake",
         }
     }
 }

@@ -275,8 +275,18 @@ fn validate_root(r: &RawRoot, c: &mut Problems) -> Option<RootConfig> {
             span_of(&r.destroy_newer_snapshots),
             &["zfs"],
         ),
+        #[cfg(test)]
+        ("fake-root", span_of(&r.fake_root), &["fake"]),
+        #[cfg(test)]
+        ("fake-blank", span_of(&r.fake_blank), &["fake"]),
+        #[cfg(test)]
+        (
+            "fake-fail-rollback",
+            span_of(&r.fake_fail_rollback),
+            &["fake"],
+        ),
     ];
-    if matches!(backend, "tmpfs" | "btrfs" | "zfs") {
+    if crate::backends::known(backend) {
         for (key, span, owners) in foreign {
             if let Some(span) = span {
                 if !owners.contains(&backend) {
@@ -379,6 +389,26 @@ fn validate_root(r: &RawRoot, c: &mut Problems) -> Option<RootConfig> {
                 blank: blank?,
                 destroy_newer_snapshots: r.destroy_newer_snapshots.as_ref().is_some_and(|v| v.v),
                 keep,
+            })
+        }
+        #[cfg(test)]
+        "fake" => {
+            let mut dir = |key: &str, v: &Option<Sp<String>>| match v {
+                Some(v) => c.abs(&format!("root.{key}"), v),
+                None => {
+                    c.at(
+                        backend_span.clone(),
+                        format!("backend \"fake\" needs root.{key}"),
+                    );
+                    None
+                }
+            };
+            let root = dir("fake-root", &r.fake_root);
+            let blank = dir("fake-blank", &r.fake_blank);
+            Some(RootConfig::Fake {
+                root: root?,
+                blank: blank?,
+                fail_rollback: r.fake_fail_rollback.as_ref().is_some_and(|v| v.v),
             })
         }
         other => {
