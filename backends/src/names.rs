@@ -101,7 +101,8 @@ mod tests {
                 String::from_utf8_lossy(name)
             );
         }
-        let cases: [(&[u8], &[u8], &[u8], Option<BtrfsClash>); 6] = [
+        type Case<'a> = (&'a [u8], &'a [u8], &'a [u8], Option<BtrfsClash>);
+        let cases: [Case; 6] = [
             (b"root", b"root-blank", b"old-roots", None),
             (
                 b"root",

@@ -122,6 +122,7 @@ impl Disk {
             keep: None,
             now: SystemTime::now(),
             work_dir: self.work.clone(),
+            #[cfg(feature = "failpoints")]
             failpoint: None,
         }
     }
