@@ -457,25 +457,30 @@ impl Boot<'_> {
             return;
         };
         let dry = self.o.dry_run;
-        // A backend this build lacks (early failed on it already, if it ran): recorded, and
-        // under boot-old-root the stores are still bound.
-        let backend = match self.backend(&config, false) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                self.phase("late", "backend", |_| Err::<((), String), _>(e));
-                if self.halting() {
-                    return;
+        // Under darlings.skip the backend is not asked anything: the escape hatch must work
+        // even with a binary that lacks it.
+        let backend = if self.cmd.skip {
+            None
+        } else {
+            match self.backend(&config, false) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    // A backend this build lacks (early failed on it already, if it ran):
+                    // without it the fresh root cannot be mounted, which ends the stage like a
+                    // failed mount; otherwise the stores are still bound under boot-old-root.
+                    let phase = if mount_root { "mount" } else { "backend" };
+                    self.phase("late", phase, |_| Err::<((), String), _>(e));
+                    if mount_root || self.halting() {
+                        return;
+                    }
+                    None
                 }
-                None
             }
         };
         let late_rollback = backend
             .as_ref()
             .is_some_and(|b| b.rollback_at() == RollbackAt::AfterRootMount);
-        if let Some(b) = backend
-            .as_ref()
-            .filter(|_| mount_root && !late_rollback && !self.cmd.skip)
-        {
+        if let Some(b) = backend.as_ref().filter(|_| mount_root && !late_rollback) {
             let root = self.o.root;
             let done = self.phase("late", "mount", |_| {
                 Ok(((), mount_new_root(b.fresh_root_mount(), root, dry)?))
@@ -484,7 +489,7 @@ impl Boot<'_> {
                 return;
             }
         }
-        if let Some(b) = backend.as_ref().filter(|_| late_rollback && !self.cmd.skip) {
+        if let Some(b) = backend.as_ref().filter(|_| late_rollback) {
             let steps = self.phase("late", "rollback", |_| {
                 // The tmpfs rollback inspects the root before it acts and refuses what it will
                 // not touch: a separate preflight would read the same state twice.
