@@ -17,6 +17,19 @@ pub struct Action<O> {
     pub fatal: bool,
 }
 
+impl<O> Action<O> {
+    /// An action of `step`, fatal unless it is a prune: retention runs once the root is fresh,
+    /// so an old root it could not remove is a warning, for every backend, not a failed boot.
+    pub fn new(step: Failpoint, text: String, op: O) -> Action<O> {
+        Action {
+            step,
+            text,
+            op,
+            fatal: step != Failpoint::Prune,
+        }
+    }
+}
+
 /// Runs `actions` in order.
 ///
 /// - `dry_run`: returns every action's text and calls nothing.
@@ -80,6 +93,14 @@ mod tests {
 
     fn plan() -> Vec<Action<Failpoint>> {
         vec![act(ONE, true), act(TWO, false), act(THREE, true)]
+    }
+
+    #[test]
+    fn only_a_prune_is_not_fatal() {
+        for f in Failpoint::ALL {
+            let a = Action::new(*f, String::new(), ());
+            assert_eq!(a.fatal, *f != Failpoint::Prune, "{f}");
+        }
     }
 
     #[test]

@@ -235,14 +235,9 @@ enum Op {
 
 type Action = protocol::Action<Op>;
 
+/// A protocol action, its text led by its step's name as the crash tests read it.
 fn act(step: Failpoint, op: Op, text: String) -> Action {
-    Action {
-        step,
-        text: format!("{step}: {text}"),
-        op,
-        // Prune failures are reported, not fatal: the root is fresh by then.
-        fatal: step != Failpoint::Prune,
-    }
+    Action::new(step, format!("{step}: {text}"), op)
 }
 
 /// An old root that retention decides on.

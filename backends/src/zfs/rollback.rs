@@ -234,15 +234,9 @@ pub(crate) fn preflight(z: &Zfs) -> Result<Preflight, BackendError> {
 
 type Action = protocol::Action<Op>;
 
-/// A protocol action; every zfs action is fatal (each is one transaction, and the next run
-/// repairs what a failure left).
+/// A protocol action: each is one transaction, and the next run repairs what a failure left.
 fn act(step: Failpoint, text: String, op: Op) -> Action {
-    Action {
-        step,
-        text,
-        op,
-        fatal: true,
-    }
+    Action::new(step, text, op)
 }
 
 enum Op {
