@@ -1,5 +1,6 @@
-//! Turns the validated config into a backend value, for the backends this build was compiled
-//! with; a config naming a backend left out of the build gets an error saying how to get it.
+//! The registry of backends: the validated config into a backend value, for the backends this
+//! build was compiled with; a config naming a backend left out of the build gets an error saying
+//! how to get it. Everything else src/ asks a backend goes through the `Backend` trait.
 
 use std::path::Path;
 
@@ -168,4 +169,22 @@ fn zfs(config: &Config, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
 #[cfg(not(feature = "zfs"))]
 fn zfs(_config: &Config, _ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
     Err(BuildError::NotBuilt("zfs"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_config_backend_has_one_registry_line() {
+        for name in ["tmpfs", "btrfs", "zfs", "fake"] {
+            assert_eq!(
+                REGISTRY.iter().filter(|e| e.name == name).count(),
+                1,
+                "{name}"
+            );
+        }
+        assert!(!known("ext4"));
+        assert_eq!(REGISTRY.len(), 4);
+    }
 }
