@@ -1087,10 +1087,8 @@ fn copy_in(
     let mut progress = Progress::new(scan);
     // For the test of a kill in mid-copy: the process stops itself with the copy half made,
     // and the test kills it (SIGKILL) while it is stopped.
-    let stop_after = std::env::var("DARLINGS_FAILPOINT")
-        .ok()
-        .filter(|f| f == "adopt-stop")
-        .map(|_| 2u64);
+    let stop_after = (crate::failpoint::active() == Some(darlings_backends::Failpoint::AdoptStop))
+        .then_some(2u64);
     let mut stopped = None;
     let mut tick = |c: &seed::Copied| {
         progress.update(c);

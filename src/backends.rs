@@ -1,9 +1,13 @@
-//! Turns the validated config into a backend value, for the backends this build was compiled
-//! with; a config naming a backend left out of the build gets an error saying how to get it.
+//! The registry of backends: the validated config into a backend value, for the backends this
+//! build was compiled with; a config naming a backend left out of the build gets an error saying
+//! how to get it. Everything else src/ asks a backend goes through the `Backend` trait.
 
 use std::path::Path;
 
 use darlings_backends::{Backend, BackendError};
+
+#[cfg(test)]
+pub mod fake;
 
 use crate::config::{Config, RootConfig};
 
@@ -32,30 +36,66 @@ fn path_of(bytes: &[u8]) -> std::path::PathBuf {
 }
 
 /// For crash tests of whole systems (the VM tier): stop after the named protocol step.
-#[cfg(any(feature = "btrfs", feature = "zfs"))]
-fn failpoint() -> Option<String> {
-    std::env::var("DARLINGS_FAILPOINT").ok()
+#[cfg(all(feature = "failpoints", any(feature = "btrfs", feature = "zfs")))]
+fn failpoint() -> Option<darlings_backends::Failpoint> {
+    crate::failpoint::active()
+}
+
+/// One line per backend: the name `[root] backend` gives and the constructor from the validated
+/// config. Adding a backend is its folder in the backends crate, its `RootConfig` variant and one
+/// line here (ARCHITECTURE.md, "Adding a backend").
+struct Entry {
+    name: &'static str,
+    build: Build,
+}
+
+/// A backend's constructor from the validated config.
+type Build = fn(&Config, &Ctx) -> Result<Box<dyn Backend>, BuildError>;
+
+const REGISTRY: &[Entry] = &[
+    Entry {
+        name: "tmpfs",
+        build: tmpfs,
+    },
+    Entry {
+        name: "btrfs",
+        build: btrfs,
+    },
+    Entry {
+        name: "zfs",
+        build: zfs,
+    },
+    #[cfg(test)]
+    Entry {
+        name: "fake",
+        build: fake::build,
+    },
+];
+
+/// Whether `name` is a backend darlings has (built into this binary or not).
+pub fn known(name: &str) -> bool {
+    REGISTRY.iter().any(|e| e.name == name)
 }
 
 pub fn backend(config: &Config, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
-    match &config.root {
-        RootConfig::Tmpfs { size } => tmpfs(size, ctx),
-        RootConfig::Btrfs { .. } => Ok(Box::new(btrfs(config, ctx)?)),
-        RootConfig::Zfs { .. } => Ok(Box::new(zfs(config, ctx)?)),
-    }
+    let name = config.root.backend_name();
+    let entry = REGISTRY
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or(BuildError::NotBuilt(name))?;
+    (entry.build)(config, ctx)
 }
 
 /// `darlings init`: `None` when the backend has nothing to initialise (tmpfs).
 pub fn init(config: &Config, ctx: &Ctx, dry_run: bool) -> Result<Option<Vec<String>>, BuildError> {
-    Ok(match &config.root {
-        RootConfig::Tmpfs { .. } => None,
-        RootConfig::Btrfs { .. } => Some(btrfs(config, ctx)?.init(dry_run)?),
-        RootConfig::Zfs { .. } => Some(zfs(config, ctx)?.init(dry_run)?),
-    })
+    Ok(backend(config, ctx)?.init(dry_run)?)
 }
 
 #[cfg(feature = "tmpfs")]
-fn tmpfs(size: &Option<String>, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
+fn tmpfs(config: &Config, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
+    let RootConfig::Tmpfs { size } = &config.root else {
+        return Err(BuildError::NotBuilt("tmpfs"));
+    };
     Ok(Box::new(darlings_backends::tmpfs::Tmpfs {
         root: ctx.root.to_path_buf(),
         size: size.clone(),
@@ -64,12 +104,12 @@ fn tmpfs(size: &Option<String>, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildErro
 }
 
 #[cfg(not(feature = "tmpfs"))]
-fn tmpfs(_size: &Option<String>, _ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
+fn tmpfs(_config: &Config, _ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
     Err(BuildError::NotBuilt("tmpfs"))
 }
 
 #[cfg(feature = "btrfs")]
-fn btrfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::btrfs::Btrfs, BuildError> {
+fn btrfs(config: &Config, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
     let RootConfig::Btrfs {
         device,
         subvolume,
@@ -80,28 +120,26 @@ fn btrfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::btrfs::Btrfs, 
     else {
         return Err(BuildError::NotBuilt("btrfs"));
     };
-    Ok(darlings_backends::btrfs::Btrfs {
+    Ok(Box::new(darlings_backends::btrfs::Btrfs {
         device: path_of(device.as_bytes()),
         subvolume: subvolume.as_bytes().to_vec(),
         blank: blank.as_bytes().to_vec(),
         old_roots: old_roots.as_bytes().to_vec(),
-        keep: keep.map(|k| darlings_backends::Keep {
-            count: k.count,
-            days: k.days,
-        }),
+        keep: *keep,
         now: std::time::SystemTime::now(),
         work_dir: ctx.work_dir.to_path_buf(),
+        #[cfg(feature = "failpoints")]
         failpoint: failpoint(),
-    })
+    }))
 }
 
 #[cfg(not(feature = "btrfs"))]
-fn btrfs(_config: &Config, _ctx: &Ctx) -> Result<NotAvailable, BuildError> {
+fn btrfs(_config: &Config, _ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
     Err(BuildError::NotBuilt("btrfs"))
 }
 
 #[cfg(feature = "zfs")]
-fn zfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::zfs::Zfs, BuildError> {
+fn zfs(config: &Config, ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
     let RootConfig::Zfs {
         dataset,
         blank,
@@ -111,14 +149,11 @@ fn zfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::zfs::Zfs, BuildE
     else {
         return Err(BuildError::NotBuilt("zfs"));
     };
-    Ok(darlings_backends::zfs::Zfs {
+    Ok(Box::new(darlings_backends::zfs::Zfs {
         dataset: dataset.clone(),
         blank: blank.clone(),
         destroy_newer_snapshots: *destroy_newer_snapshots,
-        keep: keep.map(|k| darlings_backends::Keep {
-            count: k.count,
-            days: k.days,
-        }),
+        keep: *keep,
         now: std::time::SystemTime::now(),
         work_dir: ctx.work_dir.to_path_buf(),
         stores: config
@@ -126,44 +161,30 @@ fn zfs(config: &Config, ctx: &Ctx) -> Result<darlings_backends::zfs::Zfs, BuildE
             .iter()
             .map(|s| path_of(s.path.as_bytes()))
             .collect(),
+        #[cfg(feature = "failpoints")]
         failpoint: failpoint(),
-    })
+    }))
 }
 
 #[cfg(not(feature = "zfs"))]
-fn zfs(_config: &Config, _ctx: &Ctx) -> Result<NotAvailable, BuildError> {
+fn zfs(_config: &Config, _ctx: &Ctx) -> Result<Box<dyn Backend>, BuildError> {
     Err(BuildError::NotBuilt("zfs"))
 }
 
-/// Stands in for a backend type this build lacks; never constructed.
-#[cfg(any(not(feature = "btrfs"), not(feature = "zfs")))]
-pub enum NotAvailable {}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[cfg(any(not(feature = "btrfs"), not(feature = "zfs")))]
-impl NotAvailable {
-    fn init(&self, _dry_run: bool) -> Result<Vec<String>, BackendError> {
-        match *self {}
-    }
-}
-
-#[cfg(any(not(feature = "btrfs"), not(feature = "zfs")))]
-impl Backend for NotAvailable {
-    fn name(&self) -> &'static str {
-        match *self {}
-    }
-    fn preflight(&self) -> Result<darlings_backends::Preflight, BackendError> {
-        match *self {}
-    }
-    fn diff(
-        &self,
-        _: &darlings_backends::DiffLimits,
-    ) -> Result<darlings_backends::DiffOutput, BackendError> {
-        match *self {}
-    }
-    fn rollback(
-        &self,
-        _: &darlings_backends::RollbackOpts,
-    ) -> Result<darlings_backends::RollbackOutcome, BackendError> {
-        match *self {}
+    #[test]
+    fn every_config_backend_has_one_registry_line() {
+        for name in ["tmpfs", "btrfs", "zfs", "fake"] {
+            assert_eq!(
+                REGISTRY.iter().filter(|e| e.name == name).count(),
+                1,
+                "{name}"
+            );
+        }
+        assert!(!known("ext4"));
+        assert_eq!(REGISTRY.len(), 4);
     }
 }

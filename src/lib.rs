@@ -8,6 +8,7 @@ pub mod boot;
 pub mod cmdline;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod fleet;
 pub mod glob;
 pub mod hold;

@@ -358,14 +358,8 @@ fn accounts(root: &Path) -> Result<Accounts> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    if let Some(step) = std::env::var_os("DARLINGS_FAILPOINT") {
-        let step = step.to_string_lossy();
-        if !darlings_backends::FAILPOINTS.contains(&step.as_ref()) {
-            bail!(
-                "unknown failpoint {step:?} in DARLINGS_FAILPOINT; the steps are {}",
-                darlings_backends::FAILPOINTS.join(", ")
-            );
-        }
+    if let Err(e) = darlings::failpoint::from_env() {
+        bail!("{e}");
     }
     let g = &cli.g;
     // One write per line would be a system call per bind on a boot's dry run, or per entry.

@@ -173,6 +173,7 @@ fn completions_and_man_page() {
 
 /// A crash inside `darlings boot` still gets the failure policy: the hooks stop the boot on exit
 /// status 1 only, so a panic must become 0 (boot-old-root) or 1 (halt), never Rust's 101.
+#[cfg(feature = "failpoints")]
 #[test]
 fn boot_panic_follows_the_failure_policy() {
     let d = tempfile::tempdir().unwrap();
@@ -494,6 +495,7 @@ fn diff_suggest_on_a_lived_in_root() {
     assert!(nix.contains("users.\"alice\" = {"), "{nix}");
 }
 
+#[cfg(feature = "failpoints")]
 #[test]
 fn a_misspelt_failpoint_is_refused_instead_of_never_firing() {
     let d = tempfile::tempdir().unwrap();
@@ -507,6 +509,28 @@ fn a_misspelt_failpoint_is_refused_instead_of_never_firing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("unknown failpoint \"exchnage\" in DARLINGS_FAILPOINT; the steps are make-old-roots, remove-stray, snapshot, exchange,"),
+        "{err}"
+    );
+}
+
+/// A build without the feature must not ignore a crash test's variable: the test would pass
+/// without ever crashing.
+#[cfg(not(feature = "failpoints"))]
+#[test]
+fn a_failpoint_is_refused_by_a_build_without_failpoints() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(d.path(), "c.toml", GOOD);
+    let out = darlings(&cfg)
+        .env("DARLINGS_FAILPOINT", "exchange")
+        .args(["check", "--config-only"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "this darlings was built without failpoints; unset DARLINGS_FAILPOINT=exchange"
+        ),
         "{err}"
     );
 }

@@ -11,9 +11,11 @@ pub mod bytes;
 #[cfg(any(feature = "btrfs", feature = "zfs"))]
 pub mod clock;
 pub mod error;
+pub mod failpoint;
 pub mod mountinfo;
 pub mod names;
 pub mod placement;
+pub mod protocol;
 pub(crate) mod xattr;
 
 #[cfg(feature = "tmpfs")]
@@ -22,36 +24,7 @@ pub mod tmpfs;
 use std::time::Duration;
 
 pub use error::BackendError;
-
-/// Every step a crash test may stop at with `DARLINGS_FAILPOINT=<step>`: the btrfs and ZFS
-/// protocol steps (as their actions name them), the btrfs diff, and the boot's own panic. The
-/// binary refuses any other name, so a misspelt scenario fails instead of never firing; each
-/// backend's tests check that its steps are all here.
-pub const FAILPOINTS: &[&str] = &[
-    // btrfs rollback
-    "make-old-roots",
-    "remove-stray",
-    "snapshot",
-    "exchange",
-    "retire-old",
-    "sync",
-    "prune",
-    // btrfs diff
-    "diff",
-    // zfs rollback
-    "rollback",
-    "destroy-newer",
-    "create-container",
-    "clone",
-    "rename-old",
-    "rename-new",
-    "promote",
-    "undo-clone",
-    // darlings boot
-    "boot-panic",
-    // darlings adopt: stops itself mid-copy, for the interrupted-adopt test
-    "adopt-stop",
-];
+pub use failpoint::Failpoint;
 
 /// What kind of filesystem object a change is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -187,6 +160,49 @@ pub struct Keep {
     pub days: Option<u32>,
 }
 
+/// Why retention removes an old root; its `Display` is the reason rollback logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pruned {
+    /// Not among the `keep.count` newest.
+    BeyondCount(u32),
+    /// Retired more than `keep.days` days ago.
+    OlderThan(u32),
+}
+
+impl std::fmt::Display for Pruned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pruned::BeyondCount(n) => write!(f, "beyond keep.count = {n}"),
+            Pruned::OlderThan(n) => write!(f, "older than keep.days = {n}"),
+        }
+    }
+}
+
+impl Keep {
+    /// The retention rule, for every backend that keeps old roots: given each old root's
+    /// retirement time and collision number (`secs`, `seq`, from its name), which to remove and
+    /// why, newest first, as indices into `old`. An old root goes when it is not among the
+    /// `count` newest (by time, then number), or when it is more than `days` days older than
+    /// `now`; the count is named when both hold.
+    pub fn select(&self, old: &[(i64, u32)], now: i64) -> Vec<(usize, Pruned)> {
+        let mut order: Vec<usize> = (0..old.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(old[i]));
+        order
+            .into_iter()
+            .enumerate()
+            .filter_map(|(rank, i)| {
+                let (secs, _) = old[i];
+                if let Some(c) = self.count.filter(|&c| rank >= c as usize) {
+                    return Some((i, Pruned::BeyondCount(c)));
+                }
+                self.days
+                    .filter(|&d| now.saturating_sub(secs) > i64::from(d) * 86_400)
+                    .map(|d| (i, Pruned::OlderThan(d)))
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RollbackOpts {
     /// Describe the steps, change nothing.
@@ -223,8 +239,42 @@ pub(crate) fn raise_open_file_limit() {
     });
 }
 
+/// When a backend's rollback runs in the boot: the boot's early stage (before the initrd mounts
+/// the root) or its late stage (after; the root is then where the rollback makes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackAt {
+    /// btrfs, zfs: the root must not be mounted while it is rolled back.
+    BeforeRootMount,
+    /// tmpfs: the fresh root is made (mounted) by the rollback itself, at the root's place.
+    AfterRootMount,
+}
+
+/// How `darlings boot --stage all` mounts the fresh root when nothing is mounted at `--root`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub source: std::path::PathBuf,
+    pub fstype: &'static str,
+    /// The filesystem's mount options (`subvol=root`); empty for none.
+    pub data: Vec<u8>,
+}
+
 pub trait Backend {
     fn name(&self) -> &'static str;
+    /// `darlings init` for a new install (the blank made from an empty root); `None` when the
+    /// backend has nothing to initialise (tmpfs). With `dry_run`, the steps only.
+    fn init(&self, dry_run: bool) -> Result<Option<Vec<String>>, BackendError> {
+        let _ = dry_run;
+        Ok(None)
+    }
+    /// Which boot stage runs the rollback.
+    fn rollback_at(&self) -> RollbackAt {
+        RollbackAt::BeforeRootMount
+    }
+    /// How the fresh root is mounted after an early rollback; `None` when the rollback mounts
+    /// it itself (tmpfs) or the backend cannot say.
+    fn fresh_root_mount(&self) -> Option<MountSpec> {
+        None
+    }
     /// Read-only checks. Must not change anything.
     fn preflight(&self) -> Result<Preflight, BackendError>;
     /// What the outgoing root has that the blank has not (and the reverse).
@@ -311,3 +361,59 @@ pub mod btrfs;
 
 #[cfg(feature = "zfs")]
 pub mod zfs;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_selects_by_count_then_age_newest_first() {
+        let day = 86_400;
+        let now = 100 * day;
+        // Unsorted on purpose; two roots retired in the same second differ by number.
+        let old = [
+            (90 * day, 0),
+            (99 * day, 0),
+            (50 * day, 0),
+            (99 * day, 1),
+            (98 * day, 0),
+        ];
+        let keep = |count, days| Keep { count, days };
+        type Case = (Keep, Vec<(usize, Pruned)>);
+        let cases: Vec<Case> = vec![
+            (keep(None, None), vec![]),
+            (
+                keep(Some(2), None),
+                vec![
+                    (4, Pruned::BeyondCount(2)),
+                    (0, Pruned::BeyondCount(2)),
+                    (2, Pruned::BeyondCount(2)),
+                ],
+            ),
+            (
+                keep(None, Some(5)),
+                vec![(0, Pruned::OlderThan(5)), (2, Pruned::OlderThan(5))],
+            ),
+            (keep(Some(4), Some(30)), vec![(2, Pruned::BeyondCount(4))]),
+            (keep(Some(10), Some(30)), vec![(2, Pruned::OlderThan(30))]),
+            // Exactly `days` old is kept: only older goes.
+            (keep(None, Some(10)), vec![(2, Pruned::OlderThan(10))]),
+            (
+                keep(Some(1), None),
+                vec![
+                    (1, Pruned::BeyondCount(1)),
+                    (4, Pruned::BeyondCount(1)),
+                    (0, Pruned::BeyondCount(1)),
+                    (2, Pruned::BeyondCount(1)),
+                ],
+            ),
+        ];
+        for (k, want) in cases {
+            assert_eq!(k.select(&old, now), want, "{k:?}");
+        }
+        assert_eq!(Pruned::BeyondCount(3).to_string(), "beyond keep.count = 3");
+        assert_eq!(Pruned::OlderThan(7).to_string(), "older than keep.days = 7");
+        // A clock set before the old roots' times prunes nothing by age.
+        assert!(keep(None, Some(1)).select(&old, 0).is_empty());
+    }
+}

@@ -162,6 +162,10 @@ impl Backend for Tmpfs {
         "tmpfs"
     }
 
+    fn rollback_at(&self) -> crate::RollbackAt {
+        crate::RollbackAt::AfterRootMount
+    }
+
     fn preflight(&self) -> Result<Preflight, BackendError> {
         let root = self.open_root()?;
         let state = self.state(&root)?;

@@ -9,16 +9,19 @@
 //! valid root at every step) and the stores are still bound, so persisted data stays where the
 //! system expects it; under `halt` darlings stops and tells the hook to stop the boot.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
+use darlings_backends::{
+    Backend, DiffLimits, HoldOp, HoldState, MountSpec, RollbackAt, RollbackOpts, Truncation,
+};
+
 use crate::cmdline::{self, Cmdline};
-use crate::config::{Config, OnFailure, RootConfig};
+use crate::config::{Config, OnFailure};
 use crate::error::chain;
 use crate::owners::Accounts;
 use crate::report::{Class, Report};
 use crate::{apply, backends, config, owners, plan, report};
-use darlings_backends::{Backend, DiffLimits, HoldOp, HoldState, RollbackOpts, Truncation};
 
 mod record;
 
@@ -179,7 +182,7 @@ impl Boot<'_> {
             return;
         };
         // For the tests that check a crash still gets the failure policy.
-        if std::env::var_os("DARLINGS_FAILPOINT").is_some_and(|v| v == "boot-panic") {
+        if crate::failpoint::active() == Some(darlings_backends::Failpoint::BootPanic) {
             panic!("failpoint boot-panic hit");
         }
         if self.cmd.skip {
@@ -192,20 +195,30 @@ impl Boot<'_> {
             });
             return;
         }
-        if matches!(config.root, RootConfig::Tmpfs { .. }) {
+        let b = match self.backend(&config, true) {
+            Ok(b) => b,
+            Err(e) => {
+                // A backend this build lacks: its preflight is what cannot run.
+                self.phase(PhaseStage::Early, "preflight", |_| {
+                    Err::<((), String), _>(e)
+                });
+                return;
+            }
+        };
+        if b.rollback_at() == RollbackAt::AfterRootMount {
             // A tmpfs root is created after the initrd mounts things: nothing to do yet, and its
             // previous content died with the previous boot (`darlings diff --save` at shutdown
             // is how a tmpfs root gets its report).
             return;
         }
-        let Some(b) = self.phase(PhaseStage::Early, "preflight", |s| {
-            let b = s.backend(&config, true)?;
+        let preflight = self.phase(PhaseStage::Early, "preflight", |_| {
             let p = b.preflight()?;
             let d = format!("{} check(s): {}", p.checks.len(), p.checks.join("; "));
-            Ok((b, d))
-        }) else {
+            Ok(((), d))
+        });
+        if preflight.is_none() {
             return;
-        };
+        }
         if self.held(&*b) {
             return;
         }
@@ -359,22 +372,43 @@ impl Boot<'_> {
         let Some(config) = self.load_config(PhaseStage::Late) else {
             return;
         };
-        let tmpfs = matches!(config.root, RootConfig::Tmpfs { .. });
         let dry = self.o.dry_run;
-        if mount_root && !tmpfs && !self.cmd.skip {
+        // Under darlings.skip the backend is not asked anything: the escape hatch must work
+        // even with a binary that lacks it.
+        let backend = if self.cmd.skip {
+            None
+        } else {
+            match self.backend(&config, false) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    // A backend this build lacks (early failed on it already, if it ran):
+                    // without it the fresh root cannot be mounted, which ends the stage like a
+                    // failed mount; otherwise the stores are still bound under boot-old-root.
+                    let phase = if mount_root { "mount" } else { "backend" };
+                    self.phase(PhaseStage::Late, phase, |_| Err::<((), String), _>(e));
+                    if mount_root || self.halting() {
+                        return;
+                    }
+                    None
+                }
+            }
+        };
+        let late_rollback = backend
+            .as_ref()
+            .is_some_and(|b| b.rollback_at() == RollbackAt::AfterRootMount);
+        if let Some(b) = backend.as_ref().filter(|_| mount_root && !late_rollback) {
             let root = self.o.root;
             let done = self.phase(PhaseStage::Late, "mount", |_| {
-                Ok(((), mount_new_root(&config, root, dry)?))
+                Ok(((), mount_new_root(b.fresh_root_mount(), root, dry)?))
             });
             if done.is_none() {
                 return;
             }
         }
-        if tmpfs && !self.cmd.skip {
-            let steps = self.phase(PhaseStage::Late, "rollback", |s| {
+        if let Some(b) = backend.as_ref().filter(|_| late_rollback) {
+            let steps = self.phase(PhaseStage::Late, "rollback", |_| {
                 // The tmpfs rollback inspects the root before it acts and refuses what it will
                 // not touch: a separate preflight would read the same state twice.
-                let b = s.backend(&config, false)?;
                 let out = b.rollback(&RollbackOpts { dry_run: dry })?;
                 let d = out.steps.join("; ");
                 Ok((out.steps, d))
@@ -531,22 +565,21 @@ fn is_mount_root(path: &Path) -> Result<bool, BoxError> {
     Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
 }
 
-/// `all` stage: the initrd has not mounted the root, so darlings mounts the fresh one.
-fn mount_new_root(config: &Config, root: &Path, dry_run: bool) -> Result<String, BoxError> {
+/// `all` stage: the initrd has not mounted the root, so darlings mounts the fresh one, as its
+/// backend says (`None`: its rollback mounts it).
+fn mount_new_root(spec: Option<MountSpec>, root: &Path, dry_run: bool) -> Result<String, BoxError> {
     if is_mount_root(root)? {
         return Ok(format!("{} is mounted already", root.display()));
     }
-    let (source, fstype, data) = match &config.root {
-        RootConfig::Btrfs {
-            device, subvolume, ..
-        } => (
-            PathBuf::from(device.to_string()),
-            "btrfs",
-            format!("subvol={subvolume}"),
-        ),
-        RootConfig::Zfs { dataset, .. } => (PathBuf::from(dataset), "zfs", String::new()),
-        RootConfig::Tmpfs { .. } => return Ok("tmpfs: the rollback mounts it".into()),
+    let Some(MountSpec {
+        source,
+        fstype,
+        data,
+    }) = spec
+    else {
+        return Ok("the rollback mounts the root".into());
     };
+    let data = String::from_utf8_lossy(&data).into_owned();
     let what = format!(
         "mount {} ({fstype}{}) at {}",
         source.display(),
@@ -740,6 +773,7 @@ fn locked_out(o: &Options, cmd: &Cmdline, e: crate::lock::LockError) -> Ended {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
@@ -969,5 +1003,209 @@ mod tests {
         assert_eq!(phases, ["config", "skip"]);
         assert_eq!(out.record.cmdline, ["darlings.skip"]);
         assert!(!work.join(FAILED).exists());
+    }
+
+    /// The fake backend's world in `d`: a blank with one file, a root that changed it and added
+    /// more (some under a persisted directory), and a config naming both.
+    fn fake(d: &Path, root_extra: &str, rest: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let (root, blank) = (d.join("root"), d.join("blank"));
+        for (dir, files) in [
+            (&blank, &[("etc/hostname", "blank\n")][..]),
+            (
+                &root,
+                &[
+                    ("etc/hostname", "changed\n"),
+                    ("tmp/junk", "lost\n"),
+                    ("var/lib/keep/data", "kept\n"),
+                ][..],
+            ),
+        ] {
+            for (name, text) in files {
+                let p = dir.join(name);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, text).unwrap();
+            }
+        }
+        let cfg = write(
+            d,
+            "c.toml",
+            &format!(
+                "[root]\nbackend = \"fake\"\nfake-root = \"{}\"\nfake-blank = \"{}\"\n{root_extra}\n\
+                 [[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/keep\"]\n{rest}",
+                root.display(),
+                blank.display()
+            ),
+        );
+        (cfg, root, blank)
+    }
+
+    fn tree(dir: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                if p.is_dir() {
+                    out.push((rel, String::new()));
+                    stack.push(p);
+                } else {
+                    out.push((rel, std::fs::read_to_string(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn phases(o: &Ended) -> Vec<(&str, bool)> {
+        o.record
+            .phases
+            .iter()
+            .map(|p| (p.phase.as_str(), p.ok))
+            .collect()
+    }
+
+    #[test]
+    fn early_runs_preflight_diff_and_rollback_on_the_fake_backend() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, root, blank) = fake(
+            d.path(),
+            "",
+            "[diff]\non-boot = true\nreport-dir = \"/persist/var/log/darlings\"\n",
+        );
+        let work = d.path().join("work");
+        let out = run_with(&cfg, &work, d.path(), Stage::Early, "");
+        assert!(out.error.is_none(), "{:?}", out.record);
+        assert_eq!(out.record.outcome, Outcome::Ok);
+        assert_eq!(out.record.backend.as_deref(), Some("fake"));
+        assert_eq!(
+            phases(&out),
+            [
+                ("config", true),
+                ("preflight", true),
+                ("diff", true),
+                ("rollback", true)
+            ]
+        );
+        assert!(out.record.rolled_back_at.is_some());
+        // The diff ran before the rollback: it saw what the root had, now pending in the work
+        // dir for the late stage to save in the store.
+        let info = out.record.report.clone().unwrap();
+        assert!(!info.saved);
+        assert_eq!(info.path, work.join(PENDING_JSON).display().to_string());
+        assert!(info.lost >= 2, "{info:?}");
+        assert!(info.persisted >= 1, "{info:?}");
+        let json = std::fs::read_to_string(work.join(PENDING_JSON)).unwrap();
+        assert!(json.contains("/tmp/junk"), "{json}");
+        let text = std::fs::read_to_string(work.join(PENDING_TXT)).unwrap();
+        assert!(text.contains(report::store::SAVED_AT_BOOT), "{text}");
+        // Rolled back: the root is the blank again.
+        assert_eq!(tree(&root), tree(&blank));
+        let rec: Record =
+            serde_json::from_slice(&std::fs::read(work.join(RECORD)).unwrap()).unwrap();
+        assert_eq!(rec, out.record);
+        assert!(!work.join(FAILED).exists());
+    }
+
+    #[test]
+    fn a_dry_run_early_stage_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, root, _) = fake(
+            d.path(),
+            "",
+            "[diff]\non-boot = true\nreport-dir = \"/persist/var/log/darlings\"\n",
+        );
+        let before = tree(&root);
+        let work = d.path().join("work");
+        let out = run(&Options {
+            config: &cfg,
+            work_dir: &work,
+            root: d.path(),
+            stage: Stage::Early,
+            cmdline: b"",
+            dry_run: true,
+            utab: Path::new("/nonexistent/utab"),
+            journal_socket: Path::new("/nonexistent/journal/socket"),
+        });
+        assert!(out.error.is_none(), "{:?}", out.record);
+        assert!(
+            out.lines
+                .iter()
+                .any(|l| l == &format!("would: empty {}", root.display())),
+            "{:?}",
+            out.lines
+        );
+        assert!(
+            out.lines.iter().any(|l| l.starts_with("diff: ")),
+            "{:?}",
+            out.lines
+        );
+        assert_eq!(out.record.rolled_back_at, None);
+        assert_eq!(tree(&root), before);
+        // No record, no pending report, not even the work dir.
+        assert!(!work.exists());
+    }
+
+    #[test]
+    fn a_failing_rollback_boots_the_old_root_or_halts() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, root, _) = fake(d.path(), "fake-fail-rollback = true", "");
+        let before = tree(&root);
+        let work = d.path().join("work");
+        for (cmdline, halt) in [("", false), ("darlings.on-failure=halt", true)] {
+            let out = run_with(&cfg, &work, d.path(), Stage::Early, cmdline);
+            assert_eq!(out.halt, halt, "{cmdline}");
+            assert_eq!(out.record.outcome, Outcome::Failed);
+            assert_eq!(
+                phases(&out),
+                [("config", true), ("preflight", true), ("rollback", false)]
+            );
+            assert_eq!(out.record.rolled_back_at, None);
+            assert_eq!(going_on_with(&out.record), "booting the untouched root");
+            let marker = std::fs::read_to_string(work.join(FAILED)).unwrap();
+            assert!(marker.starts_with("early rollback failed"), "{marker}");
+            assert!(marker.contains("fake-fail-rollback"), "{marker}");
+            assert_eq!(tree(&root), before);
+        }
+        // Under boot-old-root the late stage goes on and binds; under halt it never runs.
+        let cfg_halt = write(
+            d.path(),
+            "halt.toml",
+            &(std::fs::read_to_string(&cfg).unwrap() + "[boot]\non-failure = \"halt\"\n"),
+        );
+        let out = run_with(&cfg_halt, &work, d.path(), Stage::All, "");
+        assert!(out.halt);
+        assert!(out
+            .record
+            .phases
+            .iter()
+            .all(|p| p.stage == PhaseStage::Early));
+    }
+
+    #[test]
+    fn a_hold_skips_one_rollback_and_is_consumed() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, root, blank) = fake(d.path(), "", "");
+        let before = tree(&root);
+        let flag = PathBuf::from(format!("{}.hold", root.display()));
+        std::fs::write(&flag, "2026-12-01T00:00:00Z\n").unwrap();
+        let work = d.path().join("work");
+        let out = run_with(&cfg, &work, d.path(), Stage::Early, "");
+        assert!(out.error.is_none(), "{:?}", out.record);
+        assert_eq!(out.record.outcome, Outcome::Held);
+        assert_eq!(out.record.held.as_deref(), Some("2026-12-01T00:00:00Z"));
+        assert_eq!(
+            phases(&out),
+            [("config", true), ("preflight", true), ("hold", true)]
+        );
+        assert_eq!(out.record.rolled_back_at, None);
+        assert_eq!(tree(&root), before);
+        assert!(!flag.exists(), "a hold holds once");
+        let out = run_with(&cfg, &work, d.path(), Stage::Early, "");
+        assert_eq!(out.record.outcome, Outcome::Ok);
+        assert_eq!(out.record.held, None);
+        assert!(out.record.rolled_back_at.is_some());
+        assert_eq!(tree(&root), tree(&blank));
     }
 }

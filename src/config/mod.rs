@@ -134,14 +134,19 @@ pub enum RootConfig {
         destroy_newer_snapshots: bool,
         keep: Option<Keep>,
     },
+    /// Tests only: the directory-based fake backend (`src/backends/fake.rs`).
+    #[cfg(test)]
+    Fake {
+        root: AbsPath,
+        blank: AbsPath,
+        /// Its rollback fails (after its preflight passed), for the failure policy's tests.
+        fail_rollback: bool,
+    },
 }
 
-/// Old roots to keep; both bounds apply when both are given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Keep {
-    pub count: Option<u32>,
-    pub days: Option<u32>,
-}
+/// Old roots to keep: the backends' own type, so the config and the retention rule it feeds
+/// cannot drift apart.
+pub use darlings_backends::Keep;
 
 impl RootConfig {
     pub fn backend_name(&self) -> &'static str {
@@ -149,6 +154,8 @@ impl RootConfig {
             RootConfig::Tmpfs { .. } => "tmpfs",
             RootConfig::Btrfs { .. } => "btrfs",
             RootConfig::Zfs { .. } => "zfs",
+            #[cfg(test)]
+            RootConfig::Fake { .. } => "fake",
         }
     }
 }

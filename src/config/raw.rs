@@ -62,6 +62,12 @@ pub struct RawRoot {
     pub old_roots: Option<Sp<String>>,
     pub dataset: Option<Sp<String>>,
     pub destroy_newer_snapshots: Option<Sp<bool>>,
+    #[cfg(test)]
+    pub fake_root: Option<Sp<String>>,
+    #[cfg(test)]
+    pub fake_blank: Option<Sp<String>>,
+    #[cfg(test)]
+    pub fake_fail_rollback: Option<Sp<bool>>,
 }
 
 pub struct RawKeep {
@@ -323,6 +329,12 @@ const ROOT: &[&str] = &[
     "old-roots",
     "dataset",
     "destroy-newer-snapshots",
+    #[cfg(test)]
+    "fake-root",
+    #[cfg(test)]
+    "fake-blank",
+    #[cfg(test)]
+    "fake-fail-rollback",
 ];
 const KEEP: &[&str] = &["count", "days"];
 const DIFF: &[&str] = &[
@@ -542,6 +554,12 @@ fn read_root(t: &Table<'_>, p: &mut Problems) -> RawRoot {
         old_roots: k.string("old-roots", p),
         dataset: k.string("dataset", p),
         destroy_newer_snapshots: k.bool("destroy-newer-snapshots", p),
+        #[cfg(test)]
+        fake_root: k.string("fake-root", p),
+        #[cfg(test)]
+        fake_blank: k.string("fake-blank", p),
+        #[cfg(test)]
+        fake_fail_rollback: k.bool("fake-fail-rollback", p),
     }
 }
 

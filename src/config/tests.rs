@@ -319,6 +319,23 @@ fn btrfs_root() {
             "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nblank = \"root\"\n",
             &["root.blank \"root\" is the root subvolume itself"],
         ),
+        // Both passed the config before it called the backend's own rule, and preflight
+        // refused them.
+        (
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nblank = \"root.new\"\n",
+            &[
+                "t.toml:4:9",
+                "root.blank \"root.new\" is where rollback snapshots the blank to",
+            ],
+        ),
+        (
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nold-roots = \"root.new\"\n",
+            &["root.old-roots \"root.new\" is where rollback snapshots the blank to"],
+        ),
+        (
+            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nold-roots = \"root-blank\"\n",
+            &["root.old-roots \"root-blank\" collides with the root or blank name"],
+        ),
         (
             "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/sda\"\nkeep = {}\n",
             &["root.keep is empty"],

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::time::Duration;
 
-use darlings_backends::names::{zfs_component_ok, zfs_dataset_ok};
+use darlings_backends::names::{
+    btrfs_clash, btrfs_name_ok, zfs_component_ok, zfs_dataset_ok, BtrfsClash,
+};
 
 use super::doc::{Scalar, Sp};
 use super::raw::{
@@ -273,8 +275,18 @@ fn validate_root(r: &RawRoot, c: &mut Problems) -> Option<RootConfig> {
             span_of(&r.destroy_newer_snapshots),
             &["zfs"],
         ),
+        #[cfg(test)]
+        ("fake-root", span_of(&r.fake_root), &["fake"]),
+        #[cfg(test)]
+        ("fake-blank", span_of(&r.fake_blank), &["fake"]),
+        #[cfg(test)]
+        (
+            "fake-fail-rollback",
+            span_of(&r.fake_fail_rollback),
+            &["fake"],
+        ),
     ];
-    if matches!(backend, "tmpfs" | "btrfs" | "zfs") {
+    if crate::backends::known(backend) {
         for (key, span, owners) in foreign {
             if let Some(span) = span {
                 if !owners.contains(&backend) {
@@ -315,12 +327,9 @@ fn validate_root(r: &RawRoot, c: &mut Problems) -> Option<RootConfig> {
                     return Some(default.to_string());
                 };
                 let n = &v.v;
-                if n.is_empty()
-                    || n == "."
-                    || n == ".."
-                    || n.contains(['/', '\0', '\n'])
-                    || n.len() > crate::paths::NAME_MAX
-                {
+                // The backend's own rule (crate::names), so a valid config is never refused
+                // at preflight for its names.
+                if !btrfs_name_ok(n.as_bytes()) {
                     c.at(v.span.clone(), format!("root.{key} {n:?} must be one name in the top-level subvolume (no \"/\", at most 255 bytes), e.g. \"{default}\""));
                     return None;
                 }
@@ -329,15 +338,20 @@ fn validate_root(r: &RawRoot, c: &mut Problems) -> Option<RootConfig> {
             let subvolume = name("subvolume", &r.subvolume, "root");
             let blank = name("blank", &r.blank, "root-blank");
             let old_roots = name("old-roots", &r.old_roots, "old-roots");
-            if let (Some(s), Some(b)) = (&subvolume, &blank) {
-                if s == b {
-                    let span = span_of(&r.blank).unwrap_or(backend_span.clone());
-                    c.at(span, format!("root.blank {b:?} is the root subvolume itself; name the read-only blank snapshot, e.g. \"{s}-blank\""));
-                }
-            }
-            if let (Some(s), Some(o)) = (&subvolume, &old_roots) {
-                if s == o || blank.as_deref() == Some(o.as_str()) {
-                    c.at(span_of(&r.old_roots).unwrap_or(backend_span.clone()), format!("root.old-roots {o:?} collides with the root or blank name; pick another, e.g. \"old-roots\""));
+            if let (Some(s), Some(b), Some(o)) = (&subvolume, &blank, &old_roots) {
+                let at = |key: &Option<Sp<String>>| span_of(key).unwrap_or(backend_span.clone());
+                match btrfs_clash(s.as_bytes(), b.as_bytes(), o.as_bytes()) {
+                    None => {}
+                    Some(BtrfsClash::BlankIsRoot) => c.at(at(&r.blank), format!("root.blank {b:?} is the root subvolume itself; name the read-only blank snapshot, e.g. \"{s}-blank\"")),
+                    Some(BtrfsClash::IsRootNew) => {
+                        let (key, name, raw, eg) = if *b == format!("{s}.new") {
+                            ("blank", b, &r.blank, "root-blank")
+                        } else {
+                            ("old-roots", o, &r.old_roots, "old-roots")
+                        };
+                        c.at(at(raw), format!("root.{key} {name:?} is where rollback snapshots the blank to (the root subvolume's name and .new); pick another, e.g. \"{eg}\""));
+                    }
+                    Some(BtrfsClash::OldRootsCollide) => c.at(at(&r.old_roots), format!("root.old-roots {o:?} collides with the root or blank name; pick another, e.g. \"old-roots\"")),
                 }
             }
             let keep = validate_keep(&r.keep, c);
@@ -375,6 +389,26 @@ fn validate_root(r: &RawRoot, c: &mut Problems) -> Option<RootConfig> {
                 blank: blank?,
                 destroy_newer_snapshots: r.destroy_newer_snapshots.as_ref().is_some_and(|v| v.v),
                 keep,
+            })
+        }
+        #[cfg(test)]
+        "fake" => {
+            let mut dir = |key: &str, v: &Option<Sp<String>>| match v {
+                Some(v) => c.abs(&format!("root.{key}"), v),
+                None => {
+                    c.at(
+                        backend_span.clone(),
+                        format!("backend \"fake\" needs root.{key}"),
+                    );
+                    None
+                }
+            };
+            let root = dir("fake-root", &r.fake_root);
+            let blank = dir("fake-blank", &r.fake_blank);
+            Some(RootConfig::Fake {
+                root: root?,
+                blank: blank?,
+                fail_rollback: r.fake_fail_rollback.as_ref().is_some_and(|v| v.v),
             })
         }
         other => {

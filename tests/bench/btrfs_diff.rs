@@ -95,6 +95,7 @@ impl Subvols for Fs {
             keep: None,
             now: SystemTime::now(),
             work_dir: self.base.join("work"),
+            #[cfg(feature = "failpoints")]
             failpoint: None,
         }
     }

@@ -76,6 +76,7 @@ fn main() {
         keep: None,
         now: SystemTime::now(),
         work_dir: fs.base.join("work"),
+        #[cfg(feature = "failpoints")]
         failpoint: None,
     };
     let (mut ours, mut cli, mut cli_sync) = (Vec::new(), Vec::new(), Vec::new());

@@ -90,6 +90,7 @@ impl Disk {
             keep: None,
             now: SystemTime::now(),
             work_dir: self.work.clone(),
+            #[cfg(feature = "failpoints")]
             failpoint: None,
         }
     }

@@ -84,7 +84,7 @@ pub(crate) fn diff(b: &Btrfs, limits: &DiffLimits) -> Result<DiffOutput, Backend
     let snapshot = TempSnapshot::create(&root, top.join(&snap_name))?;
     let snap_fd = open_dir(&snapshot.path)?;
     let blank_fd = open_dir(&blank)?;
-    if b.failpoint.as_deref() == Some("diff") {
+    if b.failpoint() == Some(crate::Failpoint::Diff) {
         // For the test that a diff failing outright does not stop the boot's rollback.
         return Err(BackendError::Refused("failpoint diff hit".into()));
     }

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::{
-    Backend, BackendError, DiffLimits, DiffOutput, HoldOp, HoldState, OldRoot, OpenTree, Preflight,
-    RollbackOpts, RollbackOutcome,
+    Backend, BackendError, DiffLimits, DiffOutput, HoldOp, HoldState, MountSpec, OldRoot, OpenTree,
+    Preflight, RollbackAt, RollbackOpts, RollbackOutcome,
 };
 
 pub use crate::Keep;
@@ -38,13 +38,47 @@ pub struct Btrfs {
     pub now: SystemTime,
     /// Where the top level is mounted (privately, in a fresh directory) while darlings works.
     pub work_dir: PathBuf,
-    /// Tests only: stop right after the named protocol step, as a power cut would.
-    pub failpoint: Option<String>,
+    /// Crash tests only (the `failpoints` feature): stop right after this protocol step, as a
+    /// power cut would.
+    #[cfg(feature = "failpoints")]
+    pub failpoint: Option<crate::Failpoint>,
+}
+
+impl Btrfs {
+    /// The step to stop after; never one in a build without the `failpoints` feature.
+    pub(crate) fn failpoint(&self) -> Option<crate::Failpoint> {
+        #[cfg(feature = "failpoints")]
+        {
+            self.failpoint
+        }
+        #[cfg(not(feature = "failpoints"))]
+        {
+            None
+        }
+    }
 }
 
 impl Backend for Btrfs {
     fn name(&self) -> &'static str {
         "btrfs"
+    }
+
+    fn init(&self, dry_run: bool) -> Result<Option<Vec<String>>, BackendError> {
+        Btrfs::init(self, dry_run).map(Some)
+    }
+
+    fn rollback_at(&self) -> RollbackAt {
+        RollbackAt::BeforeRootMount
+    }
+
+    fn fresh_root_mount(&self) -> Option<MountSpec> {
+        let mut data = b"subvol=".to_vec();
+        data.extend_from_slice(&self.subvolume);
+        Some(MountSpec {
+            source: self.device.clone(),
+            fstype: "btrfs",
+            data,
+        })
     }
 
     fn preflight(&self) -> Result<Preflight, BackendError> {

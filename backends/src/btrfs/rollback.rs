@@ -29,7 +29,9 @@ use crate::bytes::Show;
 use crate::clock::{civil_from_days, days_from_civil, unix_secs};
 use crate::error::IoContext;
 use crate::mountinfo;
-use crate::{BackendError, Preflight, RollbackOpts, RollbackOutcome};
+use crate::names::{self, BtrfsClash};
+use crate::protocol;
+use crate::{BackendError, Failpoint, Keep, Preflight, Pruned, RollbackOpts, RollbackOutcome};
 
 /// The names in the top level that darlings works with, checked once.
 struct Names {
@@ -44,27 +46,27 @@ impl Names {
         check_name("root subvolume", &b.subvolume)?;
         check_name("blank snapshot", &b.blank)?;
         check_name("old-roots directory", &b.old_roots)?;
-        let mut new = b.subvolume.clone();
-        new.extend_from_slice(b".new");
         let n = Names {
             root: b.subvolume.clone(),
             blank: b.blank.clone(),
-            new,
+            new: names::btrfs_root_new(&b.subvolume),
             old_roots: b.old_roots.clone(),
         };
-        if n.root == n.blank {
-            return Err(BackendError::Refused(format!(
-                "the blank snapshot and the root subvolume are both {}; rolling back would \
-                 destroy the blank: set [root] blank to the read-only snapshot (e.g. root-blank)",
-                Show(&n.root)
-            )));
-        }
-        for (what, name) in [
-            ("blank snapshot", &n.blank),
-            ("old-roots directory", &n.old_roots),
-        ] {
-            if *name == n.new || (what != "blank snapshot" && (*name == n.root || *name == n.blank))
-            {
+        match names::btrfs_clash(&n.root, &n.blank, &n.old_roots) {
+            None => {}
+            Some(BtrfsClash::BlankIsRoot) => {
+                return Err(BackendError::Refused(format!(
+                    "the blank snapshot and the root subvolume are both {}; rolling back would \
+                     destroy the blank: set [root] blank to the read-only snapshot (e.g. root-blank)",
+                    Show(&n.root)
+                )))
+            }
+            Some(BtrfsClash::IsRootNew | BtrfsClash::OldRootsCollide) => {
+                let (what, name) = if n.blank == n.new {
+                    ("blank snapshot", &n.blank)
+                } else {
+                    ("old-roots directory", &n.old_roots)
+                };
                 return Err(BackendError::Refused(format!(
                     "the {what} name {} collides with a name rollback uses ({}, {}.new, {}); \
                      choose another name in [root]",
@@ -231,26 +233,15 @@ enum Op {
     Sync,
 }
 
-/// One protocol action: `step` is the stable name failpoints use, `text` what is logged.
-#[derive(Debug, Clone)]
-struct Action {
-    step: &'static str,
-    text: String,
-    op: Op,
-    /// Prune failures are reported, not fatal: the root is fresh by then.
-    fatal: bool,
-}
+type Action = protocol::Action<Op>;
 
-fn act(step: &'static str, op: Op, text: String) -> Action {
-    Action {
-        step,
-        text: format!("{step}: {text}"),
-        op,
-        fatal: step != "prune",
-    }
+/// A protocol action, its text led by its step's name as the crash tests read it.
+fn act(step: Failpoint, op: Op, text: String) -> Action {
+    Action::new(step, format!("{step}: {text}"), op)
 }
 
 /// An old root that retention decides on.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Candidate {
     id: u64,
     path: Vec<u8>,
@@ -271,7 +262,7 @@ struct Planner<'a> {
 
 impl Planner<'_> {
     /// Deletes `s` (now at `at`), its nested subvolumes first, deepest first.
-    fn delete_tree(&mut self, step: &'static str, s: &Subvol, at: &[u8], why: &str) {
+    fn delete_tree(&mut self, step: Failpoint, s: &Subvol, at: &[u8], why: &str) {
         for (nested, _) in nested_deepest_first(&self.st.all, s.id) {
             let rel = nested
                 .path
@@ -280,10 +271,10 @@ impl Planner<'_> {
             let mut shown = at.to_vec();
             shown.extend_from_slice(rel);
             self.out.push(act(
-                if step == "prune" {
-                    "prune"
+                if step == Failpoint::Prune {
+                    Failpoint::Prune
                 } else {
-                    "delete-nested"
+                    Failpoint::DeleteNested
                 },
                 Op::Delete {
                     id: nested.id,
@@ -330,7 +321,7 @@ impl Planner<'_> {
     }
 
     /// Retires the old root `s`, now at `<root>.new`: kept in old-roots, or deleted.
-    fn retire(&mut self, step: &'static str, s: &Subvol) -> Result<(), BackendError> {
+    fn retire(&mut self, step: Failpoint, s: &Subvol) -> Result<(), BackendError> {
         let new = self.n.new.clone();
         if self.b.keep.is_none() {
             self.delete_tree(step, s, &new, "");
@@ -365,7 +356,7 @@ impl Planner<'_> {
         let dev = self.b.device.display();
         if self.b.keep.is_some() && st.old_roots_ino.is_none() {
             self.out.push(act(
-                "make-old-roots",
+                Failpoint::MakeOldRoots,
                 Op::MakeDir(n.old_roots.clone()),
                 format!("create directory {} (mode 0700)", Show(&n.old_roots)),
             ));
@@ -385,7 +376,7 @@ impl Planner<'_> {
                     )));
                 }
                 self.out.push(act(
-                    "remove-stray",
+                    Failpoint::RemoveStray,
                     Op::Delete {
                         id: s.id,
                         parent: FS_TREE_OBJECTID,
@@ -400,11 +391,11 @@ impl Planner<'_> {
                     ),
                 ));
             } else {
-                self.retire("remove-stray", s)?;
+                self.retire(Failpoint::RemoveStray, s)?;
             }
         }
         self.out.push(act(
-            "snapshot",
+            Failpoint::Snapshot,
             Op::Snapshot,
             format!(
                 "snapshot {} (id {}) to {}",
@@ -414,7 +405,7 @@ impl Planner<'_> {
             ),
         ));
         self.out.push(act(
-            "exchange",
+            Failpoint::Exchange,
             Op::Exchange,
             format!(
                 "exchange {} and {} (rename_exchange): {} becomes the fresh snapshot, {} the old \
@@ -427,57 +418,23 @@ impl Planner<'_> {
             ),
         ));
         let root = st.root.clone();
-        self.retire("retire-old", &root)?;
+        self.retire(Failpoint::RetireOld, &root)?;
         self.out.push(act(
-            "sync",
+            Failpoint::Sync,
             Op::Sync,
             format!("syncfs the top level of {dev}"),
         ));
         if let Some(keep) = self.b.keep {
-            self.prune(keep.count, keep.days)?;
+            self.prune(keep)?;
         }
         Ok(self.out)
     }
 
-    fn prune(&mut self, count: Option<u32>, days: Option<u32>) -> Result<(), BackendError> {
-        let (n, st) = (self.n, self.st);
-        let mut cands: Vec<Candidate> = std::mem::take(&mut self.retired);
-        let retired_ids: HashSet<u64> = cands.iter().map(|c| c.id).collect();
-        let mut prefix = n.old_roots.clone();
-        prefix.push(b'/');
-        for s in &st.all {
-            let Some(name) = s.path.strip_prefix(prefix.as_slice()) else {
-                continue;
-            };
-            // Selected by parent ID and directory inode; the path only supplies the timestamp.
-            if s.parent_id != FS_TREE_OBJECTID
-                || Some(s.dir_id) != st.old_roots_ino
-                || name.contains(&b'/')
-                || retired_ids.contains(&s.id)
-            {
-                continue;
-            }
-            if let Some((secs, seq)) = parse_ts(name) {
-                cands.push(Candidate {
-                    id: s.id,
-                    path: s.path.clone(),
-                    secs,
-                    seq,
-                });
-            }
-        }
-        cands.sort_by_key(|c| std::cmp::Reverse((c.secs, c.seq)));
-        for (i, c) in cands.iter().enumerate() {
-            let over_count = count.is_some_and(|k| i >= k as usize);
-            let over_age = days.is_some_and(|d| self.now - c.secs > i64::from(d) * 86_400);
-            if !(over_count || over_age) {
-                continue;
-            }
-            let why = if over_count {
-                format!("beyond keep.count = {}", count.unwrap_or(0))
-            } else {
-                format!("older than keep.days = {}", days.unwrap_or(0))
-            };
+    fn prune(&mut self, keep: Keep) -> Result<(), BackendError> {
+        let st = self.st;
+        let retired = std::mem::take(&mut self.retired);
+        let cands = candidates(&st.all, &self.n.old_roots, st.old_roots_ino, retired);
+        for (c, why) in to_prune(cands, keep, self.now) {
             let s = Subvol {
                 id: c.id,
                 parent_id: FS_TREE_OBJECTID,
@@ -493,11 +450,57 @@ impl Planner<'_> {
                 otransid: 0,
                 read_only: false,
             };
-            let path = c.path.clone();
-            self.delete_tree("prune", &s, &path, &format!(": {why}"));
+            self.delete_tree(Failpoint::Prune, &s, &c.path, &format!(": {why}"));
         }
         Ok(())
     }
+}
+
+/// The old roots retention decides on: those this run retires, and the subvolumes directly in
+/// the old-roots directory (selected by parent ID and directory inode; the path only supplies
+/// the timestamp) whose names `format_ts` made.
+fn candidates(
+    all: &[Subvol],
+    old_roots: &[u8],
+    old_roots_ino: Option<u64>,
+    retired: Vec<Candidate>,
+) -> Vec<Candidate> {
+    let mut cands = retired;
+    let retired_ids: HashSet<u64> = cands.iter().map(|c| c.id).collect();
+    let mut prefix = old_roots.to_vec();
+    prefix.push(b'/');
+    for s in all {
+        let Some(name) = s.path.strip_prefix(prefix.as_slice()) else {
+            continue;
+        };
+        if s.parent_id != FS_TREE_OBJECTID
+            || Some(s.dir_id) != old_roots_ino
+            || name.contains(&b'/')
+            || retired_ids.contains(&s.id)
+        {
+            continue;
+        }
+        if let Some((secs, seq)) = parse_ts(name) {
+            cands.push(Candidate {
+                id: s.id,
+                path: s.path.clone(),
+                secs,
+                seq,
+            });
+        }
+    }
+    cands
+}
+
+/// The candidates `Keep::select` (the rule zfs shares) removes, newest first, with why.
+fn to_prune(cands: Vec<Candidate>, keep: Keep, now: i64) -> Vec<(Candidate, Pruned)> {
+    let times: Vec<(i64, u32)> = cands.iter().map(|c| (c.secs, c.seq)).collect();
+    let chosen = keep.select(&times, now);
+    let mut cands: Vec<Option<Candidate>> = cands.into_iter().map(Some).collect();
+    chosen
+        .into_iter()
+        .filter_map(|(i, why)| Some((cands.get_mut(i)?.take()?, why)))
+        .collect()
 }
 
 fn exec(top: &Top, b: &Btrfs, n: &Names, op: &Op) -> Result<(), BackendError> {
@@ -567,37 +570,14 @@ pub(crate) fn rollback(b: &Btrfs, opts: &RollbackOpts) -> Result<RollbackOutcome
         out: Vec::new(),
     }
     .plan()?;
-    let mut steps = Vec::with_capacity(actions.len());
-    if opts.dry_run {
-        steps.extend(actions.into_iter().map(|a| a.text));
-        top.close()?;
-        return Ok(RollbackOutcome {
-            steps,
-            already_blank: false,
-        });
-    }
-    for a in &actions {
-        match exec(&top, b, &n, &a.op) {
-            Ok(()) => {
-                tracing::info!("{}", a.text);
-                steps.push(a.text.clone());
-            }
-            Err(e) if !a.fatal => {
-                let line = format!("{}: warning: {e}; left in place", a.step);
-                tracing::warn!("{line}");
-                steps.push(line);
-                continue;
-            }
-            Err(e) => return Err(e),
-        }
-        if b.failpoint.as_deref() == Some(a.step) {
-            // As a power cut would: no cleanup of the protocol's state (the unmount only
-            // detaches this private mount).
-            top.close()?;
-            return Err(BackendError::Refused(format!("failpoint {} hit", a.step)));
-        }
-    }
-    top.close()?;
+    let ran = protocol::run(actions, opts.dry_run, b.failpoint(), |op| {
+        exec(&top, b, &n, op).map(|()| Vec::new())
+    });
+    // Whatever the run ended with (a failpoint as a power cut would: no cleanup of the
+    // protocol's state), the unmount only detaches this private mount.
+    let closed = top.close();
+    let steps = ran?;
+    closed?;
     Ok(RollbackOutcome {
         steps,
         already_blank: false,
@@ -667,7 +647,15 @@ impl Btrfs {
     }
 }
 
-/// `2026-11-22T02:30:00Z` for a time in seconds since the epoch, UTC.
+/// `2026-11-22T02:30:00Z` for a time in seconds since the epoch, UTC: an old root's name in
+/// `old-roots`, `.N` added when the name is taken.
+///
+/// zfs names its old roots `20261122T023000Z-N` (`zfs::oldroots::stamp`). No filesystem rule
+/// makes them differ: `:`, `-` and `.` are all legal in ZFS names (`crate::names`) and in btrfs
+/// ones. The two backends were written with different forms of ISO 8601 (zfs took the basic
+/// form that saved reports are named with), and the difference must now stay: retention and
+/// `darlings old-roots` only ever touch names of their backend's own shape, so a new format
+/// would strand every old root an earlier darlings kept (never pruned, never listed).
 fn format_ts(secs: i64) -> String {
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
@@ -721,6 +709,92 @@ pub(crate) fn parse_ts(name: &[u8]) -> Option<(i64, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sv(id: u64, parent_id: u64, dir_id: u64, path: &str) -> Subvol {
+        Subvol {
+            id,
+            parent_id,
+            dir_id,
+            path: path.as_bytes().to_vec(),
+            uuid: [0; 16],
+            parent_uuid: None,
+            otransid: id,
+            read_only: false,
+        }
+    }
+
+    /// Retention on btrfs's own names (`Keep::select` is the rule): what a listing of the top
+    /// level offers, what this run retires, and which go, with why.
+    #[test]
+    fn retention_on_btrfs_names() {
+        const DIR: u64 = 300;
+        let all = [
+            sv(256, 5, 256, "root"),
+            sv(257, 5, 256, "root-blank"),
+            sv(260, 5, DIR, "old-roots/2026-11-21T02:30:00Z"),
+            sv(261, 5, DIR, "old-roots/2026-11-21T02:30:00Z.1"),
+            sv(262, 5, DIR, "old-roots/2026-11-01T00:00:00Z"),
+            // Not retention's: a foreign name, a nested subvolume, one in another directory
+            // that took the same path (a replaced old-roots), one below the top level.
+            sv(263, 5, DIR, "old-roots/keep-me"),
+            sv(264, 262, 256, "old-roots/2026-11-01T00:00:00Z/var"),
+            sv(265, 5, 999, "old-roots/2026-10-01T00:00:00Z"),
+            sv(266, 256, DIR, "old-roots/2026-09-01T00:00:00Z"),
+        ];
+        let now = parse_ts(b"2026-11-22T02:30:00Z").unwrap().0;
+        // The root this run retires, under the name `free_name` gave it.
+        let retired = || {
+            vec![Candidate {
+                id: 256,
+                path: b"old-roots/2026-11-22T02:30:00Z".to_vec(),
+                secs: now,
+                seq: 0,
+            }]
+        };
+        let cands = candidates(&all, b"old-roots", Some(DIR), retired());
+        let ids: Vec<u64> = cands.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [256, 260, 261, 262]);
+        assert!(candidates(&all, b"old-roots", None, vec![]).is_empty());
+        let keep = |count, days| Keep { count, days };
+        let (c, d) = (Pruned::BeyondCount, Pruned::OlderThan);
+        let cases: Vec<(Keep, Vec<(&str, Pruned)>)> = vec![
+            (keep(None, None), vec![]),
+            (
+                keep(Some(2), None),
+                vec![
+                    ("old-roots/2026-11-21T02:30:00Z", c(2)),
+                    ("old-roots/2026-11-01T00:00:00Z", c(2)),
+                ],
+            ),
+            (
+                keep(Some(1), None),
+                vec![
+                    ("old-roots/2026-11-21T02:30:00Z.1", c(1)),
+                    ("old-roots/2026-11-21T02:30:00Z", c(1)),
+                    ("old-roots/2026-11-01T00:00:00Z", c(1)),
+                ],
+            ),
+            (
+                keep(None, Some(7)),
+                vec![("old-roots/2026-11-01T00:00:00Z", d(7))],
+            ),
+            (
+                keep(Some(3), Some(30)),
+                vec![("old-roots/2026-11-01T00:00:00Z", c(3))],
+            ),
+            (keep(Some(5), Some(30)), vec![]),
+        ];
+        for (k, want) in cases {
+            let cands = candidates(&all, b"old-roots", Some(DIR), retired());
+            let got: Vec<(String, Pruned)> = to_prune(cands, k, now)
+                .into_iter()
+                .map(|(c, why)| (String::from_utf8(c.path).unwrap(), why))
+                .collect();
+            let want: Vec<(String, Pruned)> =
+                want.into_iter().map(|(n, w)| (n.to_string(), w)).collect();
+            assert_eq!(got, want, "{k:?}");
+        }
+    }
 
     #[test]
     fn timestamps_round_trip() {

@@ -394,12 +394,13 @@ pub(crate) fn nested_deepest_first(all: &[Subvol], target: u64) -> Vec<(Subvol, 
 
 /// A name from the config, checked to be one plain component of the top level.
 pub(crate) fn check_name(what: &str, name: &[u8]) -> Result<CString, BackendError> {
-    let bad = name.is_empty() || name == b"." || name == b".." || name.contains(&b'/');
+    // The rule the config validates with, so a valid config is never refused here.
+    let bad = !crate::names::btrfs_name_ok(name);
     match CString::new(name) {
         Ok(c) if !bad => Ok(c),
         _ => Err(BackendError::Refused(format!(
-            "{what} name {:?} must be a single name in the top level (no '/', not empty); fix \
-             [root] in the config",
+            "{what} name {:?} must be a single name in the top level (no '/', not empty, at \
+             most 255 bytes); fix [root] in the config",
             Show(name).to_string()
         ))),
     }

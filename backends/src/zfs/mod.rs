@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::{
-    Backend, BackendError, DiffLimits, DiffOutput, HoldOp, HoldState, Keep, OldRoot, OpenTree,
-    Preflight, RollbackOpts, RollbackOutcome,
+    Backend, BackendError, DiffLimits, DiffOutput, HoldOp, HoldState, Keep, MountSpec, OldRoot,
+    OpenTree, Preflight, RollbackAt, RollbackOpts, RollbackOutcome,
 };
 
 #[derive(Debug, Clone)]
@@ -33,13 +33,45 @@ pub struct Zfs {
     /// The stores' mount points as this mount namespace sees them: preflight refuses a dataset
     /// that is a store's dataset or an ancestor of it.
     pub stores: Vec<PathBuf>,
-    /// Tests only: stop right after the named protocol step, as a power cut would.
-    pub failpoint: Option<String>,
+    /// Crash tests only (the `failpoints` feature): stop right after this protocol step, as a
+    /// power cut would.
+    #[cfg(feature = "failpoints")]
+    pub failpoint: Option<crate::Failpoint>,
+}
+
+impl Zfs {
+    /// The step to stop after; never one in a build without the `failpoints` feature.
+    pub(crate) fn failpoint(&self) -> Option<crate::Failpoint> {
+        #[cfg(feature = "failpoints")]
+        {
+            self.failpoint
+        }
+        #[cfg(not(feature = "failpoints"))]
+        {
+            None
+        }
+    }
 }
 
 impl Backend for Zfs {
     fn name(&self) -> &'static str {
         "zfs"
+    }
+
+    fn init(&self, dry_run: bool) -> Result<Option<Vec<String>>, BackendError> {
+        Zfs::init(self, dry_run).map(Some)
+    }
+
+    fn rollback_at(&self) -> RollbackAt {
+        RollbackAt::BeforeRootMount
+    }
+
+    fn fresh_root_mount(&self) -> Option<MountSpec> {
+        Some(MountSpec {
+            source: PathBuf::from(&self.dataset),
+            fstype: "zfs",
+            data: Vec::new(),
+        })
     }
 
     fn preflight(&self) -> Result<Preflight, BackendError> {

@@ -9,7 +9,7 @@
 
 pub use crate::clock::unix_secs;
 use crate::clock::{civil_from_days, days_from_civil};
-use crate::Keep;
+use crate::{Keep, Pruned};
 
 pub fn container(dataset: &str) -> String {
     format!("{dataset}-old")
@@ -19,7 +19,9 @@ pub fn next(dataset: &str) -> String {
     format!("{}/next", container(dataset))
 }
 
-/// `20261122T023000Z`: no `:` or `-` in the stamp so the `-N` suffix stays unambiguous.
+/// `20261122T023000Z`: no `-` in the stamp, so the `-N` suffix splits off at the first `-`.
+/// btrfs's old roots are `2026-11-22T02:30:00Z.N` (`btrfs::rollback::format_ts` says why the
+/// two differ and must stay as they are).
 pub fn stamp(secs: i64) -> String {
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
@@ -73,11 +75,12 @@ pub fn fresh_name(dataset: &str, now: i64, existing: &[String]) -> String {
         .unwrap_or(base)
 }
 
-/// The old roots (full names, children of the container) that retention destroys: beyond the
-/// `count` newest, or older than `days`. Names retention did not make are never chosen.
-pub fn to_prune(dataset: &str, old: &[String], keep: Keep, now: i64) -> Vec<String> {
+/// The old roots (full names, children of the container) that retention destroys, with why
+/// (`Keep::select`, the rule btrfs shares), newest first. Names retention did not make are
+/// never chosen.
+pub fn to_prune(dataset: &str, old: &[String], keep: Keep, now: i64) -> Vec<(String, Pruned)> {
     let prefix = format!("{}/", container(dataset));
-    let mut dated: Vec<((i64, u32), &String)> = old
+    let dated: Vec<((i64, u32), &String)> = old
         .iter()
         .filter_map(|n| {
             let leaf = n.strip_prefix(&prefix)?;
@@ -85,18 +88,10 @@ pub fn to_prune(dataset: &str, old: &[String], keep: Keep, now: i64) -> Vec<Stri
             Some((parse(leaf)?, n))
         })
         .collect();
-    dated.sort_by_key(|d| std::cmp::Reverse(d.0));
-    dated
+    let times: Vec<(i64, u32)> = dated.iter().map(|d| d.0).collect();
+    keep.select(&times, now)
         .into_iter()
-        .enumerate()
-        .filter(|(i, ((secs, _), _))| {
-            let too_many = keep.count.is_some_and(|c| *i >= c as usize);
-            let too_old = keep
-                .days
-                .is_some_and(|d| now.saturating_sub(*secs) > i64::from(d) * 86_400);
-            too_many || too_old
-        })
-        .map(|(_, (_, n))| n.clone())
+        .map(|(i, why)| (dated[i].1.clone(), why))
         .collect()
 }
 
@@ -144,55 +139,57 @@ mod tests {
         );
     }
 
+    /// The rule is `Keep::select`'s; this table checks it on zfs's own names, suffixes and
+    /// foreign children included.
     #[test]
     fn retention() {
-        let day = 86_400;
-        let now = 100 * day;
-        let old: Vec<String> = [99, 98, 90, 50]
-            .iter()
-            .map(|d| format!("t/r-old/{}", stamp(d * day)))
-            .chain(["t/r-old/next".to_string(), "t/r-old/mine".to_string()])
-            .collect();
-        let name = |d: i64| format!("t/r-old/{}", stamp(d * day));
-        let cases: [(Keep, Vec<String>); 4] = [
-            (Keep::default(), vec![]),
+        let old: Vec<String> = [
+            "t/r-old/20261122T023000Z-1",
+            "t/r-old/20261122T023000Z",
+            "t/r-old/20261121T023000Z",
+            "t/r-old/20261101T000000Z",
+            "t/r-old/next",
+            "t/r-old/mine",
+            "t/r-old/2026-11-20T02:30:00Z",
+            "t/other-old/20261122T023000Z",
+        ]
+        .map(String::from)
+        .to_vec();
+        let now = parse("20261122T030000Z").unwrap().0;
+        let keep = |count, days| Keep { count, days };
+        let c = Pruned::BeyondCount;
+        let d = Pruned::OlderThan;
+        let cases: Vec<(Keep, Vec<(&str, Pruned)>)> = vec![
+            (keep(None, None), vec![]),
             (
-                Keep {
-                    count: Some(2),
-                    days: None,
-                },
-                vec![name(90), name(50)],
+                keep(Some(2), None),
+                vec![
+                    ("t/r-old/20261121T023000Z", c(2)),
+                    ("t/r-old/20261101T000000Z", c(2)),
+                ],
             ),
             (
-                Keep {
-                    count: None,
-                    days: Some(5),
-                },
-                vec![name(90), name(50)],
+                keep(Some(1), None),
+                vec![
+                    ("t/r-old/20261122T023000Z", c(1)),
+                    ("t/r-old/20261121T023000Z", c(1)),
+                    ("t/r-old/20261101T000000Z", c(1)),
+                ],
             ),
             (
-                Keep {
-                    count: Some(3),
-                    days: Some(30),
-                },
-                vec![name(50)],
+                keep(None, Some(5)),
+                vec![("t/r-old/20261101T000000Z", d(5))],
             ),
+            (
+                keep(Some(3), Some(30)),
+                vec![("t/r-old/20261101T000000Z", c(3))],
+            ),
+            (keep(Some(9), Some(30)), vec![]),
         ];
-        for (keep, want) in cases {
-            assert_eq!(to_prune("t/r", &old, keep, now), want, "{keep:?}");
+        for (k, want) in cases {
+            let want: Vec<(String, Pruned)> =
+                want.into_iter().map(|(n, w)| (n.to_string(), w)).collect();
+            assert_eq!(to_prune("t/r", &old, k, now), want, "{k:?}");
         }
-        assert_eq!(
-            to_prune(
-                "t/r",
-                &old,
-                Keep {
-                    count: Some(0),
-                    days: None
-                },
-                now
-            )
-            .len(),
-            4
-        );
     }
 }

@@ -102,7 +102,7 @@ for _, s in ipairs(newer) do
   local e = zfs.check.destroy(s)
   if e ~= 0 then fail("cannot destroy snapshot " .. s .. " (errno " .. e .. "); it may have clones or holds: remove them") end
 end
-if #newer == 0 and zfs.get_prop(ds, "written") == 0 then return "already blank" end
+if #newer == 0 and zfs.get_prop(ds, "written") == 0 then return {already} end
 local done = {{}}
 for _, s in ipairs(newer) do
   local e = zfs.sync.destroy(s)
@@ -116,6 +116,7 @@ return table.concat(done, "\n")
 "#,
         ds = lit(dataset),
         blank = lit(blank),
+        already = lit(ALREADY_BLANK),
     )
 }
 
@@ -159,6 +160,32 @@ return tostring(#gone)
 "#,
         list = list.join(", ")
     )
+}
+
+/// What the [`rollback`] program did, parsed once from the text it returns: the Lua says
+/// `already blank` or lists its actions, and nothing past this type compares strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rolled {
+    /// Nothing had been written since the blank and no newer snapshot existed: nothing changed.
+    AlreadyBlank,
+    /// One line per action taken.
+    Done(Vec<String>),
+}
+
+/// The sentinel the rollback program returns when it changed nothing.
+const ALREADY_BLANK: &str = "already blank";
+
+pub fn parse_rolled(text: &str) -> Rolled {
+    if text.trim() == ALREADY_BLANK {
+        Rolled::AlreadyBlank
+    } else {
+        Rolled::Done(
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+        )
+    }
 }
 
 /// What [`inspect`] found.
@@ -271,6 +298,20 @@ mod tests {
             let ends = words.iter().filter(|w| **w == "end").count();
             assert_eq!(opens, ends, "{prog}");
         }
+    }
+
+    #[test]
+    fn rollback_results_are_typed() {
+        assert!(rollback("t/r", "t/r@b", false).contains("then return \"already blank\" end"));
+        assert_eq!(parse_rolled("already blank"), Rolled::AlreadyBlank);
+        assert_eq!(
+            parse_rolled("destroyed snapshot t/r@s1\nrolled back t/r to t/r@b"),
+            Rolled::Done(vec![
+                "destroyed snapshot t/r@s1".into(),
+                "rolled back t/r to t/r@b".into()
+            ])
+        );
+        assert_eq!(parse_rolled(""), Rolled::Done(vec![]));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::{lzc, oldroots, program, Zfs};
 use crate::bytes::Show;
 use crate::error::IoContext;
 use crate::mountinfo::{self, Mount};
+use crate::{protocol, Failpoint};
 use crate::{
     BackendError, DiffLimits, DiffOutput, Preflight, RollbackOpts, RollbackOutcome, Truncation,
 };
@@ -231,11 +232,11 @@ pub(crate) fn preflight(z: &Zfs) -> Result<Preflight, BackendError> {
     })
 }
 
-/// One protocol action: `step` is the stable name failpoints use, `text` what is reported.
-struct Action {
-    step: &'static str,
-    text: String,
-    op: Op,
+type Action = protocol::Action<Op>;
+
+/// A protocol action: each is one transaction, and the next run repairs what a failure left.
+fn act(step: Failpoint, text: String, op: Op) -> Action {
+    Action::new(step, text, op)
 }
 
 enum Op {
@@ -252,24 +253,28 @@ enum Op {
 fn plan(z: &Zfs, n: &Names, ex: &Examined) -> Result<(Vec<Action>, bool), BackendError> {
     let st = &ex.st;
     let mut acts = Vec::new();
-    let rename_new = || Action {
-        step: "rename-new",
-        text: format!("rename {} to {}", n.next, n.ds),
-        op: Op::Rename(n.next.clone(), n.ds.clone()),
+    let rename_new = || {
+        act(
+            Failpoint::RenameNew,
+            format!("rename {} to {}", n.next, n.ds),
+            Op::Rename(n.next.clone(), n.ds.clone()),
+        )
     };
-    let promote = || Action {
-        step: "promote",
-        text: format!("promote {} (it takes over {})", n.ds, n.blank),
-        op: Op::Promote,
+    let promote = || {
+        act(
+            Failpoint::Promote,
+            format!("promote {} (it takes over {})", n.ds, n.blank),
+            Op::Promote,
+        )
     };
     let mut blank_now = false;
     match ex.repair {
         Repair::None => {}
-        Repair::UndoClone => acts.push(Action {
-            step: "undo-clone",
-            text: format!("destroy the stray clone {}", n.next),
-            op: Op::Destroy(n.next.clone()),
-        }),
+        Repair::UndoClone => acts.push(act(
+            Failpoint::UndoClone,
+            format!("destroy the stray clone {}", n.next),
+            Op::Destroy(n.next.clone()),
+        )),
         Repair::FinishRenameNew => {
             acts.push(rename_new());
             acts.push(promote());
@@ -289,49 +294,49 @@ fn plan(z: &Zfs, n: &Names, ex: &Examined) -> Result<(Vec<Action>, bool), Backen
             } else {
                 format!(", destroying newer snapshots {}", st.newer.join(", "))
             };
-            acts.push(Action {
-                step: "rollback",
-                text: format!(
+            acts.push(act(
+                Failpoint::Rollback,
+                format!(
                     "roll back {} to {} in one channel program{destroying}",
                     n.ds, n.blank
                 ),
-                op: Op::Rollback,
-            });
+                Op::Rollback,
+            ));
         }
         let already = untouched && acts.is_empty();
         return Ok((acts, already));
     };
     if !blank_now && !untouched {
         if !st.newer.is_empty() {
-            acts.push(Action {
-                step: "destroy-newer",
-                text: format!(
+            acts.push(act(
+                Failpoint::DestroyNewer,
+                format!(
                     "destroy the snapshots newer than {}: {}",
                     n.blank,
                     st.newer.join(", ")
                 ),
-                op: Op::DestroyNewer,
-            });
+                Op::DestroyNewer,
+            ));
         }
         if !st.container {
-            acts.push(Action {
-                step: "create-container",
-                text: format!("create {} (canmount=off, mountpoint=none)", n.container),
-                op: Op::CreateContainer,
-            });
+            acts.push(act(
+                Failpoint::CreateContainer,
+                format!("create {} (canmount=off, mountpoint=none)", n.container),
+                Op::CreateContainer,
+            ));
         }
         let now = oldroots::unix_secs(z.now)?;
         let aside = oldroots::fresh_name(&n.ds, now, &old);
-        acts.push(Action {
-            step: "clone",
-            text: format!("clone {} to {}", n.blank, n.next),
-            op: Op::Clone,
-        });
-        acts.push(Action {
-            step: "rename-old",
-            text: format!("rename the old root {} to {aside}", n.ds),
-            op: Op::Rename(n.ds.clone(), aside.clone()),
-        });
+        acts.push(act(
+            Failpoint::Clone,
+            format!("clone {} to {}", n.blank, n.next),
+            Op::Clone,
+        ));
+        acts.push(act(
+            Failpoint::RenameOld,
+            format!("rename the old root {} to {aside}", n.ds),
+            Op::Rename(n.ds.clone(), aside.clone()),
+        ));
         acts.push(rename_new());
         acts.push(promote());
         old.push(aside);
@@ -339,16 +344,18 @@ fn plan(z: &Zfs, n: &Names, ex: &Examined) -> Result<(Vec<Action>, bool), Backen
     let now = oldroots::unix_secs(z.now)?;
     let gone = oldroots::to_prune(&n.ds, &old, keep, now);
     if !gone.is_empty() {
-        acts.push(Action {
-            step: "prune",
-            text: format!("destroy old roots beyond keep: {}", gone.join(", ")),
-            op: Op::DestroyTrees(gone),
-        });
+        let shown: Vec<String> = gone.iter().map(|(g, why)| format!("{g} ({why})")).collect();
+        acts.push(act(
+            Failpoint::Prune,
+            format!("destroy old roots: {}", shown.join(", ")),
+            Op::DestroyTrees(gone.into_iter().map(|(g, _)| g).collect()),
+        ));
     }
     Ok((acts, untouched && !blank_now && ex.repair == Repair::None))
 }
 
-fn exec(z: &Zfs, n: &Names, op: &Op) -> Result<Option<String>, BackendError> {
+/// Executes one action; the one-program rollback says what it did.
+fn exec(z: &Zfs, n: &Names, op: &Op) -> Result<Option<program::Rolled>, BackendError> {
     match op {
         Op::Rollback => {
             let out = lzc::channel_program(
@@ -356,7 +363,7 @@ fn exec(z: &Zfs, n: &Names, op: &Op) -> Result<Option<String>, BackendError> {
                 &program::rollback(&n.ds, &n.blank, z.destroy_newer_snapshots),
                 true,
             )?;
-            Ok(Some(out))
+            Ok(Some(program::parse_rolled(&out)))
         }
         Op::DestroyNewer => {
             lzc::channel_program(&n.pool, &program::destroy_newer(&n.ds, &n.blank), true)?;
@@ -381,6 +388,31 @@ fn exec(z: &Zfs, n: &Names, op: &Op) -> Result<Option<String>, BackendError> {
     }
 }
 
+fn already_line(n: &Names) -> String {
+    format!("{} is already at {}; nothing to roll back", n.ds, n.blank)
+}
+
+/// The actions through the protocol runner; `already` is set when the one-program rollback
+/// found nothing to do.
+fn run(
+    z: &Zfs,
+    n: &Names,
+    acts: Vec<Action>,
+    dry_run: bool,
+    already: &mut bool,
+) -> Result<Vec<String>, BackendError> {
+    protocol::run(acts, dry_run, z.failpoint(), |op| {
+        Ok(match exec(z, n, op)? {
+            Some(program::Rolled::AlreadyBlank) => {
+                *already = true;
+                vec![already_line(n)]
+            }
+            Some(program::Rolled::Done(lines)) => lines,
+            None => Vec::new(),
+        })
+    })
+}
+
 pub(crate) fn rollback(z: &Zfs, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError> {
     let n = Names::of(z)?;
     if z.keep.is_none() && !opts.dry_run {
@@ -389,40 +421,16 @@ pub(crate) fn rollback(z: &Zfs, opts: &RollbackOpts) -> Result<RollbackOutcome, 
         }
     }
     let ex = examine(z, &n)?;
-    let (acts, already) = plan(z, &n, &ex)?;
-    let mut out = RollbackOutcome {
-        steps: Vec::new(),
-        already_blank: already,
-    };
+    let (acts, mut already) = plan(z, &n, &ex)?;
+    let mut steps = Vec::new();
     if already {
-        out.steps.push(format!(
-            "{} is already at {}; nothing to roll back",
-            n.ds, n.blank
-        ));
+        steps.push(already_line(&n));
     }
-    for a in acts {
-        if opts.dry_run {
-            out.steps.push(a.text);
-            continue;
-        }
-        tracing::info!("zfs: {}", a.text);
-        let said = exec(z, &n, &a.op)?;
-        match said.as_deref() {
-            Some("already blank") => {
-                out.already_blank = true;
-                out.steps.push(format!(
-                    "{} is already at {}; nothing to roll back",
-                    n.ds, n.blank
-                ));
-            }
-            Some(lines) if !lines.is_empty() => out.steps.extend(lines.lines().map(String::from)),
-            _ => out.steps.push(a.text),
-        }
-        if z.failpoint.as_deref() == Some(a.step) {
-            return refuse(format!("failpoint {} hit", a.step));
-        }
-    }
-    Ok(out)
+    steps.extend(run(z, &n, acts, opts.dry_run, &mut already)?);
+    Ok(RollbackOutcome {
+        steps,
+        already_blank: already,
+    })
 }
 
 /// The common case without old roots: a few existence checks, then the channel program, which
@@ -438,26 +446,17 @@ fn rollback_fast(z: &Zfs, n: &Names) -> Result<Option<RollbackOutcome>, BackendE
         return Ok(None);
     }
     check_mounts(z, n, &read_mounts()?, &mut Vec::new())?;
-    tracing::info!(
-        "zfs: roll back {} to {} in one channel program",
-        n.ds,
-        n.blank
+    let one = act(
+        Failpoint::Rollback,
+        format!("roll back {} to {} in one channel program", n.ds, n.blank),
+        Op::Rollback,
     );
-    let said = exec(z, n, &Op::Rollback)?.unwrap_or_default();
-    let mut out = RollbackOutcome::default();
-    if said == "already blank" {
-        out.already_blank = true;
-        out.steps.push(format!(
-            "{} is already at {}; nothing to roll back",
-            n.ds, n.blank
-        ));
-    } else {
-        out.steps.extend(said.lines().map(String::from));
-    }
-    if z.failpoint.as_deref() == Some("rollback") {
-        return refuse("failpoint rollback hit".into());
-    }
-    Ok(Some(out))
+    let mut already = false;
+    let steps = run(z, n, vec![one], false, &mut already)?;
+    Ok(Some(RollbackOutcome {
+        steps,
+        already_blank: already,
+    }))
 }
 
 /// A private read-only mount of the dataset under `work_dir`, unmounted and removed on drop.
@@ -740,6 +739,7 @@ mod tests {
             now: std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400 * 100),
             work_dir: PathBuf::from("/run/darlings"),
             stores: vec![],
+            #[cfg(feature = "failpoints")]
             failpoint: None,
         }
     }
@@ -752,7 +752,7 @@ mod tests {
             checks: vec![],
         };
         let (acts, already) = plan(z, &n, &ex).unwrap();
-        (acts.iter().map(|a| a.step).collect(), already)
+        (acts.iter().map(|a| a.step.as_str()).collect(), already)
     }
 
     #[test]
@@ -846,10 +846,7 @@ mod tests {
         ];
         for (keep, st, repair, want, already) in cases {
             for step in &want {
-                assert!(
-                    crate::FAILPOINTS.contains(step),
-                    "{step} is not in FAILPOINTS"
-                );
+                assert!(step.parse::<Failpoint>().is_ok(), "{step} is no Failpoint");
             }
             assert_eq!(
                 steps(&zfs(keep), st.clone(), repair),
