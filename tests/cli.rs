@@ -495,18 +495,24 @@ fn diff_suggest_on_a_lived_in_root() {
     assert!(nix.contains("users.\"alice\" = {"), "{nix}");
 }
 
-#[cfg(feature = "failpoints")]
-#[test]
-fn a_misspelt_failpoint_is_refused_instead_of_never_firing() {
+/// What `darlings check --config-only` says on stderr with DARLINGS_FAILPOINT=`step`, which it
+/// must refuse.
+fn failpoint_refusal(step: &str) -> String {
     let d = tempfile::tempdir().unwrap();
     let cfg = write(d.path(), "c.toml", GOOD);
     let out = darlings(&cfg)
-        .env("DARLINGS_FAILPOINT", "exchnage")
+        .env("DARLINGS_FAILPOINT", step)
         .args(["check", "--config-only"])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_misspelt_failpoint_is_refused_instead_of_never_firing() {
+    let err = failpoint_refusal("exchnage");
     assert!(
         err.contains("unknown failpoint \"exchnage\" in DARLINGS_FAILPOINT; the steps are make-old-roots, remove-stray, snapshot, exchange,"),
         "{err}"
@@ -518,15 +524,7 @@ fn a_misspelt_failpoint_is_refused_instead_of_never_firing() {
 #[cfg(not(feature = "failpoints"))]
 #[test]
 fn a_failpoint_is_refused_by_a_build_without_failpoints() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = write(d.path(), "c.toml", GOOD);
-    let out = darlings(&cfg)
-        .env("DARLINGS_FAILPOINT", "exchange")
-        .args(["check", "--config-only"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failpoint_refusal("exchange");
     assert!(
         err.contains(
             "this darlings was built without failpoints; unset DARLINGS_FAILPOINT=exchange"

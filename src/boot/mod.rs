@@ -794,6 +794,37 @@ mod tests {
         })
     }
 
+    /// A btrfs config whose device is missing: every early stage fails at its preflight.
+    const MISSING_DEVICE: &str =
+        "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/darlings-test-missing\"\n";
+
+    /// A test's directory: its config, the work dir, and an empty root beside them.
+    struct Scratch {
+        _d: tempfile::TempDir,
+        cfg: PathBuf,
+        work: PathBuf,
+        root: PathBuf,
+    }
+
+    impl Scratch {
+        fn new(config: &str) -> Scratch {
+            let d = tempfile::tempdir().unwrap();
+            let cfg = write(d.path(), "c.toml", config);
+            let (work, root) = (d.path().join("work"), d.path().join("root"));
+            std::fs::create_dir(&root).unwrap();
+            Scratch {
+                _d: d,
+                cfg,
+                work,
+                root,
+            }
+        }
+
+        fn run(&self, stage: Stage, cmdline: &str) -> Ended {
+            run_with(&self.cfg, &self.work, &self.root, stage, cmdline)
+        }
+    }
+
     #[test]
     fn invalid_config_fails_open_by_default_and_leaves_the_marker() {
         let d = tempfile::tempdir().unwrap();
@@ -849,60 +880,34 @@ mod tests {
 
     #[test]
     fn kernel_command_line_halt_wins_over_the_config() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = write(
-            d.path(),
-            "c.toml",
-            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/darlings-test-missing\"\n[boot]\non-failure = \"boot-old-root\"\n",
-        );
-        let work = d.path().join("work");
-        let out = run_with(
-            &cfg,
-            &work,
-            d.path(),
-            Stage::Early,
-            "darlings.on-failure=halt",
-        );
+        let x = Scratch::new(&format!(
+            "{MISSING_DEVICE}[boot]\non-failure = \"boot-old-root\"\n"
+        ));
+        let out = x.run(Stage::Early, "darlings.on-failure=halt");
         assert!(out.halt);
         assert_eq!(out.record.policy, OnFailure::Halt);
         assert_eq!(out.record.phases[1].phase, "preflight");
         assert!(!out.record.phases[1].ok);
         // And the config's halt is overridden the other way too.
-        let cfg = write(
-            d.path(),
-            "c2.toml",
-            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/darlings-test-missing\"\n[boot]\non-failure = \"halt\"\n",
-        );
-        let out = run_with(&cfg, &work, d.path(), Stage::Early, "");
-        assert!(out.halt);
-        let out = run_with(
-            &cfg,
-            &work,
-            d.path(),
-            Stage::Early,
-            "darlings.on-failure=boot-old-root",
-        );
+        let x = Scratch::new(&format!("{MISSING_DEVICE}[boot]\non-failure = \"halt\"\n"));
+        assert!(x.run(Stage::Early, "").halt);
+        let out = x.run(Stage::Early, "darlings.on-failure=boot-old-root");
         assert!(!out.halt);
         assert_eq!(out.record.outcome, Outcome::Failed);
     }
 
     #[test]
     fn late_failure_keeps_the_early_failure_in_the_record() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = write(
-            d.path(),
-            "c.toml",
-            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/darlings-test-missing\"\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/keep\"]\n",
-        );
-        let work = d.path().join("work");
-        let root = d.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        let early = run_with(&cfg, &work, &root, Stage::Early, "");
+        let x = Scratch::new(&format!(
+            "{MISSING_DEVICE}[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/lib/keep\"]\n"
+        ));
+        let work = &x.work;
+        let early = x.run(Stage::Early, "");
         assert!(!early.halt);
         let first = early.record.error.clone().unwrap();
         assert!(first.starts_with("early preflight failed"), "{first}");
         // No store is mounted beneath the root: the late apply fails too, after the early one.
-        let late = run_with(&cfg, &work, &root, Stage::Late, "");
+        let late = x.run(Stage::Late, "");
         assert!(!late.halt);
         assert!(late.error.is_some(), "{:?}", late.record);
         let apply = late
@@ -923,16 +928,9 @@ mod tests {
 
     #[test]
     fn an_unreadable_early_record_keeps_its_failure_marker() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = write(
-            d.path(),
-            "c.toml",
-            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/darlings-test-missing\"\n",
-        );
-        let work = d.path().join("work");
-        let root = d.path().join("root");
-        std::fs::create_dir_all(&work).unwrap();
-        std::fs::create_dir(&root).unwrap();
+        let x = Scratch::new(MISSING_DEVICE);
+        let work = &x.work;
+        std::fs::create_dir_all(work).unwrap();
         // A torn write of early's record, with the marker early left beside it.
         std::fs::write(work.join(RECORD), b"{\"schema\": \"darlings.bo").unwrap();
         std::fs::write(
@@ -941,7 +939,7 @@ mod tests {
         )
         .unwrap();
         // The root is a plain directory, so late's apply fails too: the record keeps the first.
-        let late = run_with(&cfg, &work, &root, Stage::Late, "");
+        let late = x.run(Stage::Late, "");
         assert_eq!(late.record.outcome, Outcome::Failed);
         assert_eq!(
             late.record.error.as_deref(),
@@ -952,7 +950,7 @@ mod tests {
         // Without a marker there is no failure to keep: late's own record stands.
         std::fs::write(work.join(RECORD), b"not json").unwrap();
         std::fs::remove_file(work.join(FAILED)).unwrap();
-        let late = run_with(&cfg, &work, &root, Stage::Late, "");
+        let late = x.run(Stage::Late, "");
         let err = late.record.error.clone().unwrap();
         assert!(err.starts_with("late apply failed"), "{err}");
         let rec: Record =
@@ -989,20 +987,14 @@ mod tests {
 
     #[test]
     fn skip_touches_nothing_and_says_so() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = write(
-            d.path(),
-            "c.toml",
-            "[root]\nbackend = \"btrfs\"\ndevice = \"/dev/darlings-test-missing\"\n",
-        );
-        let work = d.path().join("work");
-        let out = run_with(&cfg, &work, d.path(), Stage::Early, "darlings.skip");
+        let x = Scratch::new(MISSING_DEVICE);
+        let out = x.run(Stage::Early, "darlings.skip");
         assert!(out.error.is_none(), "{:?}", out.record);
         assert_eq!(out.record.outcome, Outcome::Skipped);
         let phases: Vec<&str> = out.record.phases.iter().map(|p| p.phase.as_str()).collect();
         assert_eq!(phases, ["config", "skip"]);
         assert_eq!(out.record.cmdline, ["darlings.skip"]);
-        assert!(!work.join(FAILED).exists());
+        assert!(!x.work.join(FAILED).exists());
     }
 
     /// The fake backend's world in `d`: a blank with one file, a root that changed it and added
