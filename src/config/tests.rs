@@ -1,6 +1,7 @@
 //! Config validation: one case per rejection, each asserting the location and the fix.
 
 use super::*;
+use crate::owners::Who;
 
 const HEAD: &str = "[root]\nbackend = \"tmpfs\"\n";
 
