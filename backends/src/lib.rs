@@ -16,6 +16,7 @@ pub mod mountinfo;
 pub mod names;
 pub mod placement;
 pub mod protocol;
+#[cfg(feature = "btrfs")]
 pub(crate) mod xattr;
 
 #[cfg(feature = "tmpfs")]
@@ -220,6 +221,7 @@ pub struct RollbackOutcome {
 /// Lifts the soft limit on open files to the hard one, once: a walk keeps a directory open per
 /// level, and a root may hold a chain of a few thousand directories within PATH_MAX. Best
 /// effort; a walk that still runs out names the subtree as not listed.
+#[cfg(any(feature = "tmpfs", feature = "btrfs"))]
 pub(crate) fn raise_open_file_limit() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

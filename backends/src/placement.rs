@@ -18,9 +18,11 @@
 //! The same message everywhere, naming the store and what to do.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+#[cfg(feature = "btrfs")]
+use std::os::fd::AsFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
-use rustix::fs::{self, AtFlags, Mode, OFlags, StatxFlags};
+use rustix::fs::{self, AtFlags, StatxFlags};
 
 use crate::bytes::Show;
 use crate::error::IoContext;
@@ -104,7 +106,10 @@ fn facts(fd: BorrowedFd<'_>, shown: &[u8]) -> Result<Facts, BackendError> {
 }
 
 /// `fd` again, opened for reading: ioctls refuse `O_PATH` descriptors.
+#[cfg(feature = "btrfs")]
 fn readable(fd: BorrowedFd<'_>, shown: &[u8]) -> Result<OwnedFd, BackendError> {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::fd::AsRawFd;
     fs::open(
         format!("/proc/self/fd/{}", fd.as_raw_fd()),
         OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
@@ -115,11 +120,15 @@ fn readable(fd: BorrowedFd<'_>, shown: &[u8]) -> Result<OwnedFd, BackendError> {
 
 /// The store rule for one root, with what it has learnt cached by device.
 pub struct Placement {
+    // Only the Btrfs rule asks the root's filesystem (for its UUID and subvolume).
+    #[cfg_attr(not(feature = "btrfs"), allow(dead_code))]
     root_fd: OwnedFd,
     root: Facts,
+    #[cfg_attr(not(feature = "btrfs"), allow(dead_code))]
     root_shown: Vec<u8>,
     erased: Erased,
     /// The root's Btrfs filesystem UUID and subvolume, when the root is on Btrfs.
+    #[cfg_attr(not(feature = "btrfs"), allow(dead_code))]
     root_btrfs: Option<([u8; 16], u64)>,
     mounts: Option<Vec<mountinfo::Mount>>,
     /// Per device: `None` when stores there are fine, else why not.

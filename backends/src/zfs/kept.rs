@@ -7,8 +7,8 @@ use std::process::Command;
 
 use rustix::fs::{self, Mode, OFlags};
 
+use super::diff::TempMount;
 use super::oldroots;
-use super::rollback::TempMount;
 use super::Zfs;
 use crate::error::IoContext;
 use crate::{BackendError, HoldOp, HoldState, OldRoot, OpenTree};

@@ -1,6 +1,7 @@
 //! The ZFS backend: atomic rollback to `@blank` with a channel program, old roots kept as
 //! datasets, `init`, and a diff from `zfs diff -H -F` (parsed in `diff_parse`).
 
+mod diff;
 pub mod diff_parse;
 mod kept;
 mod lzc;
@@ -79,7 +80,7 @@ impl Backend for Zfs {
     }
 
     fn diff(&self, limits: &DiffLimits) -> Result<DiffOutput, BackendError> {
-        rollback::diff(self, limits)
+        diff::diff(self, limits)
     }
 
     fn rollback(&self, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError> {
