@@ -24,7 +24,7 @@ mod tests {
         let inner = BackendError::io("cannot open /persist", std::io::Error::from_raw_os_error(2));
         let outer = crate::boot::PhaseError {
             phase: "late apply".into(),
-            source: Box::new(inner),
+            source: inner.into(),
         };
         let text = chain(&outer);
         let lines: Vec<&str> = text.lines().collect();

@@ -715,7 +715,7 @@ fn boot(
         eprintln!(
             "darlings: boot failed, {} (on-failure = \"boot-old-root\"): {}",
             darlings::boot::going_on_with(&out.record),
-            darlings::error::chain(&*e)
+            darlings::error::chain(&e)
         );
     }
     Ok(())

@@ -34,7 +34,51 @@ pub use record::{
 const PENDING_JSON: &str = "report-pending.json";
 const PENDING_TXT: &str = "report-pending.txt";
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// What a phase fails with: the errors of the steps a boot runs, and its own refusals.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Build(#[from] backends::BuildError),
+    #[error(transparent)]
+    Backend(#[from] crate::error::BackendError),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error(transparent)]
+    Apply(#[from] apply::ApplyError),
+    /// A file of the boot's own (the pending report, the root's accounts), named in the text.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A state the boot will not act on, or a step that could not be done, with what to do.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// How a boot failed, as `run` hands it to the caller: the first phase that failed, or what
+/// stopped the boot around its phases.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Phase(#[from] PhaseError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    /// A bug: darlings panicked; the policy still applies.
+    #[error("darlings panicked: {0}; this is a bug, please report it with the log above")]
+    Panic(String),
+}
+
+impl From<String> for BootError {
+    fn from(s: String) -> Self {
+        BootError::Refused(s)
+    }
+}
+
+impl From<&str> for BootError {
+    fn from(s: &str) -> Self {
+        BootError::Refused(s.to_string())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Stage {
@@ -66,7 +110,7 @@ pub struct Ended {
     /// `on-failure = "halt"` and a phase failed: the hook must stop the boot.
     pub halt: bool,
     /// The first failure, for the caller to print with its chain.
-    pub error: Option<BoxError>,
+    pub error: Option<Failure>,
     /// Dry run: what would be done, one line each.
     pub lines: Vec<String>,
 }
@@ -76,7 +120,7 @@ pub struct Ended {
 pub struct PhaseError {
     pub phase: String,
     #[source]
-    pub source: BoxError,
+    pub source: BootError,
 }
 
 struct Boot<'a> {
@@ -84,7 +128,7 @@ struct Boot<'a> {
     cmd: Cmdline,
     record: Record,
     policy: OnFailure,
-    error: Option<BoxError>,
+    error: Option<Failure>,
     lines: Vec<String>,
     /// The config last loaded, for the fleet reports written when the boot ends.
     config: Option<Config>,
@@ -96,7 +140,7 @@ impl Boot<'_> {
         &mut self,
         stage: PhaseStage,
         name: &str,
-        f: impl FnOnce(&mut Self) -> Result<(T, String), BoxError>,
+        f: impl FnOnce(&mut Self) -> Result<(T, String), BootError>,
     ) -> Option<T> {
         let t = Instant::now();
         let r = f(self);
@@ -125,7 +169,7 @@ impl Boot<'_> {
                     phase: name.into(),
                     ms,
                     ok: false,
-                    detail: chain(&*err.source),
+                    detail: chain(&err.source),
                 });
                 self.record.outcome = Outcome::Failed;
                 if self.error.is_none() {
@@ -135,7 +179,7 @@ impl Boot<'_> {
                     if self.record.error.is_none() {
                         self.record.error = Some(text);
                     }
-                    self.error = Some(Box::new(err));
+                    self.error = Some(err.into());
                 }
                 None
             }
@@ -146,7 +190,7 @@ impl Boot<'_> {
         self.error.is_some() && self.policy == OnFailure::Halt
     }
 
-    fn backend(&self, config: &Config, sizes: bool) -> Result<Box<dyn Backend>, BoxError> {
+    fn backend(&self, config: &Config, sizes: bool) -> Result<Box<dyn Backend>, BootError> {
         Ok(backends::backend(
             config,
             &backends::Ctx {
@@ -530,7 +574,7 @@ fn save_pending(
     root: &Path,
     work_dir: &Path,
     info: Option<&ReportInfo>,
-) -> Result<String, BoxError> {
+) -> Result<String, BootError> {
     let stamp = info.map(|i| i.stamp.clone()).unwrap_or_default();
     let json = std::fs::read(work_dir.join(PENDING_JSON)).map_err(|e| {
         format!(
@@ -546,7 +590,7 @@ fn save_pending(
     Ok(path)
 }
 
-fn is_mount_root(path: &Path) -> Result<bool, BoxError> {
+fn is_mount_root(path: &Path) -> Result<bool, BootError> {
     use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags, CWD};
     let st = statx(
         CWD,
@@ -567,7 +611,11 @@ fn is_mount_root(path: &Path) -> Result<bool, BoxError> {
 
 /// `all` stage: the initrd has not mounted the root, so darlings mounts the fresh one, as its
 /// backend says (`None`: its rollback mounts it).
-fn mount_new_root(spec: Option<MountSpec>, root: &Path, dry_run: bool) -> Result<String, BoxError> {
+fn mount_new_root(
+    spec: Option<MountSpec>,
+    root: &Path,
+    dry_run: bool,
+) -> Result<String, BootError> {
     if is_mount_root(root)? {
         return Ok(format!("{} is mounted already", root.display()));
     }
@@ -680,16 +728,15 @@ pub fn run(o: &Options) -> Ended {
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        let text = format!(
-            "darlings panicked: {what}; this is a bug, please report it with the log above"
-        );
+        let failure = Failure::Panic(what);
+        let text = failure.to_string();
         tracing::error!("boot: {text}");
         b.record.outcome = Outcome::Failed;
         if b.error.is_none() {
             if b.record.error.is_none() {
-                b.record.error = Some(text.clone());
+                b.record.error = Some(text);
             }
-            b.error = Some(text.into());
+            b.error = Some(failure);
         }
         b.save_record();
     }
@@ -765,7 +812,7 @@ fn locked_out(o: &Options, cmd: &Cmdline, e: crate::lock::LockError) -> Ended {
     Ended {
         record,
         halt: policy == OnFailure::Halt,
-        error: Some(Box::new(e)),
+        error: Some(e.into()),
         lines: Vec::new(),
     }
 }
