@@ -9,13 +9,14 @@
 pub mod beneath;
 pub mod bytes;
 #[cfg(any(feature = "btrfs", feature = "zfs"))]
-pub mod clock;
+pub(crate) mod clock;
 pub mod error;
 pub mod failpoint;
 pub mod mountinfo;
 pub mod names;
 pub mod placement;
-pub mod protocol;
+#[cfg(any(feature = "btrfs", feature = "zfs"))]
+pub(crate) mod protocol;
 #[cfg(feature = "btrfs")]
 pub(crate) mod xattr;
 

@@ -2,12 +2,12 @@
 //! datasets, `init`, and a diff from `zfs diff -H -F` (parsed in `diff_parse`).
 
 mod diff;
-pub mod diff_parse;
+pub(crate) mod diff_parse;
 mod kept;
 mod lzc;
 mod oldroots;
 mod program;
-pub mod rollback;
+pub(crate) mod rollback;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
