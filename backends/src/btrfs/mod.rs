@@ -22,6 +22,8 @@ use crate::{
 
 pub use crate::Keep;
 
+/// A btrfs root: a subvolume in the top level, rolled back to a read-only blank snapshot beside
+/// it. The binary builds one from `[root]`; tests fill the fields directly.
 #[derive(Debug, Clone)]
 pub struct Btrfs {
     /// The block device holding the filesystem.

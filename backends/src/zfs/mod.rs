@@ -17,6 +17,8 @@ use crate::{
     OpenTree, Preflight, RollbackAt, RollbackOpts, RollbackOutcome,
 };
 
+/// A ZFS root: a dataset reset to its blank snapshot, in place or (keeping old roots) by a clone
+/// of the blank taking its name. The binary builds one from `[root]`; tests fill the fields.
 #[derive(Debug, Clone)]
 pub struct Zfs {
     /// The root dataset, e.g. `rpool/local/root`.
