@@ -71,6 +71,8 @@ pub struct Atomic {
     pub replace: bool,
 }
 
+/// Why `write_atomic` failed, and at which step: a failure before the rename leaves the old
+/// file as it was.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {step} {}: {source}", .file)]
 pub struct WriteError {
@@ -78,6 +80,7 @@ pub struct WriteError {
     pub step: &'static str,
     /// The file it failed on (the temporary, or the name).
     pub file: String,
+    /// The system's error.
     #[source]
     pub source: std::io::Error,
 }

@@ -10,27 +10,45 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Failpoint {
     // btrfs rollback
+    /// btrfs: the old-roots directory is created (the first rollback that keeps one).
     MakeOldRoots,
+    /// btrfs: a `<root>.new` left by an interrupted rollback is deleted or retired.
     RemoveStray,
+    /// btrfs: the blank is snapshotted to `<root>.new`.
     Snapshot,
+    /// btrfs: `rename_exchange` swaps the fresh snapshot and the root, the commit point.
     Exchange,
+    /// btrfs: the old root, now at `<root>.new`, is moved into old-roots or deleted.
     RetireOld,
+    /// btrfs: syncfs of the top level, after which the rollback is durable.
     Sync,
+    /// btrfs, zfs: retention removes old roots beyond `keep` (the one non-fatal step).
     Prune,
     /// A nested subvolume's deletion before its old root's.
     DeleteNested,
     // btrfs diff
+    /// btrfs: the diff fails outright after its snapshot, for the boot that must still roll back.
     Diff,
     // zfs rollback
+    /// zfs: the one channel program that rolls the root back to the blank.
     Rollback,
+    /// zfs: the snapshots newer than the blank are destroyed (`destroy_newer_snapshots`).
     DestroyNewer,
+    /// zfs: the container of old roots is created (the first rollback that keeps one).
     CreateContainer,
+    /// zfs: the blank is cloned to the fresh root's temporary name.
     Clone,
+    /// zfs: the old root is renamed into the container.
     RenameOld,
+    /// zfs: the clone is renamed to the root's name.
     RenameNew,
+    /// zfs: the clone is promoted, taking the blank over from the old root.
     Promote,
+    /// zfs: a clone left by an interrupted rollback is destroyed.
     UndoClone,
     // darlings boot
+    /// darlings boot panics in its early stage, for the tests that a crash still gets the
+    /// failure policy.
     BootPanic,
     /// darlings adopt stops itself mid-copy, for the interrupted-adopt test.
     AdoptStop,

@@ -5,17 +5,19 @@
 //! a backend value and talks to it only through the trait.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
 pub mod beneath;
 pub mod bytes;
 #[cfg(any(feature = "btrfs", feature = "zfs"))]
-pub mod clock;
+pub(crate) mod clock;
 pub mod error;
 pub mod failpoint;
 pub mod mountinfo;
 pub mod names;
 pub mod placement;
-pub mod protocol;
+#[cfg(any(feature = "btrfs", feature = "zfs"))]
+pub(crate) mod protocol;
 #[cfg(feature = "btrfs")]
 pub(crate) mod xattr;
 
@@ -30,13 +32,21 @@ pub use failpoint::Failpoint;
 /// What kind of filesystem object a change is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileType {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
+    /// A named pipe.
     Fifo,
+    /// A Unix-domain socket's name.
     Socket,
+    /// A block device node.
     BlockDevice,
+    /// A character device node.
     CharDevice,
+    /// None of these, or the backend cannot tell (zfs: a door, an event port, an xattr object).
     Unknown,
 }
 
@@ -73,10 +83,14 @@ pub enum ChangeKind {
     /// when it changed.
     Metadata,
     /// Moved here from `from` (a path relative to the same root).
-    Renamed { from: Vec<u8> },
+    Renamed {
+        /// The path it had in the blank, absolute in the root like `Change::path`.
+        from: Vec<u8>,
+    },
 }
 
 impl ChangeKind {
+    /// The stable name used in reports and `--json`.
     pub fn as_str(&self) -> &'static str {
         match self {
             ChangeKind::Added => "added",
@@ -92,8 +106,11 @@ impl ChangeKind {
 /// Linux file names are not UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Change {
+    /// Where, from the root's top (`/` is the root directory itself).
     pub path: Vec<u8>,
+    /// How it differs from the blank.
     pub kind: ChangeKind,
+    /// What is there now; for `Removed`, what was there.
     pub file_type: FileType,
     /// Size in bytes where the backend knows it cheaply (regular files).
     pub size: Option<u64>,
@@ -102,7 +119,9 @@ pub struct Change {
 /// Bounds on a diff so a huge root can never stall a boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiffLimits {
+    /// Stop after this many changes (`[diff] max_entries`).
     pub max_entries: usize,
+    /// Stop once the diff has run this long; `None`: no time limit.
     pub time_budget: Option<Duration>,
 }
 
@@ -118,7 +137,9 @@ impl Default for DiffLimits {
 /// Why a diff stopped before seeing everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Truncation {
+    /// The diff reached `DiffLimits::max_entries` (the limit it hit).
     MaxEntries(usize),
+    /// The diff ran out of `DiffLimits::time_budget` (the budget it used up).
     TimeBudget(Duration),
 }
 
@@ -142,8 +163,11 @@ pub const PATH_MAX: usize = 4096;
 /// list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiffOutput {
+    /// The changes, at most `DiffLimits::max_entries` of them.
     pub changes: Vec<Change>,
+    /// `Some` when a limit stopped the diff, and `changes` is then incomplete.
     pub truncated: Option<Truncation>,
+    /// Subtrees left out of `changes` because they could not be listed.
     pub unlisted: Vec<Unlisted>,
 }
 
@@ -151,13 +175,16 @@ pub struct DiffOutput {
 /// printed by `darlings check` and logged by `darlings boot`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Preflight {
+    /// One line per fact verified or found, e.g. that the blank snapshot is read-only.
     pub checks: Vec<String>,
 }
 
 /// Old roots to keep after a rollback (btrfs, zfs); both bounds apply when both are set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Keep {
+    /// Keep at most this many old roots, the newest; `None`: no bound on the number.
     pub count: Option<u32>,
+    /// Keep old roots retired at most this many days ago; `None`: no bound on age.
     pub days: Option<u32>,
 }
 
@@ -204,6 +231,7 @@ impl Keep {
     }
 }
 
+/// How to run a rollback: for real, or (`--dry-run` of `rollback` and `boot`) as a plan only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RollbackOpts {
     /// Describe the steps, change nothing.
@@ -213,6 +241,7 @@ pub struct RollbackOpts {
 /// What a rollback did (or, with `dry_run`, would do), step by step.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RollbackOutcome {
+    /// One line per protocol step, in order: done, or with `dry_run` to be done.
     pub steps: Vec<String>,
     /// True when the root was already blank and nothing had to change.
     pub already_blank: bool,
@@ -254,13 +283,19 @@ pub enum RollbackAt {
 /// How `darlings boot --stage all` mounts the fresh root when nothing is mounted at `--root`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountSpec {
+    /// What to mount: the block device (btrfs) or the dataset's name (zfs).
     pub source: std::path::PathBuf,
+    /// The filesystem type passed to mount(2), e.g. `btrfs`.
     pub fstype: &'static str,
     /// The filesystem's mount options (`subvol=root`); empty for none.
     pub data: Vec<u8>,
 }
 
+/// A root filesystem darlings can roll back, diff and check. The binary builds one value per
+/// config and calls only these methods; a new backend implements the four required ones, and
+/// the defaults say what a backend without old roots, holds or `init` answers.
 pub trait Backend {
+    /// The backend's config name (`tmpfs`, `btrfs`, `zfs`), for messages and reports.
     fn name(&self) -> &'static str;
     /// `darlings init` for a new install (the blank made from an empty root); `None` when the
     /// backend has nothing to initialise (tmpfs). With `dry_run`, the steps only.
@@ -283,9 +318,6 @@ pub trait Backend {
     fn diff(&self, limits: &DiffLimits) -> Result<DiffOutput, BackendError>;
     /// Make the root blank. Idempotent; runs `preflight` first and changes nothing if it fails.
     fn rollback(&self, opts: &RollbackOpts) -> Result<RollbackOutcome, BackendError>;
-    /// `darlings hold`'s flag, which asks the next boot to skip its rollback once. Only a
-    /// backend that rolls back before the root is mounted, on a filesystem that outlives the
-    /// boot, can keep one.
     /// The kept old roots, newest first.
     fn old_roots(&self) -> Result<Vec<OldRoot>, BackendError> {
         Err(BackendError::Refused(format!(
@@ -301,6 +333,10 @@ pub trait Backend {
             self.name()
         )))
     }
+    /// `darlings hold`'s flag, which asks the next boot to skip its rollback once. Only a
+    /// backend that rolls back before the root is mounted, on a filesystem that outlives the
+    /// boot, can keep one. Answers what the flag's place held before `op`, except that `Set`
+    /// answers the flag it wrote.
     fn hold(&self, op: HoldOp) -> Result<HoldState, BackendError> {
         let _ = op;
         Err(BackendError::Refused(format!(
@@ -325,6 +361,7 @@ pub struct OldRoot {
 
 /// An old root opened read-only for reading (`darlings restore`); dropping it unmounts.
 pub trait OpenTree {
+    /// The old root's top directory: readers open what they need beneath it.
     fn dir(&self) -> std::os::fd::BorrowedFd<'_>;
     /// Where it is mounted, for messages.
     fn shown(&self) -> String;
@@ -336,24 +373,38 @@ pub enum HoldOp {
     /// Look only.
     Read,
     /// Read it and remove it (the boot that honours it): a hold holds exactly once.
-    Take { dry_run: bool },
+    Take {
+        /// Say what would be taken, remove nothing.
+        dry_run: bool,
+    },
     /// Write it, saying when it was asked for.
-    Set { at: String, dry_run: bool },
+    Set {
+        /// When `darlings hold` ran, UTC, as `2026-01-31T12:00:00Z`, for messages about the hold.
+        at: String,
+        /// Refuse what a real hold would refuse, write nothing.
+        dry_run: bool,
+    },
     /// Remove it if it is there.
-    Cancel { dry_run: bool },
+    Cancel {
+        /// Say what would be removed, remove nothing.
+        dry_run: bool,
+    },
 }
 
 /// What the hold flag's place holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HoldState {
+    /// Nothing there: the next boot rolls back.
     None,
     /// A flag written by `darlings hold` at this time.
     Held {
+        /// The `at` of the `HoldOp::Set` that wrote it.
         at: String,
     },
     /// Something that is not a flag darlings wrote (a symlink, a directory, unreadable): never
     /// honoured, never followed.
     Bad {
+        /// What is there instead, for the message that asks a person to remove it.
         why: String,
     },
 }

@@ -4,13 +4,17 @@
 /// One line of mountinfo, with the kernel's octal escapes undone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
+    /// The mount ID (first field), unique among the mounts that exist at once.
     pub id: u64,
     /// The path inside its filesystem that is mounted (not `/` for bind mounts).
     pub root: Vec<u8>,
+    /// Where it is mounted, as the reading process sees it.
     pub mount_point: Vec<u8>,
+    /// The mount source after the `-` (a device, a dataset's name, `tmpfs`).
     pub source: Vec<u8>,
 }
 
+/// Every mount in the text of `/proc/<pid>/mountinfo`; a line that does not parse is skipped.
 pub fn parse(text: &[u8]) -> Vec<Mount> {
     let mut out = Vec::new();
     for line in text.split(|&b| b == b'\n') {

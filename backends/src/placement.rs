@@ -39,6 +39,7 @@ const SUBVOL_ROOT_INO: u64 = 256;
 pub struct BtrfsNames {
     /// The root subvolume (its replacement is `<root>.new`).
     pub root: Vec<u8>,
+    /// The blank snapshot the rollback copies the root from.
     pub blank: Vec<u8>,
     /// The directory holding old roots, which retention deletes.
     pub old_roots: Vec<u8>,
@@ -47,17 +48,26 @@ pub struct BtrfsNames {
 /// What the configured rollback erases besides the filesystem the root is on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Erased {
+    /// The btrfs rollback's top-level names; `None` when the root is not on btrfs.
     pub btrfs: Option<BtrfsNames>,
     /// The root dataset (`rpool/local/root`): it, its snapshots and its children.
     pub zfs_dataset: Option<Vec<u8>>,
 }
 
+/// Why a store cannot be used: it would go with the root, or its place could not be checked.
 #[derive(Debug, thiserror::Error)]
 pub enum PlacementError {
     #[error(
         "store {store} is on the root's filesystem ({why}): what it holds would be erased with the root at the next rollback; mount a filesystem the rollback does not touch there (another partition, a btrfs subvolume beside the root subvolume, a zfs dataset outside the root dataset), or point the store at a directory on one"
     )]
-    OnRoot { store: String, why: String },
+    /// The store is on something the rollback erases.
+    OnRoot {
+        /// The store's path, for the message.
+        store: String,
+        /// What it is on, e.g. `zfs dataset rpool/local/root is the root dataset`.
+        why: String,
+    },
+    /// Finding out where the store is failed.
     #[error(transparent)]
     Io(#[from] BackendError),
 }

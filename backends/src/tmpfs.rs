@@ -29,6 +29,8 @@ use crate::{
 /// `TMPFS_MAGIC` from linux/magic.h.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
+/// A tmpfs root: its rollback mounts a fresh tmpfs at `root`, and its diff walks the live root,
+/// every entry of which is new since the boot (the blank is the empty directory).
 pub struct Tmpfs {
     /// The directory that is (or will become) the root: `/sysroot` in an initrd, `/` live.
     pub root: PathBuf,

@@ -1,15 +1,15 @@
 //! The Btrfs backend: rollback by the exchange protocol on the top-level subvolume, old-root
 //! retention, `init`, and a diff from the send stream (`NO_FILE_DATA`, parent = the blank).
 
-pub mod ancestry;
+pub(crate) mod ancestry;
 mod compare;
-pub mod diff;
+pub(crate) mod diff;
 mod inode;
-pub mod kept;
-pub mod resolve;
-pub mod rollback;
+pub(crate) mod kept;
+pub(crate) mod resolve;
+pub(crate) mod rollback;
 mod send;
-pub mod stream;
+pub(crate) mod stream;
 mod subvol;
 
 use std::path::PathBuf;
@@ -22,6 +22,8 @@ use crate::{
 
 pub use crate::Keep;
 
+/// A btrfs root: a subvolume in the top level, rolled back to a read-only blank snapshot beside
+/// it. The binary builds one from `[root]`; tests fill the fields directly.
 #[derive(Debug, Clone)]
 pub struct Btrfs {
     /// The block device holding the filesystem.

@@ -1,5 +1,6 @@
 //! Parser of the btrfs send stream (`btrfs send`): the byte format, split from any I/O, so a
-//! diff can be read from a pipe chunk by chunk (`Parser`) or from a buffer at once (`parse`).
+//! diff can be read from a pipe chunk by chunk (`Parser`) or, in the tests, from a buffer at once
+//! (`parse`).
 //!
 //! Every malformed input is a `BackendError::Malformed` naming the byte offset where it went
 //! wrong; nothing here panics or allocates more than the input it was given.
@@ -85,155 +86,257 @@ const A_MAX: u16 = 35;
 /// A btrfs timestamp: seconds since the epoch and nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timespec {
+    /// Seconds since the epoch (le64 on the wire).
     pub sec: i64,
+    /// Nanoseconds within the second (le32 on the wire).
     pub nsec: u32,
 }
 
 /// One decoded command. Paths are relative to the subvolume root (the root itself is the empty
-/// path) and are raw bytes. File data is never kept, only its length.
+/// path) and are raw bytes. File data is never kept, only its length. A new inode first appears
+/// under an orphan name (`o<ino>-<gen>-<n>`) and is renamed into place; `resolve` replays the
+/// commands to learn the real paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Start of a full stream of a new subvolume.
     Subvol {
+        /// The subvolume's name.
         path: Vec<u8>,
+        /// The sent subvolume's UUID.
         uuid: [u8; 16],
+        /// The transaction that last changed it.
         ctransid: u64,
     },
     /// Start of an incremental stream against `clone_uuid`.
     Snapshot {
+        /// The subvolume's name.
         path: Vec<u8>,
+        /// The sent subvolume's UUID.
         uuid: [u8; 16],
+        /// The transaction that last changed it.
         ctransid: u64,
+        /// The parent the stream is relative to (for darlings, the blank).
         clone_uuid: [u8; 16],
+        /// The parent's transaction, which the receiver checks its copy against.
         clone_ctransid: u64,
     },
+    /// A new regular file (empty; writes and attributes follow).
     Mkfile {
+        /// Its name, usually an orphan name until a `Rename`.
         path: Vec<u8>,
+        /// Its inode number in the sent subvolume.
         ino: u64,
     },
+    /// A new directory.
     Mkdir {
+        /// Its name, usually an orphan name until a `Rename`.
         path: Vec<u8>,
+        /// Its inode number in the sent subvolume.
         ino: u64,
     },
+    /// A new device node.
     Mknod {
+        /// Its name, usually an orphan name until a `Rename`.
         path: Vec<u8>,
+        /// Its inode number in the sent subvolume.
         ino: u64,
+        /// The whole `st_mode`: the file type bits (block or character) and the permissions.
         mode: u64,
+        /// The device number (`st_rdev`).
         rdev: u64,
     },
+    /// A new named pipe.
     Mkfifo {
+        /// Its name, usually an orphan name until a `Rename`.
         path: Vec<u8>,
+        /// Its inode number in the sent subvolume.
         ino: u64,
     },
+    /// A new Unix-domain socket's name.
     Mksock {
+        /// Its name, usually an orphan name until a `Rename`.
         path: Vec<u8>,
+        /// Its inode number in the sent subvolume.
         ino: u64,
     },
     /// `path` is the new link, `path_link` what it points to.
     Symlink {
+        /// The link's name, usually an orphan name until a `Rename`.
         path: Vec<u8>,
+        /// Its inode number in the sent subvolume.
         ino: u64,
+        /// The link's target, as stored (any bytes, not resolved).
         path_link: Vec<u8>,
     },
+    /// A name moves: orphans into place, a deleted tree out of the way, or a real rename.
     Rename {
+        /// The old name.
         path: Vec<u8>,
+        /// The new name.
         path_to: Vec<u8>,
     },
     /// Creates `path` as a new name of the existing `path_link`.
     Link {
+        /// The new name.
         path: Vec<u8>,
+        /// An existing name of the same inode.
         path_link: Vec<u8>,
     },
+    /// A name of a non-directory goes (the inode survives while other links remain).
     Unlink {
+        /// The removed name.
         path: Vec<u8>,
     },
+    /// An empty directory goes.
     Rmdir {
+        /// The removed directory.
         path: Vec<u8>,
     },
+    /// An extended attribute is set (created or replaced).
     SetXattr {
+        /// The object it is on.
         path: Vec<u8>,
+        /// The attribute's name, e.g. `user.comment` or `security.capability`.
         name: Vec<u8>,
+        /// Its value.
         data: Vec<u8>,
     },
+    /// An extended attribute is removed.
     RemoveXattr {
+        /// The object it was on.
         path: Vec<u8>,
+        /// The attribute's name.
         name: Vec<u8>,
     },
     /// `len` bytes of data at `file_offset` (the data itself is dropped).
     Write {
+        /// The file written.
         path: Vec<u8>,
+        /// Where in the file the data goes.
         file_offset: u64,
+        /// How many bytes the command carried.
         len: u64,
     },
     /// A changed extent, sent instead of `Write` under `--no-data`.
     UpdateExtent {
+        /// The file whose extent changed.
         path: Vec<u8>,
+        /// Where in the file the extent starts.
         file_offset: u64,
+        /// The extent's length in bytes.
         len: u64,
     },
+    /// A range shared (reflinked) from another file instead of sent as data.
     Clone {
+        /// The file the range goes into.
         path: Vec<u8>,
+        /// Where in it.
         file_offset: u64,
+        /// The range's length in bytes.
         len: u64,
+        /// The subvolume holding the source file (the sent one, the parent or a clone source).
         clone_uuid: [u8; 16],
+        /// That subvolume's transaction.
         clone_ctransid: u64,
+        /// The source file, relative to that subvolume.
         clone_path: Vec<u8>,
+        /// Where in the source the range starts.
         clone_offset: u64,
     },
+    /// A file's size is set.
     Truncate {
+        /// The file.
         path: Vec<u8>,
+        /// Its new size in bytes.
         size: u64,
     },
+    /// Permissions change.
     Chmod {
+        /// The object.
         path: Vec<u8>,
+        /// The permission bits (`st_mode & 07777`).
         mode: u64,
     },
+    /// Ownership changes.
     Chown {
+        /// The object.
         path: Vec<u8>,
+        /// The new owner.
         uid: u64,
+        /// The new group.
         gid: u64,
     },
+    /// Times are set.
     Utimes {
+        /// The object.
         path: Vec<u8>,
+        /// Access time.
         atime: Timespec,
+        /// Modification time.
         mtime: Timespec,
+        /// Inode change time.
         ctime: Timespec,
     },
+    /// The end of one subvolume's stream; another may follow in the same input.
     End,
+    /// Space is allocated or a hole punched (v2).
     Fallocate {
+        /// The file.
         path: Vec<u8>,
+        /// The fallocate(2) mode flags (`FALLOC_FL_KEEP_SIZE`, `FALLOC_FL_PUNCH_HOLE`).
         mode: u32,
+        /// Where the range starts.
         file_offset: u64,
+        /// The range's length in bytes.
         len: u64,
     },
+    /// A file's inode flags are set (v2).
     Fileattr {
+        /// The object.
         path: Vec<u8>,
+        /// The btrfs inode flags.
         attr: u64,
     },
     /// Compressed data written as is; `len` is the length of the encoded data.
     EncodedWrite {
+        /// The file written.
         path: Vec<u8>,
+        /// Where in the file the range starts.
         file_offset: u64,
+        /// Bytes of encoded (compressed) data the command carried.
         len: u64,
+        /// The length of the file range the data covers.
         unencoded_file_len: u64,
+        /// The length of the whole extent once decoded.
         unencoded_len: u64,
+        /// Where in the decoded extent the file range starts.
         unencoded_offset: u64,
+        /// The compression algorithm (0 when absent: none).
         compression: u32,
+        /// The encryption (0 when absent: none, the only value btrfs has).
         encryption: u32,
     },
+    /// fs-verity is turned on for a file (v3).
     EnableVerity {
+        /// The file.
         path: Vec<u8>,
+        /// The Merkle tree's hash algorithm, as fs-verity numbers them.
         algorithm: u8,
+        /// The Merkle tree's block size in bytes.
         block_size: u32,
     },
     /// A command this parser does not know, kept so the caller can decide; its CRC was checked.
     Unknown {
+        /// Its command number.
         cmd: u16,
+        /// The stream offset of its header, for messages.
         offset: u64,
     },
 }
 
-/// Parses a whole stream (or several concatenated ones) held in memory.
+/// Parses a whole stream (or several concatenated ones) held in memory. The diff reads the pipe
+/// through [`Parser`]; this is the tests' way in.
+#[cfg(test)]
 pub fn parse(stream: &[u8]) -> Result<Vec<Command>, BackendError> {
     let mut state = State::Start;
     let mut pos = 0usize;
@@ -270,6 +373,7 @@ pub struct Parser {
 }
 
 impl Parser {
+    /// A parser waiting for the stream header.
     pub fn new() -> Self {
         Self::default()
     }
@@ -329,6 +433,7 @@ impl Parser {
     }
 
     /// The protocol version of the stream being read, once its header was seen.
+    #[cfg(test)]
     pub fn version(&self) -> Option<u32> {
         match self.state {
             State::Stream { version } | State::Ended { version } => Some(version),

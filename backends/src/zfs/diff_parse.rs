@@ -17,10 +17,10 @@
 //! field, since a path (mountpoint first, so `/`-led, or `(on_delete_queue)`) never looks like
 //! `(+N)`. The timestamp is checked and dropped: [`Change`] has nowhere to keep it.
 //!
-//! Paths are the mountpoint followed by the path inside the dataset, escaped (see [`unescape`]).
-//! zfs drops a mountpoint of `/` entirely (so the root dataset prints `/etc`, not `//etc`) and
-//! prints the dataset root itself as `<mountpoint>/`. Both become paths from the dataset root:
-//! `/etc/foo`, and `/` for the root directory.
+//! Paths are the mountpoint followed by the path inside the dataset, escaped (see
+//! [`unescape_inner`]). zfs drops a mountpoint of `/` entirely (so the root dataset prints
+//! `/etc`, not `//etc`) and prints the dataset root itself as `<mountpoint>/`. Both become paths
+//! from the dataset root: `/etc/foo`, and `/` for the root directory.
 //!
 //! # Decisions
 //!
@@ -32,15 +32,15 @@
 //!   changed too. The new link's own name is not in zfs's output at all (it names a surviving
 //!   link), so a new hard link shows only as this entry plus an `M` of its directory.
 //! - A path both removed and added (a file re-created, or a name now held by another object;
-//!   zfs prints `-` then `+`) is folded by [`parse`] into one `Modified` entry at the place of the
-//!   first, typed after the added side: to someone deciding what to keep it is one path whose
-//!   content differs from the blank, and the file type shown is what is there now.
+//!   zfs prints `-` then `+`) is folded by [`DiffParser`] into one `Modified` entry at the place
+//!   of the first, typed after the added side: to someone deciding what to keep it is one path
+//!   whose content differs from the blank, and the file type shown is what is there now.
 //! - A path with a `<xattrdir>` component is an object inside a file's extended-attribute
 //!   directory (`xattr=dir`); it becomes `Metadata` of the owning file (the part before
 //!   `<xattrdir>`), of type `Unknown` since the line's type is that of the attribute object.
-//!   [`parse`] drops such an entry when the owner has an entry of its own (it already says more)
-//!   and reports each owner once. A real file named `<xattrdir>` is indistinguishable in zfs's
-//!   output and is reported the same way, which still names its parent directory.
+//!   [`DiffParser`] drops such an entry when the owner has an entry of its own (it already says
+//!   more) and reports each owner once. A real file named `<xattrdir>` is indistinguishable in
+//!   zfs's output and is reported the same way, which still names its parent directory.
 //! - `(on_delete_queue)` stands for an object that is unlinked but still open: it has no name in
 //!   the root and disappears with it, so a line that only names it yields nothing. A rename to it
 //!   means the old name was unlinked (reported as `Removed` of the old path); a rename from it
@@ -59,12 +59,14 @@ const XATTR_DIR: &[u8] = b"<xattrdir>";
 /// What zfs prints, after the mountpoint, in place of an unlinked-but-open object's path.
 const DELETE_QUEUE: &[u8] = b"(on_delete_queue)";
 
-/// Decodes a field of `zfs diff` output: `\` followed by exactly four octal digits is one byte
-/// (`\0040` is a space, `\0134` a backslash); every other byte stands for itself.
+/// [`unescape_inner`] with the backend's error type, for the tests.
+#[cfg(test)]
 pub fn unescape(field: &[u8]) -> Result<Vec<u8>, BackendError> {
     unescape_inner(field).map_err(BackendError::Malformed)
 }
 
+/// Decodes a field of `zfs diff` output: `\` followed by exactly four octal digits is one byte
+/// (`\0040` is a space, `\0134` a backslash); every other byte stands for itself.
 fn unescape_inner(field: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(field.len());
     let mut rest = field;
@@ -108,6 +110,7 @@ fn unescape_inner(field: &[u8]) -> Result<Vec<u8>, String> {
 ///
 /// `Ok(None)` is a line that names no path in the root (`(on_delete_queue)`). Unlike [`parse`],
 /// this does not fold re-created paths or repeated extended-attribute entries together.
+#[cfg(test)]
 pub fn parse_line(
     line: &[u8],
     line_no: usize,
@@ -117,7 +120,9 @@ pub fn parse_line(
 }
 
 /// Parses the whole of `zfs diff -H -F [-t]` output (lines end with `\n`; a final `\n` is
-/// optional), folding entries together as described in the module documentation.
+/// optional), folding entries together as described in the module documentation. The diff
+/// runner feeds [`DiffParser`] line by line instead; this is the tests' way in.
+#[cfg(test)]
 pub fn parse(output: &[u8], mountpoint: &[u8]) -> Result<Vec<Change>, BackendError> {
     if output.is_empty() {
         return Ok(Vec::new());
@@ -168,8 +173,8 @@ pub fn past_path_max(changes: Vec<Change>) -> (Vec<Change>, Vec<crate::Unlisted>
     (out, unlisted)
 }
 
-/// [`parse`] a line at a time, so a caller reading from a running `zfs diff` can stop early
-/// (a limit on entries or time) without holding the whole output.
+/// The parser of the whole output, a line at a time, so a caller reading from a running
+/// `zfs diff` can stop early (a limit on entries or time) without holding the whole output.
 #[derive(Debug, Clone)]
 pub struct DiffParser {
     prefix: Vec<u8>,
@@ -231,6 +236,7 @@ impl DiffParser {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -2,12 +2,12 @@
 //! datasets, `init`, and a diff from `zfs diff -H -F` (parsed in `diff_parse`).
 
 mod diff;
-pub mod diff_parse;
+pub(crate) mod diff_parse;
 mod kept;
 mod lzc;
 mod oldroots;
 mod program;
-pub mod rollback;
+pub(crate) mod rollback;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -17,6 +17,8 @@ use crate::{
     OpenTree, Preflight, RollbackAt, RollbackOpts, RollbackOutcome,
 };
 
+/// A ZFS root: a dataset reset to its blank snapshot, in place or (keeping old roots) by a clone
+/// of the blank taking its name. The binary builds one from `[root]`; tests fill the fields.
 #[derive(Debug, Clone)]
 pub struct Zfs {
     /// The root dataset, e.g. `rpool/local/root`.
