@@ -314,6 +314,7 @@ pub fn suggest(report: &Report, config: &Config, homes: &[(AbsPath, String)]) ->
     let (renamed, temps) = renamed_files(report);
     let mut presets: BTreeMap<(String, Level), (u64, u64)> = BTreeMap::new();
     let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
+    let mut near = crate::presets::Siblings::default();
     for e in report.entries() {
         // Lost under a persisted path is a problem of that entry, not a missing one; persisted
         // and ignored entries are kept or unwanted.
@@ -326,7 +327,7 @@ pub fn suggest(report: &Report, config: &Config, homes: &[(AbsPath, String)]) ->
             continue;
         }
         let size = e.change.size.unwrap_or(0);
-        if let Some(h) = report.preset_hint(&e.change.path) {
+        if let Some(h) = report.preset_hint(&e.change.path, &mut near) {
             let slot = presets.entry((h.preset.to_string(), h.level)).or_default();
             slot.0 += 1;
             slot.1 += size;

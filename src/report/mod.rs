@@ -199,8 +199,13 @@ impl Report {
     }
 
     /// The hint for a lost path that a preset would keep.
-    pub fn preset_hint(&self, path: &[u8]) -> Option<PresetHint> {
-        let (p, e) = crate::presets::Index::get().lookup(path)?;
+    /// `near` carries the lookup of the previous path's directory over to its siblings.
+    pub fn preset_hint(
+        &self,
+        path: &[u8],
+        near: &mut crate::presets::Siblings,
+    ) -> Option<PresetHint> {
+        let (p, e) = crate::presets::Index::get().lookup_near(path, near)?;
         let text = if self.presets_in_use.contains(&p.name) {
             format!("would be kept by preset {} at level {}, which this config leaves out: give level {} a store in [levels], or restore the entry in presets.{}", p.name, e.level, e.level, p.name)
         } else {

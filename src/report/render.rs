@@ -10,6 +10,7 @@ use darlings_backends::{Change, ChangeKind, Truncation};
 use serde_json::{json, Map, Value};
 
 use super::{Class, Entry, Report, Tally, Why};
+use crate::presets::Siblings;
 use crate::show::{human, path_fields, Long};
 
 impl Report {
@@ -26,11 +27,12 @@ impl Report {
         } else {
             b",\"entries\":["
         })?;
+        let mut near = Siblings::default();
         for (i, e) in self.sorted().into_iter().enumerate() {
             if i > 0 {
                 w.write_all(b",")?;
             }
-            serde_json::to_writer(&mut w, &self.entry_json(&e))?;
+            serde_json::to_writer(&mut w, &self.entry_json(&e, &mut near))?;
         }
         w.write_all(b"]}\n")?;
         w.flush()
@@ -39,19 +41,20 @@ impl Report {
     /// The `--json` form, schema `darlings.diff/1` (documented in README.md).
     pub fn to_json(&self) -> Value {
         let mut v = self.header_json();
+        let mut near = Siblings::default();
         v["entries"] = Value::Array(
             self.sorted()
                 .into_iter()
-                .map(|e| self.entry_json(&e))
+                .map(|e| self.entry_json(&e, &mut near))
                 .collect(),
         );
         v
     }
 
-    fn entry_json(&self, e: &Entry) -> Value {
+    fn entry_json(&self, e: &Entry, near: &mut Siblings) -> Value {
         let mut v = entry_json(e);
         if e.class == Class::Lost && e.why.is_none() {
-            if let Some(h) = self.preset_hint(&e.change.path) {
+            if let Some(h) = self.preset_hint(&e.change.path, near) {
                 v["preset"] =
                     json!({ "name": h.preset, "level": h.level.as_str(), "hint": h.text });
             }
@@ -224,12 +227,13 @@ impl Report {
     /// Lost entries a preset would keep, one line per preset entry.
     fn preset_lines(&self, s: &mut String, max_lines: usize) {
         let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
+        let mut near = Siblings::default();
         for e in self.entries() {
             // Under a persisted path already: its own line says why it is lost.
             if e.class != Class::Lost || e.why.is_some() {
                 continue;
             }
-            if let Some(h) = self.preset_hint(&e.change.path) {
+            if let Some(h) = self.preset_hint(&e.change.path, &mut near) {
                 groups
                     .entry(format!("{}: {}", h.entry, h.text))
                     .or_default()
