@@ -140,36 +140,11 @@ pub fn covering(path: &AbsPath) -> Vec<(&'static Preset, &'static PresetEntry)> 
 }
 
 /// The preset entries by path, for looking up every lost path of a diff cheaply: a lookup
-/// hashes the path and each of its ancestors (a few names deep) instead of comparing it with
+/// hashes the path, and its directory once per run of siblings, instead of comparing it with
 /// every entry of the table, which a 50,000-entry diff felt.
 pub struct Index {
-    by_path: HashMap<&'static [u8], (Kind, &'static Preset, &'static PresetEntry), Fnv>,
+    by_path: HashMap<&'static [u8], (Kind, &'static Preset, &'static PresetEntry)>,
 }
-
-/// FNV-1a for the index's keys: a few dozen fixed paths, looked up once per lost entry, where
-/// the standard hasher's flood resistance buys nothing and cost a tenth of a big diff's time.
-#[derive(Default, Clone, Copy)]
-struct Fnv1a(u64);
-
-impl std::hash::Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type Fnv = std::hash::BuildHasherDefault<Fnv1a>;
 
 impl Index {
     /// The index of the embedded table (empty if it were invalid, which the tests rule out).
@@ -179,7 +154,7 @@ impl Index {
     }
 
     fn of(presets: &'static [Preset]) -> Index {
-        let mut by_path = HashMap::with_hasher(Fnv::default());
+        let mut by_path = HashMap::new();
         for p in presets {
             for e in &p.entries {
                 // No two presets overlap (a test holds the table to it): the first is the one.
@@ -189,7 +164,9 @@ impl Index {
         Index { by_path }
     }
 
-    /// The preset entry that keeps `path` (itself, or inside a preset's directory).
+    /// The preset entry that keeps `path` (itself, or inside a preset's directory); the tests'
+    /// reference for `lookup_near`.
+    #[cfg(test)]
     pub fn lookup(&self, path: &[u8]) -> Option<(&'static Preset, &'static PresetEntry)> {
         self.lookup_near(path, &mut Siblings::default())
     }

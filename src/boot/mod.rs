@@ -627,14 +627,14 @@ fn mount_new_root(
     else {
         return Ok("the rollback mounts the root".into());
     };
-    let data = String::from_utf8_lossy(&data).into_owned();
+    // Shown lossily, mounted as the backend's bytes.
     let what = format!(
         "mount {} ({fstype}{}) at {}",
         source.display(),
         if data.is_empty() {
             String::new()
         } else {
-            format!(", {data}")
+            format!(", {}", String::from_utf8_lossy(&data))
         },
         root.display()
     );
