@@ -6,6 +6,15 @@ use darlings_backends::bytes::Show;
 use darlings_backends::{ChangeKind, FileType};
 use serde_json::{json, Value};
 
+/// The report of a tmpfs root at `/` holding `changes`, classified against `cfg()`.
+fn tmpfs_report(changes: Vec<Change>) -> Report {
+    let out = DiffOutput {
+        changes,
+        ..DiffOutput::default()
+    };
+    Report::new("tmpfs", b"/", out, &Classifier::new(&cfg()))
+}
+
 fn cfg() -> Config {
     crate::config::parse(
         "[root]\nbackend = \"tmpfs\"\n[diff]\nignore = [\"/var/cache/**\", \"/tmp/*\"]\n[[persist]]\nstore = \"/persist\"\ndirectories = [\"/var/log\"]\nfiles = [\"/etc/machine-id\"]\n",
@@ -252,15 +261,7 @@ fn fifty_thousand_entries_fit_one_screen() {
     }
     changes.push(added(b"/etc/hostname", FileType::File, Some(6)));
     changes.push(added(b"/root/.bash_history", FileType::File, Some(60)));
-    let r = Report::new(
-        "tmpfs",
-        b"/",
-        DiffOutput {
-            changes,
-            ..DiffOutput::default()
-        },
-        &Classifier::new(&cfg()),
-    );
+    let r = tmpfs_report(changes);
     let text = r.to_text(30);
     let lines = text.lines().count();
     assert!(lines <= 30 + 8, "{lines} lines:\n{text}");
@@ -312,16 +313,7 @@ fn a_wide_top_level_is_folded() {
     let changes: Vec<Change> = (0..200)
         .map(|i| added(format!("/d{i:03}/f").as_bytes(), FileType::File, Some(1)))
         .collect();
-    let text = Report::new(
-        "tmpfs",
-        b"/",
-        DiffOutput {
-            changes,
-            ..DiffOutput::default()
-        },
-        &Classifier::new(&cfg()),
-    )
-    .to_text(20);
+    let text = tmpfs_report(changes).to_text(20);
     let groups = text.lines().filter(|l| l.contains("/d")).count();
     assert_eq!(groups, 19, "{text}");
     assert!(text.contains("181 entries"), "{text}");

@@ -711,16 +711,7 @@ mod tests {
     use super::*;
 
     fn sv(id: u64, parent_id: u64, dir_id: u64, path: &str) -> Subvol {
-        Subvol {
-            id,
-            parent_id,
-            dir_id,
-            path: path.as_bytes().to_vec(),
-            uuid: [0; 16],
-            parent_uuid: None,
-            otransid: id,
-            read_only: false,
-        }
+        Subvol::for_test(id, parent_id, dir_id, path)
     }
 
     /// Retention on btrfs's own names (`Keep::select` is the rule): what a listing of the top

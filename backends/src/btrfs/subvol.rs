@@ -407,20 +407,28 @@ pub(crate) fn check_name(what: &str, name: &[u8]) -> Result<CString, BackendErro
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sv(id: u64, parent_id: u64, path: &str) -> Subvol {
+impl Subvol {
+    /// A listing's entry for table tests: writable, no UUIDs, its generation its id.
+    pub(crate) fn for_test(id: u64, parent_id: u64, dir_id: u64, path: &str) -> Subvol {
         Subvol {
             id,
             parent_id,
-            dir_id: 256,
+            dir_id,
             path: path.as_bytes().to_vec(),
             uuid: [0; 16],
             parent_uuid: None,
             otransid: id,
             read_only: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sv(id: u64, parent_id: u64, path: &str) -> Subvol {
+        Subvol::for_test(id, parent_id, 256, path)
     }
 
     #[test]
