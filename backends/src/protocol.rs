@@ -12,21 +12,18 @@ pub struct Action<O> {
     pub step: Failpoint,
     pub text: String,
     pub op: O,
-    /// A non-fatal action that fails is reported as a warning and the protocol goes on (btrfs's
-    /// prune: the root is already fresh by then).
-    pub fatal: bool,
 }
 
 impl<O> Action<O> {
-    /// An action of `step`, fatal unless it is a prune: retention runs once the root is fresh,
-    /// so an old root it could not remove is a warning, for every backend, not a failed boot.
     pub fn new(step: Failpoint, text: String, op: O) -> Action<O> {
-        Action {
-            step,
-            text,
-            op,
-            fatal: step != Failpoint::Prune,
-        }
+        Action { step, text, op }
+    }
+
+    /// Whether its failure stops the protocol: every step's but a prune's. Retention runs once
+    /// the root is fresh, so an old root it could not remove is a warning, for every backend,
+    /// not a failed boot.
+    pub fn fatal(&self) -> bool {
+        self.step != Failpoint::Prune
     }
 }
 
@@ -60,7 +57,7 @@ pub fn run<O>(
                     steps.push(l);
                 }
             }
-            Err(e) if !a.fatal => {
+            Err(e) if !a.fatal() => {
                 let line = format!("{}: warning: {e}; left in place", a.step);
                 tracing::warn!("{line}");
                 steps.push(line);
@@ -82,24 +79,19 @@ mod tests {
     const TWO: Failpoint = Failpoint::Prune;
     const THREE: Failpoint = Failpoint::Sync;
 
-    fn act(step: Failpoint, fatal: bool) -> Action<Failpoint> {
-        Action {
-            step,
-            text: format!("{step}: do it"),
-            op: step,
-            fatal,
-        }
+    fn act(step: Failpoint) -> Action<Failpoint> {
+        Action::new(step, format!("{step}: do it"), step)
     }
 
     fn plan() -> Vec<Action<Failpoint>> {
-        vec![act(ONE, true), act(TWO, false), act(THREE, true)]
+        vec![act(ONE), act(TWO), act(THREE)]
     }
 
     #[test]
     fn only_a_prune_is_not_fatal() {
         for f in Failpoint::ALL {
             let a = Action::new(*f, String::new(), ());
-            assert_eq!(a.fatal, *f != Failpoint::Prune, "{f}");
+            assert_eq!(a.fatal(), *f != Failpoint::Prune, "{f}");
         }
     }
 
