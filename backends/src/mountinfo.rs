@@ -14,6 +14,15 @@ pub struct Mount {
     pub source: Vec<u8>,
 }
 
+/// This process's mounts, from `/proc/self/mountinfo`.
+pub fn read() -> Result<Vec<Mount>, crate::BackendError> {
+    use crate::error::IoContext;
+    let text = std::fs::read("/proc/self/mountinfo").ctx(|| {
+        "cannot read /proc/self/mountinfo; mount /proc before running darlings".to_string()
+    })?;
+    Ok(parse(&text))
+}
+
 /// Every mount in the text of `/proc/<pid>/mountinfo`; a line that does not parse is skipped.
 pub fn parse(text: &[u8]) -> Vec<Mount> {
     let mut out = Vec::new();

@@ -168,9 +168,7 @@ impl Placement {
 
     fn mounts(&mut self) -> Result<&[mountinfo::Mount], BackendError> {
         if self.mounts.is_none() {
-            let text = std::fs::read("/proc/self/mountinfo")
-                .ctx(|| "cannot read /proc/self/mountinfo".to_string())?;
-            self.mounts = Some(mountinfo::parse(&text));
+            self.mounts = Some(mountinfo::read()?);
         }
         Ok(self.mounts.as_deref().unwrap_or_default())
     }

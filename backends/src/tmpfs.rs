@@ -190,14 +190,10 @@ impl Backend for Tmpfs {
         let root = self.open_root()?;
         let canonical = std::fs::canonicalize(&self.root)
             .ctx(|| format!("cannot resolve root {}", self.root.display()))?;
-        let info = std::fs::read("/proc/self/mountinfo")
-            .ctx(|| "cannot read /proc/self/mountinfo".to_string())?;
-        let skip: HashSet<Vec<u8>> = mountinfo::mount_points_below(
-            &mountinfo::parse(&info),
-            canonical.as_os_str().as_bytes(),
-        )
-        .into_iter()
-        .collect();
+        let skip: HashSet<Vec<u8>> =
+            mountinfo::mount_points_below(&mountinfo::read()?, canonical.as_os_str().as_bytes())
+                .into_iter()
+                .collect();
         walk(&root, &self.root, limits, self.sizes, &skip)
     }
 

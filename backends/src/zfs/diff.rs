@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use super::diff_parse::DiffParser;
-use super::rollback::{mounted_at, read_mounts, refuse, Names};
+use super::rollback::{mounted_at, refuse, Names};
 use super::{lzc, Zfs};
 use crate::error::IoContext;
 use crate::{BackendError, DiffLimits, DiffOutput, Truncation};
@@ -74,7 +74,7 @@ pub(crate) fn diff(z: &Zfs, limits: &DiffLimits) -> Result<DiffOutput, BackendEr
             n.blank
         ));
     }
-    let mounts = read_mounts()?;
+    let mounts = crate::mountinfo::read()?;
     let (_guard, mountpoint) = match mounted_at(&mounts, &n.ds) {
         Some(mp) => (None, mp.to_vec()),
         None => {

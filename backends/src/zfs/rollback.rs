@@ -84,13 +84,6 @@ pub(super) fn refuse<T>(m: String) -> Result<T, BackendError> {
     Err(BackendError::Refused(m))
 }
 
-pub(super) fn read_mounts() -> Result<Vec<Mount>, BackendError> {
-    let text = std::fs::read("/proc/self/mountinfo").ctx(|| {
-        "cannot read /proc/self/mountinfo; mount /proc before running darlings".to_string()
-    })?;
-    Ok(mountinfo::parse(&text))
-}
-
 /// Where `dataset` is mounted, if anywhere (a zfs mount's source is the dataset's name).
 pub(super) fn mounted_at<'a>(mounts: &'a [Mount], dataset: &str) -> Option<&'a [u8]> {
     mounts
@@ -190,7 +183,7 @@ fn examine(z: &Zfs, n: &Names) -> Result<Examined, BackendError> {
             n.ds
         )),
     }
-    let mounts = read_mounts()?;
+    let mounts = mountinfo::read()?;
     check_mounts(z, n, &mounts, &mut checks)?;
     if !st.newer.is_empty() {
         if !z.destroy_newer_snapshots {
@@ -438,7 +431,7 @@ fn rollback_fast(z: &Zfs, n: &Names) -> Result<Option<RollbackOutcome>, BackendE
     {
         return Ok(None);
     }
-    check_mounts(z, n, &read_mounts()?, &mut Vec::new())?;
+    check_mounts(z, n, &mountinfo::read()?, &mut Vec::new())?;
     let one = act(
         Failpoint::Rollback,
         format!("roll back {} to {} in one channel program", n.ds, n.blank),
@@ -467,7 +460,7 @@ impl Zfs {
                 n.blank
             )]);
         }
-        let mounts = read_mounts()?;
+        let mounts = mountinfo::read()?;
         let names = {
             let (_guard, dir) = match mounted_at(&mounts, &n.ds) {
                 Some(mp) => (None, PathBuf::from(OsStr::from_bytes(mp))),
